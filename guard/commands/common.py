@@ -1,0 +1,25 @@
+"""Options shared by subcommands, and loading the configuration from them."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import Config, load_config
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="PATH",
+                        help="config file (default: $MLFLOW_GUARD_CONFIG, then the user and "
+                             "system config files)")
+    parser.add_argument("--state-dir", metavar="PATH", help="local state folder (overrides state_dir)")
+    parser.add_argument("--store", metavar="PATH", help="the synced mlruns folder (overrides store)")
+    parser.add_argument("--port", type=int, metavar="N", help="server port (overrides server.port)")
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    overrides = {
+        "store": getattr(args, "store", None),
+        "server.port": getattr(args, "port", None),
+        "state_dir": getattr(args, "state_dir", None),
+    }
+    return load_config(args.config, overrides)

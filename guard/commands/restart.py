@@ -1,0 +1,46 @@
+"""`guardctl restart`: restart the MLflow server now; also the way out of a crash loop."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from ..processes import ProcRef, alive
+from ..state import StateDir, read_json
+from .common import add_config_options, config_from
+
+NAME = "restart"
+HELP = "restart the MLflow server (resumes after a crash loop)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_options(parser)
+    parser.add_argument("--no-wait", action="store_true", help="do not wait for health")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    state = StateDir(cfg.state_dir)
+    doc = read_json(state.status) or {}
+    try:
+        daemon = ProcRef.from_json(doc["daemon"])
+    except (KeyError, TypeError, ValueError):
+        daemon = None
+    if daemon is None or not alive(daemon):
+        print("mlflow-guard is not running; start it with `guardctl run`")
+        return 3
+    old_pid = (doc.get("server") or {}).get("pid")
+    state.request("restart")
+    if args.no_wait:
+        print("restart requested")
+        return 0
+    deadline = time.monotonic() + cfg.server.startup_timeout + cfg.server.stop_grace + 10
+    while time.monotonic() < deadline:
+        doc = read_json(state.status) or {}
+        pid = (doc.get("server") or {}).get("pid")
+        if doc.get("phase") == "running" and pid and pid != old_pid:
+            print(f"server restarted (pid {pid}) and healthy")
+            return 0
+        time.sleep(0.25)
+    print(f"server not healthy yet: {doc.get('phase')}; see `guardctl status`")
+    return 1

@@ -1,0 +1,370 @@
+"""The daemon: one per machine and state folder, owning exactly one MLflow server.
+
+The loop wires the pure parts together: `supervisor` decides, `server` and `processes` act,
+`state` records. It never creates the store, never ends a process it cannot identify as an
+MLflow server over this store (or its own), and leaves nothing of the server tree behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from importlib import metadata
+
+import psutil
+from filelock import FileLock, Timeout
+
+from . import __version__, supervisor
+from .config import Config
+from .logs import setup_logging
+from .processes import Census, ProcRef, alive, classify, end_tree, snapshot
+from .server import ServerProcess, output_logger, probe_health, server_url
+from .state import StateDir, read_json, write_json_atomic
+from .store import inspect_store
+from .supervisor import Phase
+
+log = logging.getLogger("guard.daemon")
+
+TICK = 0.25
+STARTING_PROBE_INTERVAL = 0.5
+STORE_CHECK_INTERVAL = 2.0
+WAIT_REPORT_INTERVAL = 5.0
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+class StartupError(Exception):
+    pass
+
+
+def running_daemon_pid(state: StateDir) -> int | None:
+    """The pid of the live daemon named in the status file, if any."""
+    doc = read_json(state.status) or {}
+    try:
+        ref = ProcRef.from_json(doc["daemon"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return ref.pid if alive(ref) else None
+
+
+def port_bindable(host: str, port: int) -> bool:
+    """Whether we could listen on host:port now (catches listeners we cannot see)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        if sys.platform != "win32":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def mlflow_version() -> str:
+    try:
+        return metadata.version("mlflow")
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def describe(procs) -> str:
+    return "; ".join(f"pid {p.pid} ({p.command[:160]})" for p in procs)
+
+
+class Daemon:
+    def __init__(self, cfg: Config, wait_for_store: bool = False) -> None:
+        self.cfg = cfg
+        self.store = cfg.require_store()
+        self.wait_for_store = wait_for_store
+        self.state = StateDir(cfg.state_dir)
+        self.policy = supervisor.Policy(
+            backoff_initial=cfg.restart.backoff_initial, backoff_max=cfg.restart.backoff_max,
+            crash_loop_count=cfg.restart.crash_loop_count,
+            crash_loop_window=cfg.restart.crash_loop_window,
+            startup_timeout=cfg.server.startup_timeout,
+            health_failures=cfg.server.health_failures, stable_after=cfg.restart.stable_after,
+        )
+        self.sup = supervisor.State()
+        self.url = server_url(cfg.server.host, cfg.server.port)
+        self.server: ServerProcess | None = None
+        self.known: list[ProcRef] = []  # last seen server tree, kept to end orphans
+        self.stopping = threading.Event()
+        self.started_at = time.time()
+        self.me = ProcRef(os.getpid(), psutil.Process().create_time())
+        self.health: dict = {"ok": False, "detail": "not probed yet", "at": None}
+        self.message = ""
+        self._next_probe = 0.0
+        self._next_store_check = 0.0
+        self._last_status_write = 0.0
+
+    # ---- entry point -------------------------------------------------------------------
+    def run(self) -> int:
+        self.state.create()
+        lock = FileLock(str(self.state.lock), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            pid = running_daemon_pid(self.state)
+            raise AlreadyRunning(
+                f"already running (pid {pid if pid else 'unknown'}) for state folder "
+                f"{self.state.root}; `guardctl status` shows it, `guardctl stop` ends it"
+            ) from None
+        try:
+            setup_logging(self.state.guard_log, self.cfg.log)
+            self._install_signals()
+            log.info("mlflow-guard %s starting (pid %s) for store %s", __version__,
+                     self.me.pid, self.store)
+            self.write_status(force=True)
+            if not self._await_store():
+                return 0 if self.stopping.is_set() else 2
+            self._clear_leftovers()
+            self._loop()
+            return 0
+        finally:
+            survivors = self._shutdown()
+            lock.release()
+            if survivors:
+                log.error("could not end pids %s", survivors)
+
+    # ---- startup ----------------------------------------------------------------------
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in ("SIGTERM", "SIGINT", "SIGBREAK", "SIGHUP"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), lambda *_: self.stopping.set())
+
+    def _await_store(self) -> bool:
+        """Return once the store is usable; False if told to stop (or not waiting)."""
+        last_report = 0.0
+        while not self.stopping.is_set():
+            check = inspect_store(self.store)
+            if check.ok:
+                self.message = ""
+                return True
+            if not self.wait_for_store:
+                raise StartupError(f"{check.detail}. Nothing was created or written. Start with "
+                                   "--wait-for-store to wait for the drive to appear.")
+            self.sup = supervisor.State(phase=Phase.WAITING_STORE, starts=self.sup.starts,
+                                        last_reason=self.sup.last_reason)
+            self.message = f"waiting for the store: {check.detail}"
+            if time.monotonic() - last_report >= WAIT_REPORT_INTERVAL:
+                log.warning("%s", self.message)
+                last_report = time.monotonic()
+            self.write_status(force=True)
+            self.stopping.wait(1.0)
+        return False
+
+    def census(self) -> Census:
+        records = [ProcRef.from_json(r) for r in (read_json(self.state.pids) or {}).get("server", [])]
+        return classify(snapshot(), str(self.store), self.cfg.server.port,
+                        str(self.cfg.state_dir), records + self.known, self_pid=self.me.pid)
+
+    def _clear_leftovers(self) -> None:
+        """End this guard's orphans and hand-started servers over the store; refuse foreigners."""
+        census = self.census()
+        if census.foreign_on_port:
+            raise StartupError(
+                f"port {self.cfg.server.port} is taken by {describe(census.foreign_on_port)}; "
+                "it is not an MLflow server over this store, so it was left alone: stop it or "
+                "choose another port (--port or server.port)")
+        for group, what in ((census.ours, "orphaned guard server"),
+                            (census.same_store, "hand-started MLflow server over this store")):
+            if group:
+                log.warning("ending %s: %s", what, describe(group))
+                left = end_tree([p.ref for p in group], self.cfg.server.stop_grace)
+                if left:
+                    raise StartupError(f"could not end {what} pids {left}; end them by hand")
+        self._save_pids([])
+        deadline = time.monotonic() + 5
+        while not port_bindable(self.cfg.server.host, self.cfg.server.port):
+            if time.monotonic() > deadline:
+                raise StartupError(
+                    f"port {self.cfg.server.port} on {self.cfg.server.host} is in use by a "
+                    "process this user cannot see; choose another port (--port or server.port)")
+            time.sleep(0.2)
+
+    # ---- the loop ---------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            self._handle_request()
+            now = time.time()
+            if self._store_lost(now):
+                continue
+            if self.server is not None:
+                self._watch_server(now)
+            if supervisor.due(self.sup, now):
+                self._start_server(now)
+            self.write_status()
+            self.stopping.wait(TICK)
+
+    def _handle_request(self) -> None:
+        req = self.state.take_request()
+        if not req:
+            return
+        command = req.get("command")
+        log.info("request: %s", command)
+        if command == "stop":
+            self.stopping.set()
+        elif command == "restart":
+            self._end_server("restart requested")
+            self.sup = supervisor.resumed(self.sup, time.time())
+        else:
+            log.warning("ignoring unknown request %r", command)
+
+    def _store_lost(self, now: float) -> bool:
+        """A store that vanishes (unmounted drive) pauses the server until it is back."""
+        if now < self._next_store_check:
+            return False
+        self._next_store_check = now + STORE_CHECK_INTERVAL
+        check = inspect_store(self.store)
+        if check.ok:
+            if self.sup.phase is Phase.WAITING_STORE:
+                log.info("store is back: %s", self.store)
+                self.message = ""
+                self.sup = supervisor.resumed(self.sup, now)
+            return False
+        if self.sup.phase is not Phase.WAITING_STORE:
+            log.error("store lost, pausing the server: %s", check.detail)
+            self._end_server("store lost")
+            self.sup = supervisor.State(phase=Phase.WAITING_STORE, starts=self.sup.starts,
+                                        last_reason=f"store lost: {check.detail}")
+        self.message = f"waiting for the store: {check.detail}"
+        self.write_status()
+        self.stopping.wait(STORE_CHECK_INTERVAL)
+        return True
+
+    def _watch_server(self, now: float) -> None:
+        code = self.server.poll()
+        if code is not None:
+            log.error("server exited with code %s", code)
+            self.sup = supervisor.exited(self.sup, code, now, self.policy)
+            self._end_server(f"exited with code {code}")
+            return
+        if now < self._next_probe:
+            return
+        ok, detail = probe_health(self.url, self.cfg.server.health_timeout)
+        self.health = {"ok": ok, "detail": detail, "at": time.time()}
+        before = self.sup.phase
+        self.sup, end = supervisor.probed(self.sup, ok, time.time(), self.policy)
+        if before is Phase.STARTING and self.sup.phase is Phase.RUNNING:
+            log.info("server healthy at %s (pid %s)", self.url, self.server.ref.pid)
+        if not ok and before is Phase.RUNNING:
+            log.warning("health probe failed: %s", detail)
+        self._remember_tree()
+        if end:
+            log.error("%s; ending the server tree", self.sup.last_reason)
+            self._end_server(self.sup.last_reason or "unhealthy")
+        interval = (STARTING_PROBE_INTERVAL if self.sup.phase is Phase.STARTING
+                    else self.cfg.server.health_interval)
+        self._next_probe = time.time() + interval
+
+    def _start_server(self, now: float) -> None:
+        census = self.census()
+        stale = [p.ref for p in census.ours]
+        if stale:
+            log.warning("ending leftover guard processes before start: %s", describe(census.ours))
+            end_tree(stale, self.cfg.server.stop_grace)
+        if census.foreign_on_port:
+            self.sup = supervisor.failed(
+                self.sup, f"port {self.cfg.server.port} taken by {describe(census.foreign_on_port)}",
+                now, self.policy)
+            log.error("%s", self.sup.last_reason)
+            return
+        if self.sup.starts:
+            log.warning("restarting the server (restart %d; last: %s)", self.sup.starts,
+                        self.sup.last_reason)
+        self.server = ServerProcess(self.cfg, output_logger(
+            self.state.server_log, self.cfg.log.max_bytes, self.cfg.log.backups))
+        self.server.start()
+        self.sup = supervisor.started(self.sup, now)
+        self.health = {"ok": False, "detail": "starting", "at": None}
+        self._next_probe = time.time() + STARTING_PROBE_INTERVAL
+        self._remember_tree()
+        self.write_status(force=True)
+
+    def _remember_tree(self) -> None:
+        if self.server is None:
+            return
+        tree = self.server.tree()
+        merged = {r.pid: r for r in self.known + tree if alive(r)}
+        if set(merged) != {r.pid for r in self.known}:
+            self.known = list(merged.values())
+            self._save_pids(self.known)
+
+    def _end_server(self, reason: str) -> list[int]:
+        """End the current tree, remembered orphans, and anything carrying our owner mark."""
+        orphans = [p.ref for p in self.census().ours]
+        survivors: list[int] = []
+        if self.server is not None:
+            survivors = self.server.stop(self.known + orphans)
+            self.server = None
+        elif self.known or orphans:
+            survivors = end_tree(self.known + orphans, self.cfg.server.stop_grace)
+        self.known = []
+        self._save_pids([])
+        self.health = {"ok": False, "detail": f"server ended: {reason}", "at": time.time()}
+        return survivors
+
+    def _shutdown(self) -> list[int]:
+        self.sup = supervisor.State(phase=Phase.STOPPING, starts=self.sup.starts,
+                                    last_reason=self.sup.last_reason)
+        self.write_status(force=True)
+        survivors = self._end_server("daemon stopping")
+        try:
+            self.state.pids.unlink()
+        except OSError:
+            pass
+        self.sup = supervisor.State(phase=Phase.STOPPED, starts=self.sup.starts,
+                                    last_reason=self.sup.last_reason)
+        self.write_status(force=True)
+        log.info("stopped")
+        return survivors
+
+    # ---- records ----------------------------------------------------------------------
+    def _save_pids(self, refs: list[ProcRef]) -> None:
+        write_json_atomic(self.state.pids, {"daemon": self.me.to_json(),
+                                            "server": [r.to_json() for r in refs]})
+
+    def status_doc(self) -> dict:
+        s = self.sup
+        return {
+            "guard_version": __version__,
+            "daemon": {**self.me.to_json(), "started_at": self.started_at},
+            "phase": s.phase.value,
+            "message": self.message,
+            "server": {
+                "pid": self.server.ref.pid if self.server and self.server.ref else None,
+                "tree": [r.to_json() for r in self.known],
+                "url": self.url,
+                "started_at": s.started_at,
+                "health": self.health,
+            },
+            "restarts": s.restarts,
+            "last_reason": s.last_reason,
+            "next_start_at": s.next_start_at,
+            "store": str(self.store),
+            "host_id": self.cfg.host_id,
+            "mlflow_version": mlflow_version(),
+            "config_file": str(self.cfg.file) if self.cfg.file else None,
+            "state_dir": str(self.state.root),
+            "log_file": str(self.state.guard_log),
+            "server_log_file": str(self.state.server_log),
+            "port": self.cfg.server.port,
+            "updated_at": time.time(),
+        }
+
+    def write_status(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_status_write < 1.0:
+            return
+        write_json_atomic(self.state.status, self.status_doc())
+        self._last_status_write = now
+

@@ -1,0 +1,239 @@
+"""Finding and ending MLflow server processes, by identity, never by name alone.
+
+The decisions (is this an MLflow server? over which store? ours, a stray, or foreign?) are pure
+functions over `ProcInfo` records; `snapshot` and `end_tree` are the thin psutil shell.
+A process is identified by (pid, create_time), so a recycled pid is never mistaken for ours.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import psutil
+
+from .paths import same_folder, uri_to_local_path
+
+log = logging.getLogger("guard.processes")
+
+# Set on every server the guard starts; children inherit it, so an orphaned worker whose
+# parent was killed is still recognisable as the guard's own.
+OWNER_ENV = "MLFLOW_GUARD_STATE_DIR"
+# Set by `mlflow server` for its uvicorn/gunicorn/waitress workers.
+MLFLOW_STORE_ENV = "_MLFLOW_SERVER_FILE_STORE"
+WORKER_APPS = ("mlflow.server.fastapi_app:app", "mlflow.server:app", "mlflow.server.auth")
+_INTERESTING = ("mlflow", "uvicorn", "gunicorn", "waitress", "multiprocessing")
+
+
+@dataclass(frozen=True)
+class ProcRef:
+    """A process identity that survives pid reuse."""
+
+    pid: int
+    create_time: float
+
+    def to_json(self) -> dict:
+        return {"pid": self.pid, "create_time": self.create_time}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ProcRef":
+        return cls(int(data["pid"]), float(data["create_time"]))
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    pid: int
+    ppid: int
+    create_time: float
+    cmdline: tuple[str, ...]
+    cwd: str | None = None
+    username: str | None = None
+    env: dict = field(default_factory=dict, hash=False, compare=False)
+    listen_ports: tuple[int, ...] = ()
+
+    @property
+    def ref(self) -> ProcRef:
+        return ProcRef(self.pid, self.create_time)
+
+    @property
+    def command(self) -> str:
+        return " ".join(self.cmdline)
+
+
+def _mlflow_index(cmdline: tuple[str, ...]) -> int | None:
+    for i, arg in enumerate(cmdline):
+        base = os.path.basename(arg).lower()
+        if base in ("mlflow", "mlflow.exe", "mlflow-script.py"):
+            return i
+        if arg == "-m" and i + 1 < len(cmdline) and cmdline[i + 1] == "mlflow":
+            return i + 1
+    return None
+
+
+def mlflow_role(cmdline: tuple[str, ...]) -> str | None:
+    """'server' or 'ui' for an `mlflow server|ui` command, 'worker' for its SGI worker."""
+    idx = _mlflow_index(cmdline)
+    if idx is not None:
+        for arg in cmdline[idx + 1:]:
+            if not arg.startswith("-"):
+                return arg if arg in ("server", "ui") else None
+        return None
+    if any(app in arg for arg in cmdline for app in WORKER_APPS):
+        return "worker"
+    return None
+
+
+def served_store(info: ProcInfo) -> str | None:
+    """The local store folder an MLflow server process serves, or None if unknown/not local."""
+    if info.env.get(MLFLOW_STORE_ENV):
+        return uri_to_local_path(info.env[MLFLOW_STORE_ENV], info.cwd)
+    role = mlflow_role(info.cmdline)
+    if role not in ("server", "ui"):
+        return None
+    args = list(info.cmdline)
+    for i, arg in enumerate(args):
+        for flag in ("--backend-store-uri", "--file-store"):
+            if arg == flag and i + 1 < len(args):
+                return uri_to_local_path(args[i + 1], info.cwd)
+            if arg.startswith(flag + "="):
+                return uri_to_local_path(arg.split("=", 1)[1], info.cwd)
+    # No store flag: MLflow falls back to ./mlruns when that folder exists.
+    if info.cwd and os.path.isdir(os.path.join(info.cwd, "mlruns")):
+        return os.path.join(info.cwd, "mlruns")
+    return None
+
+
+@dataclass(frozen=True)
+class Census:
+    """Who is around the store and the port, sorted into what the daemon may do with them."""
+
+    ours: tuple[ProcInfo, ...]        # this guard's servers (records or owner marker)
+    same_store: tuple[ProcInfo, ...]  # hand-started MLflow servers over this store
+    foreign_on_port: tuple[ProcInfo, ...]  # anything else listening on the port
+
+
+def classify(
+    procs: Iterable[ProcInfo],
+    store: str,
+    port: int,
+    owner: str,
+    records: Iterable[ProcRef] = (),
+    self_pid: int | None = None,
+) -> Census:
+    """Sort processes: ours, strays over the same store, foreign listeners on our port (pure)."""
+    records = set(records)
+    ours, same, foreign = [], [], []
+    for p in procs:
+        if p.pid == self_pid:
+            continue
+        if p.ref in records or (p.env.get(OWNER_ENV) and same_folder(p.env[OWNER_ENV], owner)):
+            ours.append(p)
+            continue
+        served = served_store(p)
+        if served and same_folder(served, store):
+            same.append(p)
+        elif port in p.listen_ports:
+            foreign.append(p)
+    return Census(tuple(ours), tuple(same), tuple(foreign))
+
+
+def snapshot() -> list[ProcInfo]:
+    """Every visible process that could be an MLflow server, plus whatever listens on a port."""
+    listeners: dict[int, set[int]] = {}
+    try:
+        for conn in psutil.net_connections(kind="inet"):
+            if conn.status == psutil.CONN_LISTEN and conn.pid and conn.laddr:
+                listeners.setdefault(conn.pid, set()).add(conn.laddr.port)
+    except (psutil.AccessDenied, OSError) as exc:
+        log.debug("cannot list sockets: %s", exc)
+    out = []
+    for proc in psutil.process_iter(["pid", "ppid", "create_time", "cmdline", "username"]):
+        info = proc.info
+        cmdline = tuple(info.get("cmdline") or ())
+        text = " ".join(cmdline).lower()
+        interesting = any(word in text for word in _INTERESTING)
+        if not interesting and proc.pid not in listeners:
+            continue
+        env, cwd = {}, None
+        if interesting:
+            try:
+                full = proc.environ()
+                env = {k: full[k] for k in (OWNER_ENV, MLFLOW_STORE_ENV) if k in full}
+                cwd = proc.cwd()
+            except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess, OSError):
+                pass
+        out.append(ProcInfo(
+            pid=proc.pid, ppid=info.get("ppid") or 0, create_time=info.get("create_time") or 0.0,
+            cmdline=cmdline, cwd=cwd, username=info.get("username"), env=env,
+            listen_ports=tuple(sorted(listeners.get(proc.pid, ()))),
+        ))
+    return out
+
+
+def resolve(ref: ProcRef) -> psutil.Process | None:
+    """The live process behind a reference, or None if it is gone or the pid was reused."""
+    try:
+        proc = psutil.Process(ref.pid)
+        if abs(proc.create_time() - ref.create_time) > 0.05:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+def ref_of(proc: psutil.Process) -> ProcRef | None:
+    try:
+        return ProcRef(proc.pid, proc.create_time())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+def alive(ref: ProcRef) -> bool:
+    return resolve(ref) is not None
+
+
+def tree_of(refs: Iterable[ProcRef]) -> list[psutil.Process]:
+    """The live processes named by `refs` and all their descendants, without duplicates."""
+    seen: dict[int, psutil.Process] = {}
+    for ref in refs:
+        proc = resolve(ref)
+        if proc is None:
+            continue
+        seen.setdefault(proc.pid, proc)
+        try:
+            for child in proc.children(recursive=True):
+                seen.setdefault(child.pid, child)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return list(seen.values())
+
+
+def end_tree(refs: Iterable[ProcRef], grace: float) -> list[int]:
+    """Terminate the processes and their descendants, kill what outlives `grace`.
+
+    Returns the pids that could not be ended (normally none).
+    """
+    procs = tree_of(refs)
+    if not procs:
+        return []
+    for proc in procs:
+        try:
+            proc.terminate()
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            pass
+        except psutil.AccessDenied:
+            log.warning("not allowed to end pid %s", proc.pid)
+    _, alive_procs = psutil.wait_procs(procs, timeout=grace)
+    for proc in alive_procs:
+        try:
+            proc.kill()
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            pass
+        except psutil.AccessDenied:
+            log.warning("not allowed to kill pid %s", proc.pid)
+    _, left = psutil.wait_procs(alive_procs, timeout=5)
+    return [p.pid for p in left]

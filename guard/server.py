@@ -1,0 +1,147 @@
+"""One `mlflow server` process tree: how it is started, probed and ended.
+
+The server writes only portable `mlflow-artifacts:/` URIs and keeps artifacts inside the store,
+which is what lets every machine read every run (see FIELD-NOTES).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+
+import psutil
+
+from .config import Config
+from .processes import OWNER_ENV, ProcRef, end_tree, ref_of, resolve, tree_of
+from .store import ALLOW_FILE_STORE_ENV, store_uri
+
+log = logging.getLogger("guard.server")
+
+
+def server_command(cfg: Config) -> list[str]:
+    """The exact `mlflow server` command line, run by this installation's interpreter."""
+    uri = store_uri(cfg.require_store())
+    return [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", uri,
+        "--artifacts-destination", uri,
+        "--default-artifact-root", "mlflow-artifacts:/",
+        "--host", cfg.server.host,
+        "--port", str(cfg.server.port),
+        "--workers", str(cfg.server.workers),
+    ]
+
+
+def server_env(cfg: Config) -> dict[str, str]:
+    env = dict(os.environ)
+    env[ALLOW_FILE_STORE_ENV] = "true"
+    env[OWNER_ENV] = str(cfg.state_dir)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def server_url(host: str, port: int) -> str:
+    """Where a local client reaches the server (a wildcard bind is reached via loopback)."""
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def probe_health(url: str, timeout: float) -> tuple[bool, str]:
+    """GET /health; healthy only on HTTP 200 with body OK."""
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=timeout) as resp:
+            body = resp.read(64).decode("utf-8", "replace").strip()
+            if resp.status == 200 and body == "OK":
+                return True, "OK"
+            return False, f"HTTP {resp.status}: {body[:40]}"
+    except urllib.error.HTTPError as exc:
+        return False, f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return False, str(reason)
+
+
+def output_logger(path: Path, max_bytes: int, backups: int) -> logging.Logger:
+    """A logger that writes the server's own output, verbatim, to a rotating file."""
+    logger = logging.getLogger("guard.server.output")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    return logger
+
+
+class ServerProcess:
+    """A started `mlflow server`: its Popen, its output pump and its process tree."""
+
+    def __init__(self, cfg: Config, output: logging.Logger) -> None:
+        self.cfg = cfg
+        self.output = output
+        self.popen: subprocess.Popen | None = None
+        self.ref: ProcRef | None = None
+        self._pump: threading.Thread | None = None
+
+    def start(self) -> ProcRef:
+        kwargs: dict = {}
+        if sys.platform == "win32":
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+        else:
+            kwargs["start_new_session"] = True  # a Ctrl-C in the terminal reaches only the daemon
+        cmd = server_command(self.cfg)
+        log.info("starting: %s", " ".join(cmd))
+        self.popen = subprocess.Popen(
+            cmd, env=server_env(self.cfg), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, cwd=str(self.cfg.state_dir), **kwargs,
+        )
+        self.ref = ref_of(psutil.Process(self.popen.pid)) or ProcRef(self.popen.pid, 0.0)
+        self._pump = threading.Thread(target=self._copy_output, args=(self.popen.stdout,),
+                                      name="server-output", daemon=True)
+        self._pump.start()
+        return self.ref
+
+    def _copy_output(self, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            self.output.info(raw.decode("utf-8", "replace").rstrip("\n"))
+        stream.close()
+
+    def poll(self) -> int | None:
+        """The exit code once the server parent has exited, else None."""
+        return None if self.popen is None else self.popen.poll()
+
+    def tree(self) -> list[ProcRef]:
+        """The parent and every descendant now alive."""
+        if self.ref is None:
+            return []
+        refs = [ref_of(p) for p in tree_of([self.ref])]
+        return [r for r in refs if r is not None]
+
+    def parent_alive(self) -> bool:
+        return self.ref is not None and self.poll() is None and resolve(self.ref) is not None
+
+    def stop(self, extra: list[ProcRef] | None = None) -> list[int]:
+        """End the whole tree (plus `extra` refs, e.g. recorded orphans); returns survivors."""
+        refs = self.tree() + list(extra or [])
+        survivors = end_tree(refs, self.cfg.server.stop_grace)
+        if self.popen is not None:
+            try:
+                self.popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                survivors.append(self.popen.pid)
+        if self._pump is not None:
+            self._pump.join(timeout=2)
+        return survivors

@@ -1,0 +1,145 @@
+"""`guardctl status`: what the daemon says about itself, checked against what is live now.
+
+The daemon's status file can be stale (a daemon killed with -9 cannot clean up), so the report
+re-checks the pids it names and probes /health itself. `assess` is the pure verdict.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from .config import Config
+from .processes import ProcRef, alive, classify, snapshot
+from .server import probe_health
+from .state import StateDir, read_json
+
+HEALTHY, DEGRADED, NOT_RUNNING = "healthy", "degraded", "not running"
+EXIT_CODES = {HEALTHY: 0, DEGRADED: 1, NOT_RUNNING: 3}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    label: str
+    reason: str
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.label]
+
+
+def assess(doc: dict | None, daemon_alive: bool, server_alive: bool, health_ok: bool) -> Verdict:
+    """Healthy only when the daemon lives, its server lives, is running and answers /health."""
+    if not doc:
+        return Verdict(NOT_RUNNING, "no status file: the daemon has not run with this state folder")
+    if not daemon_alive:
+        return Verdict(NOT_RUNNING, f"the daemon (pid {doc.get('daemon', {}).get('pid')}) is not "
+                                    "running; start it with `guardctl run`")
+    phase = doc.get("phase")
+    if phase != "running":
+        why = doc.get("message") or doc.get("last_reason") or ""
+        return Verdict(DEGRADED, f"server {phase}" + (f": {why}" if why else ""))
+    if not server_alive:
+        return Verdict(DEGRADED, "the server process is gone; the daemon is restarting it")
+    if not health_ok:
+        return Verdict(DEGRADED, "the server does not answer /health")
+    return Verdict(HEALTHY, "serving")
+
+
+def report(cfg: Config, probe_timeout: float = 3.0) -> dict:
+    """Everything `guardctl status` shows, as plain data (the --json output)."""
+    state = StateDir(cfg.state_dir)
+    doc = read_json(state.status)
+    daemon_ok = server_ok = health_ok = False
+    health_detail = "not probed"
+    tree: list[dict] = []
+    if doc:
+        try:
+            daemon_ok = alive(ProcRef.from_json(doc["daemon"]))
+        except (KeyError, TypeError, ValueError):
+            daemon_ok = False
+        server = doc.get("server") or {}
+        for rec in server.get("tree") or []:
+            ref = ProcRef.from_json(rec)
+            tree.append({"pid": ref.pid, "alive": daemon_ok and alive(ref)})
+        server_ok = any(t["alive"] and t["pid"] == server.get("pid") for t in tree)
+        if daemon_ok and server.get("url"):
+            health_ok, health_detail = probe_health(server["url"], probe_timeout)
+    verdict = assess(doc, daemon_ok, server_ok, health_ok)
+    store = (doc or {}).get("store") or (str(cfg.store) if cfg.store else None)
+    strays = []
+    if store:
+        own = [ProcRef.from_json(r) for r in ((doc or {}).get("server") or {}).get("tree") or []]
+        census = classify(snapshot(), store, cfg.server.port, str(cfg.state_dir), own)
+        strays = [{"pid": p.pid, "user": p.username, "command": p.command}
+                  for p in census.same_store]
+    now = time.time()
+    daemon = (doc or {}).get("daemon") or {}
+    return {
+        "state": verdict.label,
+        "exit_code": verdict.exit_code,
+        "reason": verdict.reason,
+        "daemon": {"pid": daemon.get("pid"), "alive": daemon_ok,
+                   "uptime_s": round(now - daemon["started_at"], 1)
+                   if daemon_ok and daemon.get("started_at") else None},
+        "phase": (doc or {}).get("phase") if daemon_ok else None,
+        "server": {"pid": ((doc or {}).get("server") or {}).get("pid") if daemon_ok else None,
+                   "tree": tree if daemon_ok else [],
+                   "url": ((doc or {}).get("server") or {}).get("url"),
+                   "health": {"ok": health_ok, "detail": health_detail}},
+        "restarts": (doc or {}).get("restarts", 0),
+        "last_reason": (doc or {}).get("last_reason"),
+        "store": store,
+        "host_id": (doc or {}).get("host_id", cfg.host_id),
+        "mlflow_version": (doc or {}).get("mlflow_version"),
+        "guard_version": (doc or {}).get("guard_version"),
+        "config_file": (doc or {}).get("config_file", str(cfg.file) if cfg.file else None),
+        "state_dir": str(state.root),
+        "log_file": (doc or {}).get("log_file", str(state.guard_log)),
+        "server_log_file": (doc or {}).get("server_log_file", str(state.server_log)),
+        "strays": strays,
+        "status_age_s": round(now - doc["updated_at"], 1) if doc and doc.get("updated_at") else None,
+    }
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    days, rem = divmod(seconds, 86400)
+    hours, rem = divmod(rem, 3600)
+    minutes, secs = divmod(rem, 60)
+    if days:
+        return f"{days}d {hours}h {minutes:02d}m"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s"
+
+
+def render(r: dict) -> str:
+    """The at-a-glance text form."""
+    mark = {HEALTHY: "OK", DEGRADED: "DEGRADED", NOT_RUNNING: "NOT RUNNING"}[r["state"]]
+    lines = [f"mlflow-guard: {mark} - {r['reason']}"]
+    d, s = r["daemon"], r["server"]
+    lines.append(f"  daemon    pid {d['pid']}, up {_duration(d['uptime_s'])}" if d["alive"]
+                 else "  daemon    not running")
+    if d["alive"]:
+        tree = ", ".join(f"{t['pid']}{'' if t['alive'] else ' (gone)'}" for t in s["tree"]) or "-"
+        lines.append(f"  server    {r['phase']}; pid {s['pid']} (tree: {tree})")
+        lines.append(f"  url       {s['url']}  health: {s['health']['detail']}")
+    lines.append(f"  restarts  {r['restarts']}" +
+                 (f"; last reason: {r['last_reason']}" if r["last_reason"] else ""))
+    lines.append(f"  store     {r['store'] or '(not configured)'}")
+    lines.append(f"  host_id   {r['host_id']}")
+    lines.append(f"  mlflow    {r['mlflow_version'] or '-'}")
+    lines.append(f"  config    {r['config_file'] or '(defaults and flags only)'}")
+    lines.append(f"  logs      {r['log_file']}")
+    lines.append(f"            {r['server_log_file']}")
+    if r["strays"]:
+        lines.append("  STRAYS    MLflow servers over this store not started by the guard:")
+        for p in r["strays"]:
+            lines.append(f"            pid {p['pid']} ({p['user']}): {p['command'][:120]}")
+    else:
+        lines.append("  strays    none")
+    return "\n".join(lines)
+

@@ -1,0 +1,108 @@
+"""The synced MLflow file store: recognise one, and create one only when asked to.
+
+A sync drive that is not mounted yet looks like a missing or empty folder; an MLflow server
+started there creates a fresh store that then syncs over the real one. So nothing here ever
+creates a store implicitly: `inspect_store` only looks, `init_store` is the one deliberate act.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+ALLOW_FILE_STORE_ENV = "MLFLOW_ALLOW_FILE_STORE"
+EXPERIMENT_ID_RE = re.compile(r"^\d+$")
+# Files a sync client or an OS puts into any folder; their presence alone is not content.
+SYNC_MARKERS = frozenset(
+    {".stfolder", ".stignore", "@eaDir", ".SynologyWorkingDirectory", ".DS_Store",
+     "desktop.ini", "Thumbs.db", ".dropbox", ".dropbox.cache", ".sync"}
+)
+
+
+class StoreState(enum.Enum):
+    OK = "ok"
+    MISSING = "missing"
+    NOT_A_FOLDER = "not a folder"
+    EMPTY = "empty"
+    NOT_A_STORE = "not an MLflow file store"
+    UNREADABLE = "unreadable"
+
+
+@dataclass(frozen=True)
+class StoreCheck:
+    path: Path
+    state: StoreState
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.state is StoreState.OK
+
+
+def classify_entries(names: list[str], has_meta: set[str]) -> StoreState:
+    """Decide from a folder listing whether it is an MLflow file store (pure).
+
+    `has_meta` holds the entries that are folders with a meta.yaml inside.
+    """
+    content = [n for n in names if n not in SYNC_MARKERS]
+    if not content:
+        return StoreState.EMPTY
+    if ".trash" in content or "models" in content:
+        return StoreState.OK
+    if any(EXPERIMENT_ID_RE.match(n) and n in has_meta for n in content):
+        return StoreState.OK
+    return StoreState.NOT_A_STORE
+
+
+def inspect_store(path: Path) -> StoreCheck:
+    """Look at `path` without writing anything and say whether it is a usable store."""
+    if not path.exists():
+        return StoreCheck(path, StoreState.MISSING,
+                          f"store folder {path} does not exist (is the sync drive mounted?)")
+    if not path.is_dir():
+        return StoreCheck(path, StoreState.NOT_A_FOLDER, f"store {path} is a file, not a folder")
+    try:
+        names = os.listdir(path)
+    except OSError as exc:
+        return StoreCheck(path, StoreState.UNREADABLE, f"cannot list store {path}: {exc}")
+    has_meta = {n for n in names if EXPERIMENT_ID_RE.match(n) and (path / n / "meta.yaml").is_file()}
+    state = classify_entries(names, has_meta)
+    if state is StoreState.EMPTY:
+        detail = (f"store folder {path} is empty: an unmounted or not yet synced drive looks "
+                  "like this; wait for the sync, or create a new store on purpose with "
+                  f"`guardctl init --store {path}`")
+    elif state is StoreState.NOT_A_STORE:
+        shown = ", ".join(sorted(names)[:5])
+        detail = (f"{path} is not an MLflow file store: expected '.trash', 'models' or "
+                  f"experiment folders with meta.yaml, found {shown}")
+    else:
+        detail = f"store {path} is an MLflow file store"
+    return StoreCheck(path, state, detail)
+
+
+def store_uri(path: Path) -> str:
+    """The file:// URI MLflow wants for a local folder."""
+    return Path(os.path.abspath(path)).as_uri()
+
+
+def init_store(path: Path) -> str:
+    """Create a new empty file store at `path` (missing or empty folder) on purpose."""
+    check = inspect_store(path)
+    if check.ok:
+        return f"{path} is already an MLflow file store; nothing to do"
+    if check.state not in (StoreState.MISSING, StoreState.EMPTY):
+        raise ValueError(f"refusing to create a store: {check.detail}")
+    os.environ.setdefault(ALLOW_FILE_STORE_ENV, "true")
+    from mlflow.store.tracking.file_store import FileStore
+
+    path.mkdir(parents=True, exist_ok=True)
+    store = FileStore(store_uri(path), artifact_root_uri="mlflow-artifacts:/")
+    # The constructor only writes the Default experiment into a folder it creates itself;
+    # an existing empty folder (a mount point) needs it explicitly.
+    if not (path / FileStore.DEFAULT_EXPERIMENT_ID / "meta.yaml").exists():
+        store._create_default_experiment()
+    (path / "models").mkdir(exist_ok=True)
+    return f"created a new MLflow file store at {path}"

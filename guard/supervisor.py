@@ -1,0 +1,122 @@
+"""The server's life cycle as a pure state machine, after supervisor's process states.
+
+    WAITING_STORE -> STARTING -> RUNNING -> (exit / K failed probes) -> BACKOFF -> STARTING ...
+    too many failures within the window -> CRASH_LOOP (no more restarts until `guardctl restart`)
+
+Every function takes the state, an event and the current time and returns the new state; the
+daemon loop performs the side effects (start, end tree). No clocks, processes or disks here.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+
+class Phase(str, enum.Enum):
+    WAITING_STORE = "waiting for store"
+    STARTING = "starting"
+    RUNNING = "running"
+    BACKOFF = "backoff"
+    CRASH_LOOP = "crash loop"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class Policy:
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    crash_loop_count: int = 5
+    crash_loop_window: float = 300.0
+    startup_timeout: float = 90.0
+    health_failures: int = 3
+    stable_after: float = 60.0
+
+
+@dataclass(frozen=True)
+class State:
+    phase: Phase = Phase.STOPPED
+    starts: int = 0
+    last_reason: str | None = None
+    failures: tuple[float, ...] = ()   # times of failures inside the crash-loop window
+    streak: int = 0                    # failures since the server was last stable (backoff)
+    failed_probes: int = 0
+    started_at: float | None = None
+    healthy_since: float | None = None
+    next_start_at: float | None = None
+
+    @property
+    def restarts(self) -> int:
+        return max(0, self.starts - 1)
+
+
+def backoff_delay(streak: int, policy: Policy) -> float:
+    """1 s, 2 s, 4 s ... capped: the wait before restart number `streak` (1-based)."""
+    if streak <= 0:
+        return 0.0
+    return min(policy.backoff_max, policy.backoff_initial * 2 ** (streak - 1))
+
+
+def started(s: State, now: float) -> State:
+    return replace(s, phase=Phase.STARTING, starts=s.starts + 1, started_at=now,
+                   healthy_since=None, failed_probes=0, next_start_at=None)
+
+
+def failed(s: State, reason: str, now: float, policy: Policy) -> State:
+    """The server died or stopped answering: back off, or give up on a crash loop."""
+    recent = tuple(t for t in s.failures if now - t < policy.crash_loop_window) + (now,)
+    streak = s.streak + 1
+    if len(recent) >= policy.crash_loop_count:
+        return replace(s, phase=Phase.CRASH_LOOP, failures=recent, streak=streak,
+                       last_reason=(f"crash loop: {len(recent)} failures within "
+                                    f"{policy.crash_loop_window:g} s, last: {reason}; "
+                                    "run `guardctl restart` once the cause is fixed"),
+                       next_start_at=None, healthy_since=None, failed_probes=0)
+    return replace(s, phase=Phase.BACKOFF, failures=recent, streak=streak, last_reason=reason,
+                   next_start_at=now + backoff_delay(streak, policy), healthy_since=None,
+                   failed_probes=0)
+
+
+def probed(s: State, ok: bool, now: float, policy: Policy) -> tuple[State, bool]:
+    """Apply one health probe; returns the new state and whether to end the server tree."""
+    if s.phase is Phase.STARTING:
+        if ok:
+            return replace(s, phase=Phase.RUNNING, healthy_since=now, failed_probes=0), False
+        if s.started_at is not None and now - s.started_at > policy.startup_timeout:
+            return failed(s, f"not healthy {policy.startup_timeout:g} s after start", now,
+                          policy), True
+        return s, False
+    if s.phase is not Phase.RUNNING:
+        return s, False
+    if ok:
+        streak = 0 if (s.healthy_since is not None
+                       and now - s.healthy_since >= policy.stable_after) else s.streak
+        return replace(s, failed_probes=0, streak=streak), False
+    probes = s.failed_probes + 1
+    if probes >= policy.health_failures:
+        return failed(s, f"{probes} health probes in a row failed", now, policy), True
+    return replace(s, failed_probes=probes), False
+
+
+def exited(s: State, code: int | None, now: float, policy: Policy) -> State:
+    if s.phase not in (Phase.STARTING, Phase.RUNNING):
+        return s
+    return failed(s, f"server exited with code {code}", now, policy)
+
+
+def due(s: State, now: float) -> bool:
+    """True when the daemon should start the server now."""
+    if s.phase is Phase.STOPPED and s.starts == 0:
+        return True
+    return s.phase is Phase.BACKOFF and s.next_start_at is not None and now >= s.next_start_at
+
+
+def resumed(s: State, now: float) -> State:
+    """`guardctl restart`: forget past failures and start again at once."""
+    return replace(s, phase=Phase.BACKOFF, failures=(), streak=0, next_start_at=now,
+                   last_reason="restart requested")
+
+
+def healthy(s: State) -> bool:
+    return s.phase is Phase.RUNNING
