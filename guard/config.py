@@ -291,6 +291,8 @@ def load_config(
         values[f.key], origins[f.key] = f.default_value(), "default"
     if path is not None:
         for key, raw in flatten(_read_yaml(path), path).items():
+            if raw is None:  # `key: null` means "use the default"
+                continue
             values[key] = check_value(FIELD_BY_KEY[key], raw, f"in {path}", None)
             origins[key] = f"{path} ({why})"
     for key, raw in (overrides or {}).items():

@@ -24,7 +24,13 @@ def uri_to_local_path(value: str, cwd: str | None = None) -> str | None:
             return "//" + parts.netloc + path
         if len(path) >= 3 and path[0] == "/" and path[2] == ":":
             path = path[1:]  # file:///C:/x
-        return os.path.normpath(path) if path else None
+        if not path:
+            return None
+        if not os.path.isabs(path):  # file:mlruns is relative to the process's folder
+            if cwd is None:
+                return None
+            path = os.path.join(cwd, path)
+        return os.path.normpath(path)
     if ntpath.splitdrive(value)[0] and sys.platform == "win32":
         return os.path.normpath(value)
     if "://" in value or (":" in value and not value.startswith(("/", "."))

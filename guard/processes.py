@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -64,7 +65,7 @@ class ProcInfo:
 
 def _mlflow_index(cmdline: tuple[str, ...]) -> int | None:
     for i, arg in enumerate(cmdline):
-        base = os.path.basename(arg).lower()
+        base = arg.replace("\\", "/").rsplit("/", 1)[-1].lower()
         if base in ("mlflow", "mlflow.exe", "mlflow-script.py"):
             return i
         if arg == "-m" and i + 1 < len(cmdline) and cmdline[i + 1] == "mlflow":
@@ -212,6 +213,39 @@ def tree_of(refs: Iterable[ProcRef]) -> list[psutil.Process]:
     return list(seen.values())
 
 
+def _running(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """Those still running; a zombie (ended, not yet reaped by its parent) counts as ended."""
+    out = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                out.append(proc)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            pass
+    return out
+
+
+def _wait_ended(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    psutil.wait_procs(procs, timeout=0)  # reaps our own children
+    left = _running(procs)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        psutil.wait_procs(left, timeout=0)
+        left = _running(left)
+    return left
+
+
+def _signal(procs: list[psutil.Process], kill: bool) -> None:
+    for proc in procs:
+        try:
+            proc.kill() if kill else proc.terminate()
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            pass
+        except psutil.AccessDenied:
+            log.warning("not allowed to end pid %s", proc.pid)
+
+
 def end_tree(refs: Iterable[ProcRef], grace: float) -> list[int]:
     """Terminate the processes and their descendants, kill what outlives `grace`.
 
@@ -220,20 +254,7 @@ def end_tree(refs: Iterable[ProcRef], grace: float) -> list[int]:
     procs = tree_of(refs)
     if not procs:
         return []
-    for proc in procs:
-        try:
-            proc.terminate()
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            pass
-        except psutil.AccessDenied:
-            log.warning("not allowed to end pid %s", proc.pid)
-    _, alive_procs = psutil.wait_procs(procs, timeout=grace)
-    for proc in alive_procs:
-        try:
-            proc.kill()
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            pass
-        except psutil.AccessDenied:
-            log.warning("not allowed to kill pid %s", proc.pid)
-    _, left = psutil.wait_procs(alive_procs, timeout=5)
-    return [p.pid for p in left]
+    _signal(procs, kill=False)
+    left = _wait_ended(procs, grace)
+    _signal(left, kill=True)
+    return [p.pid for p in _wait_ended(left, 5)]

@@ -1,0 +1,366 @@
+"""Benchmark: how long until MLflow answers, with and without mlflow-sync-guard.
+
+Measures, in one run and on one fresh store (created with `guardctl init` in a temp folder,
+with the guard's state folders in a separate temp folder):
+
+1. Cold start: time from launching `guardctl run` until `GET /health` answers `OK`, versus
+   launching a bare `mlflow server` with the same arguments on the same store until `OK`.
+   Runs are interleaved (guard, bare, guard, bare, ...); each launch gets a fresh free port.
+   Prints the median of each and the ratio guard/bare.
+2. Restart after a crash: inside each guard run, once the guard reports "running", the server
+   parent (status.json "server"."pid") is killed with SIGKILL, and the time until the NEW
+   server answers `OK` through the guard is measured (first waiting until the old server stops
+   answering or the status pid changes). This includes the guard's restart backoff
+   (restart.backoff_initial, default 1 s). Prints the median and its ratio to the bare
+   cold-start median.
+
+/health is polled every 50 ms. The guard runs with an empty config file (built-in defaults),
+so a user or system config does not change the figures. Figures only: no pass/fail.
+
+Run (from the repository root, with the project's venv):
+
+    python bench/bench_startup.py [--runs 5] [--timeout 120] [--keep]
+
+Exits non-zero with a message if a server never becomes healthy within the timeout.
+Only processes this script started are ended (by pid); the daemon is always stopped with
+`guardctl stop`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+POLL = 0.05  # seconds between /health polls
+HOST = "127.0.0.1"
+
+
+class BenchError(Exception):
+    pass
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def health_ok(port: int) -> bool:
+    """True when GET /health answers HTTP 200 with body OK (direct, no proxies)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=1.0)
+    try:
+        conn.request("GET", "/health")
+        resp = conn.getresponse()
+        return resp.status == 200 and resp.read(64).decode("utf-8", "replace").strip() == "OK"
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def read_status(state_dir: Path) -> dict:
+    try:
+        with open(state_dir / "status.json", encoding="utf-8") as fh:
+            doc = json.load(fh)
+        return doc if isinstance(doc, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def status_server_pid(state_dir: Path) -> int | None:
+    pid = (read_status(state_dir).get("server") or {}).get("pid")
+    return pid if isinstance(pid, int) else None
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return "(no output)"
+    return "\n".join("    " + line for line in text[-lines:]) or "    (empty)"
+
+
+def wait_until(cond, timeout: float, what: str, proc: subprocess.Popen | None = None,
+               log: Path | None = None) -> None:
+    """Poll `cond` every POLL seconds; fail after `timeout` or if `proc` exits meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        started = time.monotonic()
+        if cond():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise BenchError(f"{what}: process {proc.pid} exited with code {proc.returncode}"
+                             + (f"; last output of {log}:\n{tail(log)}" if log else ""))
+        if started > deadline:
+            raise BenchError(f"{what}: not reached within {timeout:g} s"
+                             + (f"; last output of {log}:\n{tail(log)}" if log else ""))
+        time.sleep(max(0.0, POLL - (time.monotonic() - started)))
+
+
+def end_tree(proc: psutil.Process, grace: float = 10.0) -> None:
+    """Terminate a process we started and all its descendants; kill what survives."""
+    try:
+        procs = proc.children(recursive=True) + [proc]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, left = psutil.wait_procs(procs, timeout=grace)
+    for p in left:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(left, timeout=5)
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+# ---- the benchmark ---------------------------------------------------------------------------
+class Bench:
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.python = sys.executable
+        bindir = Path(sys.executable).parent
+        guardctl = bindir / ("guardctl.exe" if os.name == "nt" else "guardctl")
+        found = str(guardctl) if guardctl.exists() else shutil.which("guardctl")
+        if not found:
+            raise BenchError("guardctl not found next to this interpreter or on PATH; "
+                             "run with the project's venv python")
+        self.guardctl = found
+        self.root = Path(tempfile.mkdtemp(prefix="guard-bench-"))  # state, logs, config
+        self.store = Path(tempfile.mkdtemp(prefix="guard-bench-store-"))  # fresh, empty
+        self.config = self.root / "empty-config.yaml"
+        self.config.write_text("# empty: built-in defaults\n", encoding="utf-8")
+        self.env = {k: v for k, v in os.environ.items() if k != "MLFLOW_GUARD_CONFIG"}
+        self.env["MLFLOW_ALLOW_FILE_STORE"] = "true"
+        self.env.setdefault("PYTHONUNBUFFERED", "1")  # as the guard sets it for its server
+
+    def guardctl_cmd(self, *args: str) -> list[str]:
+        return [self.guardctl, *args]
+
+    def init_store(self) -> None:
+        out = subprocess.run(self.guardctl_cmd("init", "--store", str(self.store)), env=self.env,
+                             capture_output=True, text=True, timeout=self.timeout)
+        if out.returncode != 0:
+            raise BenchError(f"guardctl init failed ({out.returncode}): {out.stderr.strip()}")
+
+    def guard_settings(self) -> str:
+        out = subprocess.run(
+            self.guardctl_cmd("config", "--config", str(self.config), "--store", str(self.store),
+                              "--state-dir", str(self.root / "probe-state"), "--json"),
+            env=self.env, capture_output=True, text=True, timeout=self.timeout)
+        try:
+            values = json.loads(out.stdout)["values"]
+        except (ValueError, KeyError, TypeError):
+            return "(could not read `guardctl config --json`)"
+        keys = ("restart.backoff_initial", "server.health_interval", "server.workers")
+        return ", ".join(f"{k}={values[k]['value']}" for k in keys if k in values)
+
+    # -- one bare mlflow server: launch -> health OK -----------------------------------------
+    def bare_run(self, i: int) -> float:
+        port = free_port()
+        uri = Path(os.path.abspath(self.store)).as_uri()  # as the guard builds it
+        cmd = [self.python, "-m", "mlflow", "server", "--backend-store-uri", uri,
+               "--artifacts-destination", uri, "--default-artifact-root", "mlflow-artifacts:/",
+               "--host", HOST, "--port", str(port), "--workers", "1"]
+        log = self.root / f"bare-{i}.log"
+        proc = None
+        with open(log, "wb") as out:
+            try:
+                t0 = time.perf_counter()
+                proc = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=out,
+                                        stderr=subprocess.STDOUT, cwd=str(self.root),
+                                        start_new_session=True)
+                wait_until(lambda: health_ok(port), self.timeout,
+                           f"bare mlflow server (port {port}) health OK", proc, log)
+                return time.perf_counter() - t0
+            finally:
+                if proc is not None:
+                    try:
+                        end_tree(psutil.Process(proc.pid))
+                    except psutil.NoSuchProcess:
+                        pass
+                    try:
+                        proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        pass
+
+    # -- one guard run: launch -> health OK, then kill -9 server -> health OK again ---------
+    def guard_run(self, i: int) -> tuple[float, float, int]:
+        port = free_port()
+        state = self.root / f"state-{i}"
+        log = self.root / f"guard-{i}.out"
+        common = ["--config", str(self.config), "--state-dir", str(state)]
+        cmd = self.guardctl_cmd("run", *common, "--store", str(self.store), "--port", str(port))
+        proc = None
+        tree: dict[int, psutil.Process] = {}
+        with open(log, "wb") as out:
+            try:
+                t0 = time.perf_counter()
+                proc = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=out,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+                guard_log = state / "logs" / "guard.log"
+                wait_until(lambda: health_ok(port), self.timeout,
+                           f"guard run {i} (port {port}) health OK", proc, guard_log)
+                cold = time.perf_counter() - t0
+                tree.update((p.pid, p) for p in descendants(proc.pid))
+
+                # The guard must itself see the server healthy before the crash.
+                wait_until(lambda: read_status(state).get("phase") == "running"
+                           and status_server_pid(state) is not None, self.timeout,
+                           f"guard run {i} status phase 'running'", proc, guard_log)
+                old_pid = status_server_pid(state)
+                try:
+                    victim = psutil.Process(old_pid)
+                    if victim.ppid() != proc.pid:
+                        raise BenchError(f"status server pid {old_pid} is not a child of the "
+                                         f"daemon pid {proc.pid}; not killing it")
+                except psutil.NoSuchProcess:
+                    raise BenchError(f"status server pid {old_pid} is not running") from None
+                tree.update((p.pid, p) for p in descendants(proc.pid))
+
+                t_kill = time.perf_counter()
+                os.kill(old_pid, signal.SIGKILL)
+                # First: the old server is gone (port stops answering) or a new one was started.
+                wait_until(lambda: not health_ok(port)
+                           or status_server_pid(state) not in (None, old_pid), self.timeout,
+                           f"guard run {i}: old server gone after kill -9", proc, guard_log)
+                # Then: OK again, from a server whose pid is not the killed one.
+                wait_until(lambda: health_ok(port)
+                           and status_server_pid(state) not in (None, old_pid), self.timeout,
+                           f"guard run {i}: new server health OK after kill -9", proc, guard_log)
+                restart = time.perf_counter() - t_kill
+                tree.update((p.pid, p) for p in descendants(proc.pid))
+                restarts = read_status(state).get("restarts")
+                return cold, restart, restarts if isinstance(restarts, int) else -1
+            finally:
+                if proc is not None:
+                    self.stop_guard(proc, state, common, tree)
+
+    def stop_guard(self, proc: subprocess.Popen, state: Path, common: list[str],
+                   tree: dict[int, psutil.Process]) -> None:
+        tree.update((p.pid, p) for p in descendants(proc.pid))
+        try:
+            res = subprocess.run(self.guardctl_cmd("stop", *common), env=self.env,
+                                 capture_output=True, text=True, timeout=self.timeout)
+            if res.returncode != 0:
+                print(f"warning: guardctl stop exited {res.returncode}: {res.stderr.strip()}",
+                      file=sys.stderr)
+        except subprocess.TimeoutExpired:
+            print("warning: guardctl stop timed out", file=sys.stderr)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            print(f"warning: daemon pid {proc.pid} still running after stop; ending it",
+                  file=sys.stderr)
+            try:
+                end_tree(psutil.Process(proc.pid))
+            except psutil.NoSuchProcess:
+                pass
+            proc.wait(timeout=10)
+        # Safety net: anything the daemon started (seen in its tree) must be gone now.
+        for p in tree.values():
+            try:
+                if not p.is_running() or p.status() == psutil.STATUS_ZOMBIE:
+                    continue
+            except psutil.NoSuchProcess:
+                continue
+            print(f"warning: pid {p.pid} from guard run outlived `guardctl stop`; ending it",
+                  file=sys.stderr)
+            end_tree(p)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(self.store, ignore_errors=True)
+
+
+def fmt(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="runs of each kind (default 5)")
+    parser.add_argument("--timeout", type=float, default=120.0,
+                        help="bound on every wait, seconds (default 120)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temp store and state/log folders")
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+
+    try:
+        bench = Bench(args.timeout)
+    except BenchError as exc:
+        print(f"bench_startup: {exc}", file=sys.stderr)
+        return 1
+    failed = False
+    guard_cold: list[float] = []
+    guard_restart: list[float] = []
+    bare_cold: list[float] = []
+    try:
+        bench.init_store()
+        print(f"store: {bench.store}  (state/logs: {bench.root})")
+        print(f"python: {bench.python}  mlflow server --workers 1, host {HOST}; "
+              f"guard defaults: {bench.guard_settings()}")
+        print(f"runs: {args.runs} each, interleaved guard/bare; /health polled every "
+              f"{POLL * 1000:.0f} ms")
+        for i in range(1, args.runs + 1):
+            cold, restart, restarts = bench.guard_run(i)
+            guard_cold.append(cold)
+            guard_restart.append(restart)
+            print(f"  run {i}: guard cold start {cold:6.2f} s | kill -9 -> healthy again "
+                  f"{restart:6.2f} s (restarts={restarts})", flush=True)
+            bare = bench.bare_run(i)
+            bare_cold.append(bare)
+            print(f"  run {i}: bare  cold start {bare:6.2f} s", flush=True)
+    except BenchError as exc:
+        failed = True
+        print(f"bench_startup: {exc}", file=sys.stderr)
+        print(f"bench_startup: logs kept in {bench.root}", file=sys.stderr)
+    except KeyboardInterrupt:
+        failed = True
+        print("bench_startup: interrupted", file=sys.stderr)
+    finally:
+        if not failed and not args.keep:
+            bench.cleanup()
+    if failed:
+        return 1
+
+    g, b, r = (statistics.median(x) for x in (guard_cold, bare_cold, guard_restart))
+    print()
+    print(f"cold start, launch -> /health OK (median of {args.runs}):")
+    print(f"  guard (guardctl run)  {g:6.2f} s   [{fmt(guard_cold)}]")
+    print(f"  bare  (mlflow server) {b:6.2f} s   [{fmt(bare_cold)}]")
+    print(f"  ratio guard/bare      {g / b:6.2f}")
+    print(f"restart through the guard, kill -9 server parent -> /health OK (median of {args.runs}):")
+    print(f"  guard restart         {r:6.2f} s   [{fmt(guard_restart)}]")
+    print(f"  ratio restart/bare cold start {r / b:6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

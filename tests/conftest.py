@@ -1,0 +1,199 @@
+"""Fixtures that run the real daemon and real MLflow servers on free loopback ports.
+
+Every process a test starts is tracked by pid and ended by pid at teardown, together with the
+server tree the daemon recorded; nothing is ever ended by name (the machine is shared).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from guard.processes import ProcRef, end_tree
+from guard.store import init_store
+
+SERVER_TIMEOUT = 120.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def guardctl(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI in a child process."""
+    return subprocess.run([sys.executable, "-m", "guard.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def read_status(state_dir: Path) -> dict:
+    try:
+        return json.loads((state_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def wait_for(predicate, timeout: float = SERVER_TIMEOUT, interval: float = 0.2, what: str = ""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or predicate}")
+
+
+def tree_pids(pid: int) -> set[int]:
+    try:
+        proc = psutil.Process(pid)
+        return {pid} | {c.pid for c in proc.children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return set()
+
+
+def any_alive(pids) -> list[int]:
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+class Guard:
+    """One real `guardctl run` daemon over a store, with helpers to observe it."""
+
+    def __init__(self, store: Path, state_dir: Path, port: int, config: Path | None = None,
+                 extra: tuple[str, ...] = ()) -> None:
+        self.store, self.state_dir, self.port, self.config = store, state_dir, port, config
+        self.extra = extra
+        self.proc: subprocess.Popen | None = None
+        self.seen_server_pids: set[int] = set()
+
+    @property
+    def opts(self) -> list[str]:
+        opts = ["--state-dir", str(self.state_dir), "--port", str(self.port)]
+        if self.config:
+            opts += ["--config", str(self.config)]
+        return opts
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "Guard":
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.state_dir.parent / f"guard-run-{self.state_dir.name}.log", "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "guard.cli", "run", "--store", str(self.store), *self.opts,
+             *self.extra], stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        return self
+
+    def status(self) -> dict:
+        return read_status(self.state_dir)
+
+    def ctl(self, *args: str) -> subprocess.CompletedProcess:
+        return guardctl(*args, *self.opts)
+
+    def wait_healthy(self, timeout: float = SERVER_TIMEOUT, not_pid: int | None = None) -> dict:
+        def ready():
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited with {self.proc.returncode}: {self.output()}")
+            doc = self.status()
+            pid = (doc.get("server") or {}).get("pid")
+            mine = self.proc is None or (doc.get("daemon") or {}).get("pid") == self.proc.pid
+            if mine and doc.get("phase") == "running" and pid and pid != not_pid:
+                self.seen_server_pids |= tree_pids(pid)
+                return doc
+            return None
+        return wait_for(ready, timeout, what=f"guard on port {self.port} to be healthy")
+
+    def server_pids(self) -> set[int]:
+        doc = self.status()
+        pids = {r["pid"] for r in (doc.get("server") or {}).get("tree", [])}
+        self.seen_server_pids |= pids
+        return pids
+
+    def output(self) -> str:
+        path = self.state_dir.parent / f"guard-run-{self.state_dir.name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def recorded_refs(self) -> list[ProcRef]:
+        doc = self.status()
+        refs = [ProcRef.from_json(r) for r in (doc.get("server") or {}).get("tree", [])]
+        try:
+            pids = json.loads((self.state_dir / "pids.json").read_text())
+            refs += [ProcRef.from_json(r) for r in pids.get("server", [])]
+        except (OSError, ValueError):
+            pass
+        return refs
+
+    def teardown(self) -> None:
+        """Stop what this test started: the daemon by pid, then any server tree it recorded."""
+        refs = self.recorded_refs()
+        if self.proc is not None and self.proc.poll() is None:
+            self.ctl("stop")
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        end_tree(refs, 5)
+        for pid in any_alive(self.seen_server_pids):
+            proc = psutil.Process(pid)
+            if "mlflow" in " ".join(proc.cmdline()) and str(self.port) in " ".join(proc.cmdline()):
+                proc.kill()
+
+
+@pytest.fixture
+def new_store(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    store = tmp_path / "mlruns"
+    init_store(store)
+    return store
+
+
+@pytest.fixture
+def make_guard(tmp_path):
+    """Factory for daemons; each one is stopped and its tree ended at teardown."""
+    made: list[Guard] = []
+
+    def make(store: Path, state_dir: Path | None = None, port: int | None = None, **kw) -> Guard:
+        guard = Guard(store, state_dir or tmp_path / f"state{len(made)}", port or free_port(), **kw)
+        made.append(guard)
+        return guard
+
+    yield make
+    for guard in made:
+        guard.teardown()
+
+
+@pytest.fixture(scope="module")
+def shared_guard(tmp_path_factory):
+    """One healthy daemon shared by a module's tests (a server takes seconds to start)."""
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    root = tmp_path_factory.mktemp("shared")
+    store = root / "mlruns"
+    init_store(store)
+    config = root / "guard.yaml"
+    config.write_text(
+        "server:\n  health_interval: 1\n  health_failures: 2\n  stop_grace: 5\n"
+        "restart:\n  crash_loop_count: 3\n  crash_loop_window: 600\n  backoff_initial: 0.5\n")
+    guard = Guard(store, root / "state", free_port(), config=config).start()
+    try:
+        guard.wait_healthy()
+        yield guard
+    finally:
+        guard.teardown()

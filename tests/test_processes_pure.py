@@ -1,0 +1,347 @@
+"""The pure decisions in guard.processes: which process is an MLflow server, over which store,
+and whose it is. No real processes are looked at; folders are real (same_folder uses realpath).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from guard.processes import (
+    MLFLOW_STORE_ENV,
+    OWNER_ENV,
+    Census,
+    ProcInfo,
+    ProcRef,
+    classify,
+    mlflow_role,
+    served_store,
+)
+
+PORT = 5050
+
+
+def proc(pid: int, cmdline, *, create_time: float = 1000.0, cwd=None, env=None,
+         ports=(), ppid: int = 1) -> ProcInfo:
+    return ProcInfo(pid=pid, ppid=ppid, create_time=create_time, cmdline=tuple(cmdline),
+                    cwd=cwd, username="alice", env=dict(env or {}), listen_ports=tuple(ports))
+
+
+# --- ProcRef / ProcInfo -----------------------------------------------------------------------
+
+def test_procref_json_round_trip():
+    ref = ProcRef(123, 1700000000.25)
+    data = ref.to_json()
+    assert data == {"pid": 123, "create_time": 1700000000.25}
+    assert ProcRef.from_json(data) == ref
+    assert ProcRef.from_json({"pid": "7", "create_time": "1.5"}) == ProcRef(7, 1.5)
+
+
+def test_procinfo_ref_and_command():
+    p = proc(42, ["mlflow", "server", "--port", "5050"], create_time=9.5)
+    assert p.ref == ProcRef(42, 9.5)
+    assert p.command == "mlflow server --port 5050"
+
+
+def test_procref_identity_includes_create_time():
+    assert ProcRef(1, 1.0) != ProcRef(1, 2.0)
+    assert ProcRef(1, 1.0) in {ProcRef(1, 1.0)}
+    assert ProcRef(1, 2.0) not in {ProcRef(1, 1.0)}
+
+
+# --- mlflow_role ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "cmdline, role",
+    [
+        (["mlflow", "server", "--backend-store-uri", "/x", "--port", "5050"], "server"),
+        (["/venv/bin/mlflow", "ui"], "ui"),
+        (["/venv/bin/python", "/venv/bin/mlflow", "server"], "server"),
+        (["python", "-m", "mlflow", "server", "--host", "0.0.0.0"], "server"),
+        (["python3", "-m", "mlflow", "ui"], "ui"),
+        (["mlflow.exe", "server", "--port", "5000"], "server"),
+        (["MLFLOW.EXE", "ui"], "ui"),
+        (["C:/venv/Scripts/mlflow.exe", "server"], "server"),
+        (["python.exe", "C:/venv/Scripts/mlflow-script.py", "server"], "server"),
+        (["mlflow", "--debug", "server"], "server"),
+        (["/venv/bin/python", "-m", "uvicorn", "--host", "127.0.0.1", "--port", "5050",
+          "--workers", "1", "mlflow.server.fastapi_app:app"], "worker"),
+        (["/venv/bin/python", "/venv/bin/gunicorn", "-b", "127.0.0.1:5050", "-w", "4",
+          "mlflow.server:app"], "worker"),
+        (["waitress-serve", "--listen=127.0.0.1:5050", "mlflow.server:app"], "worker"),
+    ],
+)
+def test_mlflow_role_recognises_servers_and_workers(cmdline, role):
+    assert mlflow_role(tuple(cmdline)) == role
+
+
+@pytest.mark.parametrize(
+    "cmdline",
+    [
+        ["pytest", "tests/test_mlflow.py"],
+        ["python", "-m", "pytest", "tests/test_mlflow.py"],
+        ["mlflow", "runs", "list"],
+        ["mlflow", "--version"],
+        ["mlflow"],
+        ["python", "train.py"],
+        ["python", "-m", "mlflow_helper", "server"],
+        ["/home/a/mlflow-data/run.sh", "server"],
+        ["vim", "mlflow/server/__init__.py"],
+        [],
+    ],
+)
+def test_mlflow_role_ignores_everything_else(cmdline):
+    assert mlflow_role(tuple(cmdline)) is None
+
+
+# --- served_store -----------------------------------------------------------------------------
+
+def test_served_store_from_file_uri_flag(tmp_path):
+    store = tmp_path / "mlruns"
+    p = proc(1, ["mlflow", "server", "--backend-store-uri", store.as_uri()])
+    assert served_store(p) == str(store)
+
+
+def test_served_store_from_equals_form(tmp_path):
+    store = tmp_path / "mlruns"
+    p = proc(1, ["mlflow", "server", f"--backend-store-uri={store}", "--port", "5050"])
+    assert served_store(p) == str(store)
+
+
+def test_served_store_from_legacy_file_store_flag(tmp_path):
+    store = tmp_path / "mlruns"
+    p = proc(1, ["mlflow", "ui", "--file-store", str(store)])
+    assert served_store(p) == str(store)
+
+
+def test_served_store_relative_path_resolves_against_process_cwd(tmp_path):
+    p = proc(1, ["mlflow", "server", "--backend-store-uri", "./data/mlruns"], cwd=str(tmp_path))
+    assert served_store(p) == str(tmp_path / "data" / "mlruns")
+
+
+def test_served_store_relative_file_uri_resolves_against_process_cwd(tmp_path):
+    # `mlflow server --backend-store-uri file:mlruns` serves <its cwd>/mlruns
+    p = proc(1, ["mlflow", "server", "--backend-store-uri", "file:mlruns"], cwd=str(tmp_path))
+    assert served_store(p) == str(tmp_path / "mlruns")
+
+
+def test_served_store_relative_path_without_cwd_is_unknown():
+    p = proc(1, ["mlflow", "server", "--backend-store-uri", "mlruns"], cwd=None)
+    assert served_store(p) is None
+
+
+def test_served_store_from_worker_env(tmp_path):
+    store = tmp_path / "mlruns"
+    p = proc(2, ["python", "-m", "uvicorn", "mlflow.server.fastapi_app:app"],
+             env={MLFLOW_STORE_ENV: store.as_uri()})
+    assert served_store(p) == str(store)
+
+
+def test_served_store_worker_env_relative_uses_cwd(tmp_path):
+    p = proc(2, ["gunicorn", "mlflow.server:app"], cwd=str(tmp_path),
+             env={MLFLOW_STORE_ENV: "mlruns"})
+    assert served_store(p) == str(tmp_path / "mlruns")
+
+
+def test_served_store_worker_without_env_is_unknown(tmp_path):
+    p = proc(2, ["gunicorn", "mlflow.server:app"], cwd=str(tmp_path))
+    assert served_store(p) is None
+
+
+@pytest.mark.parametrize("uri", ["sqlite:///mlflow.db", "sqlite:////abs/mlflow.db",
+                                 "postgresql://u@h/db", "s3://bucket/mlruns"])
+def test_served_store_non_local_backend_is_none(uri, tmp_path):
+    p = proc(1, ["mlflow", "server", "--backend-store-uri", uri], cwd=str(tmp_path))
+    assert served_store(p) is None
+
+
+def test_served_store_sqlite_in_worker_env_is_none():
+    p = proc(2, ["gunicorn", "mlflow.server:app"], env={MLFLOW_STORE_ENV: "sqlite:///m.db"})
+    assert served_store(p) is None
+
+
+def test_served_store_defaults_to_cwd_mlruns_when_it_exists(tmp_path):
+    (tmp_path / "mlruns").mkdir()
+    p = proc(1, ["mlflow", "ui"], cwd=str(tmp_path))
+    assert served_store(p) == os.path.join(str(tmp_path), "mlruns")
+
+
+def test_served_store_no_flag_and_no_mlruns_is_unknown(tmp_path):
+    p = proc(1, ["mlflow", "ui"], cwd=str(tmp_path))
+    assert served_store(p) is None
+
+
+def test_served_store_of_non_mlflow_process_is_none(tmp_path):
+    (tmp_path / "mlruns").mkdir()
+    p = proc(1, ["python", "train.py", "--backend-store-uri", str(tmp_path / "mlruns")],
+             cwd=str(tmp_path))
+    assert served_store(p) is None
+
+
+def test_served_store_flag_without_value_falls_through(tmp_path):
+    p = proc(1, ["mlflow", "server", "--backend-store-uri"], cwd=str(tmp_path))
+    assert served_store(p) is None
+
+
+# --- classify ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def world(tmp_path):
+    store = tmp_path / "mlruns"
+    other = tmp_path / "other-mlruns"
+    owner = tmp_path / "state"
+    for d in (store, other, owner):
+        d.mkdir()
+    return str(store), str(other), str(owner)
+
+
+def pids(procs) -> list[int]:
+    return [p.pid for p in procs]
+
+
+def test_classify_sorts_every_kind(world, tmp_path):
+    store, other, owner = world
+    recorded = proc(10, ["mlflow", "server", "--backend-store-uri", store, "--port", "5050"],
+                    create_time=111.0, ports=(PORT,))
+    marked_orphan = proc(11, ["python", "-m", "uvicorn", "mlflow.server.fastapi_app:app"],
+                         create_time=222.0, ports=(PORT,),
+                         env={OWNER_ENV: owner, MLFLOW_STORE_ENV: store})
+    stray = proc(20, ["mlflow", "ui", "--backend-store-uri", store, "--port", "5000"],
+                 ports=(5000,))
+    other_elsewhere = proc(30, ["mlflow", "server", "--backend-store-uri", other,
+                                "--port", "6000"], ports=(6000,))
+    other_on_port = proc(31, ["mlflow", "server", "--backend-store-uri", other,
+                              "--port", "5050"], ports=(PORT,))
+    nginx = proc(40, ["nginx", "-g", "daemon off;"], ports=(80, PORT))
+    idle = proc(50, ["python", "train.py"])
+    census = classify([recorded, marked_orphan, stray, other_elsewhere, other_on_port, nginx,
+                       idle], store, PORT, owner, records=[ProcRef(10, 111.0)])
+    assert isinstance(census, Census)
+    assert pids(census.ours) == [10, 11]
+    assert pids(census.same_store) == [20]
+    assert pids(census.foreign_on_port) == [31, 40]
+
+
+def test_classify_records_make_a_process_ours(world):
+    store, _, owner = world
+    p = proc(10, ["mlflow", "server", "--backend-store-uri", store], create_time=5.0,
+             ports=(PORT,))
+    census = classify([p], store, PORT, owner, records=[ProcRef(10, 5.0)])
+    assert census.ours == (p,)
+    assert census.same_store == ()
+    assert census.foreign_on_port == ()
+
+
+def test_classify_owner_marker_makes_a_process_ours(world):
+    store, _, owner = world
+    p = proc(12, ["python", "-m", "uvicorn", "mlflow.server.fastapi_app:app"],
+             env={OWNER_ENV: owner + os.sep})  # trailing separator: still the same folder
+    census = classify([p], store, PORT, owner)
+    assert census.ours == (p,)
+
+
+def test_classify_owner_marker_through_symlink_is_ours(world, tmp_path):
+    store, _, owner = world
+    link = tmp_path / "state-link"
+    link.symlink_to(owner)
+    p = proc(12, ["gunicorn", "mlflow.server:app"], env={OWNER_ENV: str(link)})
+    assert classify([p], store, PORT, owner).ours == (p,)
+
+
+def test_classify_marker_of_another_guard_is_not_ours(world, tmp_path):
+    store, _, owner = world
+    elsewhere = tmp_path / "other-state"
+    elsewhere.mkdir()
+    p = proc(13, ["mlflow", "server", "--backend-store-uri", store],
+             env={OWNER_ENV: str(elsewhere)})
+    census = classify([p], store, PORT, owner)
+    assert census.ours == ()
+    assert census.same_store == (p,)
+
+
+def test_classify_same_store_through_symlink(world, tmp_path):
+    store, _, owner = world
+    link = tmp_path / "store-link"
+    link.symlink_to(store)
+    p = proc(20, ["mlflow", "server", "--backend-store-uri", link.as_uri()])
+    assert classify([p], store, PORT, owner).same_store == (p,)
+
+
+def test_classify_same_store_by_relative_path_and_cwd(world, tmp_path):
+    store, _, owner = world
+    p = proc(21, ["mlflow", "ui", "--backend-store-uri", "mlruns"], cwd=str(tmp_path))
+    assert classify([p], store, PORT, owner).same_store == (p,)
+
+
+def test_classify_same_store_even_on_our_port_is_same_store(world):
+    store, _, owner = world
+    p = proc(22, ["mlflow", "server", "--backend-store-uri", store], ports=(PORT,))
+    census = classify([p], store, PORT, owner)
+    assert census.same_store == (p,)
+    assert census.foreign_on_port == ()
+
+
+def test_classify_other_store_on_another_port_is_ignored(world):
+    store, other, owner = world
+    p = proc(30, ["mlflow", "server", "--backend-store-uri", other], ports=(6000,))
+    assert classify([p], store, PORT, owner) == Census((), (), ())
+
+
+def test_classify_other_store_on_our_port_is_foreign(world):
+    store, other, owner = world
+    p = proc(31, ["mlflow", "server", "--backend-store-uri", other], ports=(PORT,))
+    census = classify([p], store, PORT, owner)
+    assert census.foreign_on_port == (p,)
+    assert census.same_store == () and census.ours == ()
+
+
+def test_classify_non_mlflow_listener_on_our_port_is_foreign(world):
+    store, _, owner = world
+    p = proc(40, ["node", "server.js"], ports=(PORT,))
+    assert classify([p], store, PORT, owner).foreign_on_port == (p,)
+
+
+def test_classify_non_mlflow_listener_elsewhere_is_ignored(world):
+    store, _, owner = world
+    p = proc(41, ["node", "server.js"], ports=(PORT + 1,))
+    assert classify([p], store, PORT, owner) == Census((), (), ())
+
+
+def test_classify_excludes_self_pid(world):
+    store, _, owner = world
+    me = proc(99, ["python", "-m", "guard", "run", "--store", store], ports=(PORT,),
+              env={OWNER_ENV: owner})
+    census = classify([me], store, PORT, owner, records=[me.ref], self_pid=99)
+    assert census == Census((), (), ())
+
+
+def test_classify_recycled_pid_is_not_ours(world):
+    store, _, owner = world
+    # The record says pid 10 started at 100.0; pid 10 now belongs to a newer process.
+    recycled_listener = proc(10, ["node", "server.js"], create_time=250.0, ports=(PORT,))
+    census = classify([recycled_listener], store, PORT, owner, records=[ProcRef(10, 100.0)])
+    assert census.ours == ()
+    assert census.foreign_on_port == (recycled_listener,)
+
+
+def test_classify_recycled_pid_running_mlflow_is_a_stray_not_ours(world):
+    store, _, owner = world
+    recycled = proc(10, ["mlflow", "server", "--backend-store-uri", store], create_time=250.0)
+    census = classify([recycled], store, PORT, owner, records=[ProcRef(10, 100.0)])
+    assert census.ours == ()
+    assert census.same_store == (recycled,)
+
+
+def test_classify_recycled_pid_elsewhere_is_ignored(world):
+    store, _, owner = world
+    recycled = proc(10, ["python", "train.py"], create_time=250.0)
+    census = classify([recycled], store, PORT, owner, records=[ProcRef(10, 100.0)])
+    assert census == Census((), (), ())
+
+
+def test_classify_accepts_a_generator_and_keeps_order(world):
+    store, _, owner = world
+    procs = [proc(i, ["mlflow", "server", "--backend-store-uri", store]) for i in (5, 3, 4)]
+    census = classify((p for p in procs), store, PORT, owner)
+    assert pids(census.same_store) == [5, 3, 4]

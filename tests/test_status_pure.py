@@ -1,0 +1,267 @@
+"""The pure parts of `guardctl status` (assess, render, _duration) and paths.uri_to_local_path."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from guard.paths import same_folder, uri_to_local_path
+from guard.status import (
+    DEGRADED,
+    HEALTHY,
+    NOT_RUNNING,
+    Verdict,
+    _duration,
+    assess,
+    render,
+)
+
+
+def doc(**kw) -> dict:
+    base = {"daemon": {"pid": 4242, "create_time": 1.0, "started_at": 0.0},
+            "phase": "running", "server": {"pid": 4300, "url": "http://127.0.0.1:5050"}}
+    base.update(kw)
+    return base
+
+
+# --- assess -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("missing", [None, {}])
+def test_no_status_file_is_not_running(missing):
+    v = assess(missing, daemon_alive=False, server_alive=False, health_ok=False)
+    assert isinstance(v, Verdict)
+    assert v.label == NOT_RUNNING
+    assert v.exit_code == 3
+    assert "no status file" in v.reason
+
+
+def test_dead_daemon_is_not_running_and_names_its_pid():
+    v = assess(doc(), daemon_alive=False, server_alive=True, health_ok=True)
+    assert v.label == NOT_RUNNING
+    assert v.exit_code == 3
+    assert "pid 4242" in v.reason
+    assert "guardctl run" in v.reason
+
+
+def test_dead_daemon_without_daemon_section_still_reports():
+    v = assess({"phase": "running"}, daemon_alive=False, server_alive=False, health_ok=False)
+    assert v.label == NOT_RUNNING
+    assert "pid None" in v.reason
+
+
+@pytest.mark.parametrize("phase, extra, fragments", [
+    ("backoff", {"last_reason": "server exited with code 1"},
+     ["server backoff", "server exited with code 1"]),
+    ("crash loop", {"last_reason": "crash loop: 5 failures within 300 s"},
+     ["server crash loop", "5 failures within 300 s"]),
+    ("waiting for store", {"message": "store folder /s/mlruns is empty",
+                           "last_reason": "older reason"},
+     ["server waiting for store", "store folder /s/mlruns is empty"]),
+    ("starting", {}, ["server starting"]),
+])
+def test_non_running_phase_is_degraded_with_the_reason(phase, extra, fragments):
+    v = assess(doc(phase=phase, **extra), daemon_alive=True, server_alive=False, health_ok=False)
+    assert v.label == DEGRADED
+    assert v.exit_code == 1
+    for fragment in fragments:
+        assert fragment in v.reason
+
+
+def test_message_takes_precedence_over_last_reason():
+    v = assess(doc(phase="waiting for store", message="M", last_reason="R"), True, False, False)
+    assert v.reason == "server waiting for store: M"
+
+
+def test_phase_without_reason_has_no_dangling_colon():
+    v = assess(doc(phase="starting"), True, False, False)
+    assert v.reason == "server starting"
+
+
+def test_running_but_server_dead_is_degraded():
+    v = assess(doc(), daemon_alive=True, server_alive=False, health_ok=False)
+    assert v.label == DEGRADED
+    assert v.exit_code == 1
+    assert "server process is gone" in v.reason
+
+
+def test_running_alive_but_health_fails_is_degraded():
+    v = assess(doc(), daemon_alive=True, server_alive=True, health_ok=False)
+    assert v.label == DEGRADED
+    assert v.exit_code == 1
+    assert "/health" in v.reason
+
+
+def test_all_good_is_healthy():
+    v = assess(doc(), daemon_alive=True, server_alive=True, health_ok=True)
+    assert v == Verdict(HEALTHY, "serving")
+    assert v.exit_code == 0
+
+
+def test_health_ok_does_not_hide_a_dead_server():
+    v = assess(doc(), daemon_alive=True, server_alive=False, health_ok=True)
+    assert v.label == DEGRADED
+
+
+# --- _duration --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seconds, text", [
+    (None, "-"), (0, "0m 00s"), (5.9, "0m 05s"), (65, "1m 05s"), (3599, "59m 59s"),
+    (3600, "1h 00m"), (3725, "1h 02m"), (86400, "1d 0h 00m"), (90061, "1d 1h 01m"),
+    (3 * 86400 + 5 * 3600 + 7 * 60, "3d 5h 07m"),
+])
+def test_duration(seconds, text):
+    assert _duration(seconds) == text
+
+
+# --- render -----------------------------------------------------------------------------------
+
+def healthy_report() -> dict:
+    return {
+        "state": HEALTHY, "exit_code": 0, "reason": "serving",
+        "daemon": {"pid": 4242, "alive": True, "uptime_s": 3725.0},
+        "phase": "running",
+        "server": {"pid": 4300, "tree": [{"pid": 4300, "alive": True},
+                                         {"pid": 4301, "alive": False}],
+                   "url": "http://127.0.0.1:5050",
+                   "health": {"ok": True, "detail": "200 OK"}},
+        "restarts": 2, "last_reason": "server exited with code 1",
+        "store": "/sync/mlruns", "host_id": "lab-pc", "mlflow_version": "3.1.0",
+        "guard_version": "0.1.0", "config_file": "/etc/mlflow-guard/config.yaml",
+        "state_dir": "/var/lib/guard", "log_file": "/var/lib/guard/guard.log",
+        "server_log_file": "/var/lib/guard/server.log",
+        "strays": [], "status_age_s": 1.0,
+    }
+
+
+def not_running_report() -> dict:
+    return {
+        "state": NOT_RUNNING, "exit_code": 3,
+        "reason": "no status file: the daemon has not run with this state folder",
+        "daemon": {"pid": None, "alive": False, "uptime_s": None},
+        "phase": None,
+        "server": {"pid": None, "tree": [], "url": None,
+                   "health": {"ok": False, "detail": "not probed"}},
+        "restarts": 0, "last_reason": None, "store": None, "host_id": "lab-pc",
+        "mlflow_version": None, "guard_version": None, "config_file": None,
+        "state_dir": "/home/a/.local/state/mlflow-guard",
+        "log_file": "/home/a/.local/state/mlflow-guard/guard.log",
+        "server_log_file": "/home/a/.local/state/mlflow-guard/server.log",
+        "strays": [{"pid": 777, "user": "bob",
+                    "command": "mlflow ui --backend-store-uri /sync/mlruns"}],
+        "status_age_s": None,
+    }
+
+
+def test_render_healthy():
+    text = render(healthy_report())
+    lines = text.splitlines()
+    assert lines[0] == "mlflow-guard: OK - serving"
+    assert "pid 4242, up 1h 02m" in text
+    assert "running; pid 4300 (tree: 4300, 4301 (gone))" in text
+    assert "http://127.0.0.1:5050" in text
+    assert "health: 200 OK" in text
+    assert "restarts  2; last reason: server exited with code 1" in text
+    assert "store     /sync/mlruns" in text
+    assert "host_id   lab-pc" in text
+    assert "mlflow    3.1.0" in text
+    assert "config    /etc/mlflow-guard/config.yaml" in text
+    assert "/var/lib/guard/guard.log" in text
+    assert "/var/lib/guard/server.log" in text
+    assert lines[-1] == "  strays    none"
+    assert "STRAYS" not in text
+
+
+def test_render_not_running():
+    text = render(not_running_report())
+    lines = text.splitlines()
+    assert lines[0] == ("mlflow-guard: NOT RUNNING - no status file: the daemon has not run "
+                        "with this state folder")
+    assert "  daemon    not running" in lines
+    assert "url" not in text  # no server lines without a live daemon
+    assert "  restarts  0" in lines
+    assert "last reason" not in text
+    assert "store     (not configured)" in text
+    assert "mlflow    -" in text
+    assert "config    (defaults and flags only)" in text
+    assert "STRAYS    MLflow servers over this store not started by the guard:" in text
+    assert "pid 777 (bob): mlflow ui --backend-store-uri /sync/mlruns" in text
+    assert "strays    none" not in text
+
+
+def test_render_degraded_and_long_stray_command_is_cut():
+    r = healthy_report()
+    r.update(state=DEGRADED, reason="the server does not answer /health",
+             strays=[{"pid": 9, "user": None, "command": "x" * 300}])
+    text = render(r)
+    assert text.splitlines()[0] == "mlflow-guard: DEGRADED - the server does not answer /health"
+    stray_line = [ln for ln in text.splitlines() if "pid 9 " in ln][0]
+    assert stray_line.endswith("x" * 120)
+    assert "x" * 121 not in stray_line
+
+
+def test_render_empty_tree_shows_dash():
+    r = healthy_report()
+    r["server"]["tree"] = []
+    assert "(tree: -)" in render(r)
+
+
+# --- paths.uri_to_local_path ------------------------------------------------------------------
+
+@pytest.mark.parametrize("value, cwd, expected", [
+    ("file:///home/a/x", None, "/home/a/x"),
+    ("file:/home/a/x", None, "/home/a/x"),
+    ("FILE:///home/a/x", None, "/home/a/x"),
+    ("file://localhost/home/a/x", None, "/home/a/x"),
+    ("file:///home/a/x/", None, "/home/a/x"),
+    ("file:///home/a/./y/../x", None, "/home/a/x"),
+    ("/home/a/x", None, "/home/a/x"),
+    ("/home/a/x/", "/elsewhere", "/home/a/x"),
+    ("  /home/a/x  ", None, "/home/a/x"),
+    ("mlruns", "/home/a", "/home/a/mlruns"),
+    ("./data/mlruns", "/home/a", "/home/a/data/mlruns"),
+    ("../mlruns", "/home/a/proj", "/home/a/mlruns"),
+    ("mlruns", None, None),
+    ("./mlruns", None, None),
+    ("s3://b/x", None, None),
+    ("s3://b/x", "/home/a", None),
+    ("sqlite:///x.db", None, None),
+    ("sqlite:///x.db", "/home/a", None),
+    ("postgresql://user@host:5432/db", None, None),
+    ("databricks", None, None),
+    ("file:///home/a%20b/x", None, "/home/a b/x"),
+    ("file:///home/caf%C3%A9/x", None, "/home/café/x"),
+    ("", "/home/a", None),
+    ("   ", "/home/a", None),
+    ("file://", None, None),
+])
+def test_uri_to_local_path(value, cwd, expected):
+    assert uri_to_local_path(value, cwd) == expected
+
+
+def test_uri_to_local_path_remote_file_host_keeps_the_host():
+    assert uri_to_local_path("file://nas/share/mlruns") == "//nas/share/mlruns"
+
+
+@pytest.mark.parametrize("value", ["file:mlruns", "file:./mlruns"])
+def test_relative_file_uri_resolves_against_cwd(value):
+    # MLflow reads `file:mlruns` as the relative path mlruns in the server's working folder,
+    # so it must resolve against that folder like a plain relative path does.
+    assert uri_to_local_path(value, "/home/a") == "/home/a/mlruns"
+
+
+@pytest.mark.parametrize("value", ["file:mlruns", "file:./mlruns"])
+def test_relative_file_uri_without_cwd_is_unknown(value):
+    # like "mlruns" with no cwd: the folder cannot be known, so None (never a relative path)
+    assert uri_to_local_path(value, None) is None
+
+
+def test_same_folder(tmp_path):
+    a = tmp_path / "a"
+    a.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(a)
+    assert same_folder(str(a), str(a) + os.sep)
+    assert same_folder(str(a), str(link))
+    assert same_folder(str(a), str(tmp_path / "b" / ".." / "a"))
+    assert not same_folder(str(a), str(tmp_path / "b"))
