@@ -231,7 +231,7 @@ def test_empty_store_is_an_error_and_stays_empty(tmp_path, make_guard):
     assert list(store.iterdir()) == []
 
 
-def test_wait_for_store_starts_once_the_store_appears(tmp_path, make_guard):
+def test_wait_for_store_starts_once_the_store_appears_and_sigterm_stops(tmp_path, make_guard):
     store = tmp_path / "late-drive"
     guard = make_guard(store, extra=("--wait-for-store",)).start()
     doc = wait_for(lambda: guard.status().get("phase") == "waiting for store"
@@ -243,5 +243,10 @@ def test_wait_for_store_starts_once_the_store_appears(tmp_path, make_guard):
     time.sleep(1.5)
     assert not store.exists()
     assert guardctl("init", "--store", str(store)).returncode == 0
-    guard.wait_healthy()
+    doc = guard.wait_healthy()
     assert guard.ctl("status").returncode == 0
+
+    tree = tree_pids(doc["server"]["pid"])
+    guard.proc.send_signal(signal.SIGTERM)  # what systemd sends on stop
+    assert guard.proc.wait(30) == 0
+    assert any_alive(tree) == []
