@@ -60,9 +60,10 @@ def system_config_path() -> Path:
 @dataclass(frozen=True)
 class Field:
     key: str
-    kind: str  # path | str | host_id | int | float | port | level
+    kind: str  # path | str | host_id | int | float | port | level | bool | choice
     default: Callable[[], Any] | Any
     minimum: float | None = None
+    choices: tuple[str, ...] = ()
 
     def default_value(self) -> Any:
         return self.default() if callable(self.default) else self.default
@@ -85,6 +86,11 @@ FIELDS: tuple[Field, ...] = (
     Field("restart.crash_loop_count", "int", 5, minimum=1),
     Field("restart.crash_loop_window", "float", 300.0, minimum=1),
     Field("restart.stable_after", "float", 60.0, minimum=0),
+    Field("rewrite.enabled", "bool", True),
+    Field("rewrite.watch", "choice", "auto", choices=("auto", "events", "polling")),
+    Field("rewrite.poll_interval", "float", 10.0, minimum=0.5),
+    Field("rewrite.full_pass_interval", "float", 3600.0, minimum=10),
+    Field("rewrite.foreign_delay", "float", 30.0, minimum=0),
     Field("log.level", "level", "INFO"),
     Field("log.max_bytes", "int", 10 * 1024 * 1024, minimum=1024),
     Field("log.backups", "int", 5, minimum=0),
@@ -115,6 +121,15 @@ class RestartConfig:
 
 
 @dataclass(frozen=True)
+class RewriteConfig:
+    enabled: bool
+    watch: str
+    poll_interval: float
+    full_pass_interval: float
+    foreign_delay: float
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str
     max_bytes: int
@@ -128,6 +143,7 @@ class Config:
     state_dir: Path
     server: ServerConfig
     restart: RestartConfig
+    rewrite: RewriteConfig
     log: LogConfig
     file: Path | None = None
     origins: Mapping[str, str] = field(default_factory=dict)
@@ -257,6 +273,14 @@ def check_value(f: Field, value: Any, origin: str, base_dir: Path | None) -> Any
                 raise ConfigError(f"{where} is {value!r}; use one of {', '.join(LOG_LEVELS)}")
             return value.upper()
         return value
+    if f.kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if f.kind == "choice":
+        if value not in f.choices:
+            raise ConfigError(f"{where} is {value!r}; use one of {', '.join(f.choices)}")
+        return value
     if f.kind in ("int", "port"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where} must be a whole number, got {value!r}")
@@ -328,6 +352,7 @@ def load_config(
         state_dir=state_dir,
         server=section("server", ServerConfig),
         restart=section("restart", RestartConfig),
+        rewrite=section("rewrite", RewriteConfig),
         log=section("log", LogConfig),
         file=path,
         origins=origins,

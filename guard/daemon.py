@@ -21,6 +21,8 @@ from filelock import FileLock, Timeout
 
 from . import __version__, supervisor
 from .config import Config
+from .fixer import Fixer, FixerService
+from .journal import Journal
 from .logs import setup_logging
 from .processes import Census, ProcRef, alive, classify, end_tree, snapshot
 from .server import ServerProcess, output_logger, probe_health, server_url
@@ -94,6 +96,7 @@ class Daemon:
         self.sup = supervisor.State()
         self.url = server_url(cfg.server.host, cfg.server.port)
         self.server: ServerProcess | None = None
+        self.fixer: FixerService | None = None
         self.known: list[ProcRef] = []  # last seen server tree, kept to end orphans
         self.stopping = threading.Event()
         self.started_at = time.time()
@@ -125,6 +128,7 @@ class Daemon:
             if not self._await_store():
                 return 0 if self.stopping.is_set() else 2
             self._clear_leftovers()
+            self._start_fixer()
             self._loop()
             return 0
         finally:
@@ -191,6 +195,17 @@ class Daemon:
                     "process this user cannot see; choose another port (--port or server.port)")
             time.sleep(0.2)
 
+    def _start_fixer(self) -> None:
+        """Portable paths: a full pass now (in its own thread), then on every change."""
+        rw = self.cfg.rewrite
+        if not rw.enabled:
+            return
+        fixer = Fixer(self.store, Journal(self.state.rewrite_journal), self.cfg.host_id,
+                      foreign_delay=rw.foreign_delay)
+        self.fixer = FixerService(fixer, rw.watch, rw.poll_interval, rw.full_pass_interval)
+        self.fixer.start()
+        log.info("path rewriting on (%s)", self.fixer.mode)
+
     # ---- the loop ---------------------------------------------------------------------
     def _loop(self) -> None:
         while not self.stopping.is_set():
@@ -225,6 +240,10 @@ class Daemon:
             return False
         self._next_store_check = now + STORE_CHECK_INTERVAL
         check = inspect_store(self.store)
+        if self.fixer is not None and check.ok:
+            self.fixer.paused.clear()
+        elif self.fixer is not None:
+            self.fixer.paused.set()  # never write into a store that is not there
         if check.ok:
             if self.sup.phase is Phase.WAITING_STORE:
                 log.info("store is back: %s", self.store)
@@ -317,6 +336,8 @@ class Daemon:
         self.sup = supervisor.State(phase=Phase.STOPPING, starts=self.sup.starts,
                                     last_reason=self.sup.last_reason)
         self.write_status(force=True)
+        if self.fixer is not None:
+            self.fixer.stop()
         survivors = self._end_server("daemon stopping")
         try:
             self.state.pids.unlink()
@@ -358,6 +379,7 @@ class Daemon:
             "log_file": str(self.state.guard_log),
             "server_log_file": str(self.state.server_log),
             "port": self.cfg.server.port,
+            "portability": self.fixer.snapshot() if self.fixer else {"enabled": False},
             "updated_at": time.time(),
         }
 

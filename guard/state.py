@@ -2,7 +2,7 @@
 
 Layout: daemon.lock (one daemon per state folder), status.json (what `guardctl status` reads),
 pids.json (the server tree, to end orphans after a crash), control.json (requests from
-`guardctl stop|restart`), logs/ (rotating logs). JSON files are replaced atomically so a reader
+`guardctl stop|restart`), logs/ (rotating logs), journal/ (what the guard changed). JSON files are replaced atomically so a reader
 never sees half a file.
 """
 
@@ -54,6 +54,8 @@ class StateDir:
     logs = property(lambda self: self.root / "logs")
     guard_log = property(lambda self: self.root / "logs" / "guard.log")
     server_log = property(lambda self: self.root / "logs" / "mlflow-server.log")
+    journals = property(lambda self: self.root / "journal")
+    rewrite_journal = property(lambda self: self.root / "journal" / "rewrites.jsonl")
 
     def create(self) -> None:
         try:

@@ -98,6 +98,7 @@ def report(cfg: Config, probe_timeout: float = 3.0) -> dict:
         "log_file": (doc or {}).get("log_file", str(state.guard_log)),
         "server_log_file": (doc or {}).get("server_log_file", str(state.server_log)),
         "strays": strays,
+        "portability": (doc or {}).get("portability") if daemon_ok else None,
         "status_age_s": round(now - doc["updated_at"], 1) if doc and doc.get("updated_at") else None,
     }
 
@@ -135,6 +136,7 @@ def render(r: dict) -> str:
     lines.append(f"  config    {r['config_file'] or '(defaults and flags only)'}")
     lines.append(f"  logs      {r['log_file']}")
     lines.append(f"            {r['server_log_file']}")
+    lines.extend(_portability_lines(r.get("portability")))
     if r["strays"]:
         lines.append("  STRAYS    MLflow servers over this store not started by the guard:")
         for p in r["strays"]:
@@ -143,3 +145,31 @@ def render(r: dict) -> str:
         lines.append("  strays    none")
     return "\n".join(lines)
 
+
+
+def _ago(t: float | None) -> str:
+    return "-" if t is None else f"{_duration(time.time() - t)} ago"
+
+
+def _portability_lines(p: dict | None) -> list[str]:
+    if not p:
+        return []
+    if p.get("enabled") is False:
+        return ["  paths     rewriting disabled (rewrite.enabled: false)"]
+    mode = p.get("watch_mode", "-") + (" (paused: store lost)" if p.get("paused") else "")
+    lines = [f"  paths     watching by {mode}; {p['rewrites_total']} rewrites, "
+             f"{p['rewrites_last_hour']} in the last hour"]
+    last = p.get("last_rewrite")
+    if last:
+        lines.append(f"            last rewrite {_ago(last['time'])}: {last['file']} ({last['key']})")
+    full = p.get("last_full_pass")
+    lines.append(f"            last full pass: {full['duration_s']:.2f} s over {full['files']} files"
+                 if full else "            first full pass running")
+    if p.get("pending_foreign"):
+        lines.append(f"            {p['pending_foreign']} foreign paths waiting for their "
+                     "own machine's guard (rewrite.foreign_delay)")
+    if p.get("problem_count"):
+        lines.append(f"  UNPORTABLE {p['unportable_count']} unportable, "
+                     f"{p['problem_count'] - p['unportable_count']} other problems "
+                     "(`guardctl fix --dry-run` lists them)")
+    return lines

@@ -239,8 +239,10 @@ def test_uri_to_local_path(value, cwd, expected):
     assert uri_to_local_path(value, cwd) == expected
 
 
-def test_uri_to_local_path_remote_file_host_keeps_the_host():
-    assert uri_to_local_path("file://nas/share/mlruns") == "//nas/share/mlruns"
+def test_uri_to_local_path_unc_names_nothing_on_posix():
+    # A UNC share (\\\\nas\\share) is not a folder a POSIX process can be serving.
+    assert uri_to_local_path("file://nas/share/mlruns") is None
+    assert uri_to_local_path("\\\\nas\\share\\mlruns") is None
 
 
 @pytest.mark.parametrize("value", ["file:mlruns", "file:./mlruns"])

@@ -1,0 +1,73 @@
+"""`guardctl fix`: one pass of the path rewriter without the daemon, or an undo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..daemon import running_daemon_pid
+from ..fixer import Fixer, undo
+from ..journal import Journal
+from ..state import StateDir
+from ..store import inspect_store
+from .common import add_config_options, config_from
+
+NAME = "fix"
+HELP = "rewrite machine-specific artifact paths in meta.yaml once, and print a summary"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_options(parser)
+    parser.add_argument("--dry-run", action="store_true", help="change nothing, only report")
+    parser.add_argument("--undo", metavar="JOURNAL",
+                        help="put back the old values recorded in a rewrite journal")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    store = cfg.require_store()
+    check = inspect_store(store)
+    if not check.ok:
+        print(f"guardctl: {check.detail}; nothing was changed", file=sys.stderr)
+        return 2
+    state = StateDir(cfg.state_dir)
+    if args.undo:
+        pid = running_daemon_pid(state)
+        if pid:
+            print(f"guardctl: the daemon (pid {pid}) is running and would rewrite the paths "
+                  "again at once; stop it first with `guardctl stop`", file=sys.stderr)
+            return 1
+        journal = Path(args.undo)
+        if not journal.is_file():
+            print(f"guardctl: no journal at {journal}", file=sys.stderr)
+            return 2
+        result = undo(store, journal, None if args.dry_run else Journal(state.rewrite_journal))
+        print(json.dumps(result) if args.json else
+              f"undone: {result['undone']}, skipped (changed since or gone): {result['skipped']}")
+        return 0
+    journal = None if args.dry_run else Journal(state.rewrite_journal)
+    fixer = Fixer(store, journal, cfg.host_id, dry_run=args.dry_run)
+    figures = fixer.full_pass(force=True)
+    snap = fixer.snapshot()
+    result = {"dry_run": args.dry_run, "files": figures["files"],
+              "duration_s": figures["duration_s"],
+              "rewritten_by_kind": dict(fixer.would if args.dry_run else fixer.rewritten),
+              "problems": [{"file": k, **p} for k, ps in sorted(fixer.problems.items()) for p in ps],
+              "unportable_count": snap["unportable_count"],
+              "journal": None if journal is None else str(journal.path)}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    verb = "would rewrite" if args.dry_run else "rewrote"
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(result["rewritten_by_kind"].items())) or "nothing"
+    print(f"checked {result['files']} meta.yaml files in {result['duration_s']:.2f} s; "
+          f"{verb} {kinds}")
+    if result["journal"] and result["rewritten_by_kind"]:
+        print(f"journal: {result['journal']} (undo with `guardctl fix --undo {result['journal']}`)")
+    for p in result["problems"]:
+        what = f"{p['key']}: {p['value']}" if "key" in p else ""
+        print(f"  {p['problem'].upper():<11} {p['file']}  {what}  ({p['why']})")
+    return 0

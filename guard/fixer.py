@@ -1,0 +1,367 @@
+"""Making the store portable: passes that rewrite machine-specific locations in meta.yaml.
+
+`Fixer` checks files (a full pass, one file, or a moved-in folder) and keeps the figures that
+`guardctl status` shows; `FixerService` is the daemon's thread that runs it on watcher events,
+on a polling fallback and on a periodic full pass; `undo` replays a journal backwards.
+
+Convergence across machines: a path under this machine's own store root was written here and
+is fixed at once; a foreign path (another machine's root) waits `foreign_delay` seconds, so the
+writing machine's guard fixes it first and the fix arrives by sync. Either way the result is
+the same bytes, so each file is normally rewritten once in total.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections import Counter, deque
+from pathlib import Path
+from typing import Iterator
+
+from . import metayaml
+from .journal import Journal, read_journal
+from .layout import META, REGISTRY, TRASH, classify_meta
+from .paths import parse_local, safe_segments
+from .rewrite import apply, plan_file
+from .watch import EVENTS, StoreWatcher
+
+log = logging.getLogger("guard.fixer")
+
+CLEAN, REWRITTEN, PENDING, MALFORMED, SKIPPED, GONE, BUSY, WOULD = (
+    "clean", "rewritten", "pending", "malformed", "skipped", "gone", "busy", "would rewrite")
+_NOT_RUNS = {"models", "traces", "datasets", "tags"}
+
+
+def _dirs(path: Path, problems: dict | None = None, store: Path | None = None) -> Iterator[os.DirEntry]:
+    try:
+        with os.scandir(path) as it:
+            for entry in it:
+                if entry.is_symlink():
+                    if problems is not None and store is not None:
+                        rel = Path(entry.path).relative_to(store).as_posix()
+                        problems[rel] = [{"problem": "symlink", "why": "symlink skipped"}]
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    yield entry
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return
+
+
+def _experiment(exp: Path, problems: dict | None, store: Path) -> Iterator[Path]:
+    yield exp / META
+    for entry in _dirs(exp, problems, store):
+        if entry.name == "models":
+            for model in _dirs(Path(entry.path), problems, store):
+                yield Path(model.path) / META
+        elif entry.name not in _NOT_RUNS:
+            yield Path(entry.path) / META
+
+
+def _registry(folder: Path, depth: int, problems: dict | None, store: Path) -> Iterator[Path]:
+    """Model version files under models/ (depth 0), models/<name> (1) or a version (2)."""
+    if depth == 2:
+        yield folder / META
+        return
+    for entry in _dirs(folder, problems, store):
+        if depth == 0:
+            yield from _registry(Path(entry.path), 1, problems, store)
+        elif entry.name.startswith("version-"):
+            yield Path(entry.path) / META
+
+
+def iter_meta_files(store: Path, problems: dict | None = None,
+                    folder: Path | None = None) -> Iterator[Path]:
+    """Candidate meta.yaml paths in the store, or under one of its folders, found by the
+    store's layout: params/metrics/artifacts folders are never descended into."""
+    rel = () if folder is None else Path(folder).relative_to(store).parts
+    trash = bool(rel) and rel[0] == TRASH
+    inner = rel[1:] if trash else rel
+    if not inner:
+        for entry in _dirs(Path(folder or store), problems, store):
+            if trash or entry.name == TRASH:
+                if trash:
+                    yield from _experiment(Path(entry.path), problems, store)
+                else:
+                    yield from iter_meta_files(store, problems, Path(entry.path))
+            elif entry.name == REGISTRY:
+                yield from _registry(Path(entry.path), 0, problems, store)
+            else:
+                yield from _experiment(Path(entry.path), problems, store)
+    elif inner[0] == REGISTRY:
+        if not trash and len(inner) <= 3:
+            yield from _registry(Path(folder), len(inner) - 1, problems, store)
+    elif len(inner) == 1:
+        yield from _experiment(Path(folder), problems, store)
+    elif len(inner) == 2 and inner[1] == "models":
+        for model in _dirs(Path(folder), problems, store):
+            yield Path(model.path) / META
+    elif len(inner) == 2 or (len(inner) == 3 and inner[1] == "models"):
+        yield Path(folder) / META
+
+
+class Fixer:
+    def __init__(self, store: Path, journal: Journal | None, host_id: str,
+                 foreign_delay: float = 0.0, dry_run: bool = False) -> None:
+        self.store = Path(os.path.abspath(store))
+        self.store_real = os.path.realpath(self.store)
+        self.own_root = parse_local(str(self.store))
+        self.journal = journal
+        self.host_id = host_id
+        self.foreign_delay = foreign_delay
+        self.dry_run = dry_run
+        self.cache: dict[str, tuple[int, int]] = {}
+        self.pending: dict[str, float] = {}
+        self.problems: dict[str, list[dict]] = {}
+        self.rewritten = Counter()
+        self.would = Counter()
+        self.recent: deque[float] = deque()
+        self.total = 0
+        self.last_rewrite: dict | None = None
+        self.last_pass: dict | None = None
+        self.lock = threading.RLock()
+
+    # ---- single files --------------------------------------------------------------------
+    def _rel(self, path: Path) -> tuple[str, ...] | None:
+        """Store-relative parts of a path that really lies inside the store, else None."""
+        try:
+            rel = Path(os.path.abspath(path)).relative_to(self.store).parts
+        except ValueError:
+            return None
+        if not safe_segments(rel):
+            return None
+        real = os.path.realpath(path)
+        if not real.startswith(self.store_real + os.sep):
+            self.problems["/".join(rel)] = [{"problem": "symlink",
+                                             "why": f"resolves outside the store to {real}"}]
+            return None
+        return rel
+
+    def check(self, path: Path, now: float | None = None, force: bool = False,
+              use_cache: bool = False) -> str:
+        """Look at one meta.yaml and rewrite it if needed; returns the outcome."""
+        now = time.time() if now is None else now
+        rel = self._rel(path)
+        if rel is None:
+            return SKIPPED
+        kind = classify_meta(rel)
+        if not kind.has_locations:
+            return SKIPPED
+        key = "/".join(rel)
+        with self.lock:
+            try:
+                st = os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                self._forget(key)
+                return GONE
+            if use_cache and self.cache.get(key) == (st.st_mtime_ns, st.st_size):
+                return CLEAN
+            for _ in range(5):
+                outcome = self._attempt(path, key, kind, now, force)
+                if outcome != BUSY:
+                    return outcome
+            log.warning("%s kept changing under us; will look again", key)
+            return BUSY
+
+    def _attempt(self, path: Path, key: str, kind, now: float, force: bool) -> str:
+        try:
+            raw, doc = metayaml.read(path)
+        except FileNotFoundError:
+            self._forget(key)
+            return GONE
+        except metayaml.MetaError as exc:
+            self.problems[key] = [{"problem": "malformed", "why": str(exc)}]
+            self.cache.pop(key, None)
+            return MALFORMED
+        plan = plan_file(kind, doc, self.own_root)
+        if plan.findings:
+            self.problems[key] = [{"problem": f.problem, "key": f.key, "value": str(f.value)[:500],
+                                   "why": f.why} for f in plan.findings]
+        else:
+            self.problems.pop(key, None)
+        if not plan.changes:
+            self.pending.pop(key, None)
+            self._remember(path, key)
+            return CLEAN
+        if plan.foreign and not force and self.foreign_delay > 0:
+            first = self.pending.setdefault(key, now)
+            if now - first < self.foreign_delay:
+                return PENDING
+        if self.dry_run:
+            self.would[plan.kind] += 1
+            return WOULD
+        if not metayaml.replace_if_unchanged(path, metayaml.dump(apply(doc, plan.changes)), raw):
+            return BUSY
+        self.pending.pop(key, None)
+        self._remember(path, key)
+        self.rewritten[plan.kind] += 1
+        self.total += 1
+        self.recent.append(now)
+        for change in plan.changes:
+            self.last_rewrite = {"time": now, "file": key, "key": change.key, "new": change.new}
+            if self.journal is not None:
+                self.journal.append(action="rewrite", host=self.host_id, file=key, kind=plan.kind,
+                                    key=change.key, old=change.old, new=change.new)
+        log.info("rewrote %s: %s", key, ", ".join(f"{c.key} -> {c.new}" for c in plan.changes))
+        return REWRITTEN
+
+    def _remember(self, path: Path, key: str) -> None:
+        try:
+            st = os.lstat(path)
+            self.cache[key] = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            self.cache.pop(key, None)
+
+    def _forget(self, key: str) -> None:
+        self.cache.pop(key, None)
+        self.pending.pop(key, None)
+        self.problems.pop(key, None)
+
+    # ---- passes --------------------------------------------------------------------------
+    def full_pass(self, force: bool = False, use_cache: bool = False) -> dict:
+        """Check every meta.yaml in the store; returns the pass's figures."""
+        start = time.perf_counter()
+        outcomes: Counter = Counter()
+        now = time.time()
+        seen = set()
+        for path in iter_meta_files(self.store, self.problems):
+            outcome = self.check(path, now, force=force, use_cache=use_cache)
+            if outcome != GONE:
+                seen.add("/".join(Path(path).relative_to(self.store).parts))
+            outcomes[outcome] += 1
+        with self.lock:
+            for key in [k for k in self.cache if k not in seen]:
+                self._forget(key)
+            self.last_pass = {"at": now, "duration_s": round(time.perf_counter() - start, 3),
+                              "files": sum(v for k, v in outcomes.items() if k != GONE),
+                              "outcomes": dict(outcomes)}
+            return dict(self.last_pass)
+
+    def check_dir(self, folder: Path) -> None:
+        """A folder that appeared in one move (sync, restore from .trash): check its files."""
+        if self._rel(folder) is None:
+            return
+        for path in iter_meta_files(self.store, self.problems, Path(os.path.abspath(folder))):
+            self.check(path)
+
+    def flush_pending(self, now: float | None = None) -> None:
+        """Foreign changes whose grace period is over."""
+        now = time.time() if now is None else now
+        with self.lock:
+            due = [k for k, first in self.pending.items() if now - first >= self.foreign_delay]
+        for key in due:
+            self.check(self.store / key, now)
+
+    # ---- figures -------------------------------------------------------------------------
+    def snapshot(self, now: float | None = None) -> dict:
+        now = time.time() if now is None else now
+        with self.lock:
+            while self.recent and now - self.recent[0] > 3600:
+                self.recent.popleft()
+            problems = [{"file": k, **p} for k, ps in sorted(self.problems.items()) for p in ps]
+            return {
+                "rewrites_total": self.total,
+                "rewrites_last_hour": len(self.recent),
+                "rewritten_by_kind": dict(self.rewritten),
+                "last_rewrite": self.last_rewrite,
+                "pending_foreign": len(self.pending),
+                "unportable_count": sum(1 for p in problems if p["problem"] == "unportable"),
+                "problem_count": len(problems),
+                "problems": problems[:50],
+                "last_full_pass": self.last_pass,
+            }
+
+
+class FixerService:
+    """The daemon's portability thread: a full pass at start, then events or polling."""
+
+    def __init__(self, fixer: Fixer, watch_mode: str, poll_interval: float,
+                 full_pass_interval: float) -> None:
+        self.fixer = fixer
+        self.watcher = StoreWatcher(fixer.store, watch_mode)
+        self.poll_interval = poll_interval
+        self.full_pass_interval = full_pass_interval
+        self.paused = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fixer", daemon=True)
+
+    @property
+    def mode(self) -> str:
+        return self.watcher.mode
+
+    def start(self) -> None:
+        self.watcher.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.watcher.stop()
+        self._thread.join(timeout=10)
+
+    def snapshot(self) -> dict:
+        return {**self.fixer.snapshot(), "watch_mode": self.watcher.mode,
+                "watch_note": self.watcher.reason, "paused": self.paused.is_set()}
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception:  # noqa: BLE001 - report, never take the daemon down
+            log.exception("portability thread failed; rewrites stopped until restart")
+
+    def _loop(self) -> None:
+        self.fixer.full_pass()
+        next_full = time.monotonic() + self.full_pass_interval
+        next_poll = time.monotonic() + self.poll_interval
+        while not self._stop.is_set():
+            try:
+                kind, path = self.watcher.queue.get(timeout=0.2)
+            except queue.Empty:
+                kind = path = None
+            if self.paused.is_set():
+                continue
+            if kind == "file":
+                self.fixer.check(path)
+            elif kind == "dir":
+                self.fixer.check_dir(path)
+            now = time.monotonic()
+            if now >= next_full:
+                self.fixer.full_pass()
+                next_full = now + self.full_pass_interval
+            elif self.watcher.mode != EVENTS and now >= next_poll:
+                self.fixer.full_pass(use_cache=True)
+                next_poll = now + self.poll_interval
+            if self.fixer.pending:
+                self.fixer.flush_pending()
+
+
+def undo(store: Path, journal_path: Path, out: Journal | None) -> dict:
+    """Put back the old values a journal recorded, newest first, where still unchanged."""
+    store = Path(os.path.abspath(store))
+    records = [r for r in read_journal(journal_path) if r.get("action") == "rewrite"]
+    done = skipped = 0
+    for rec in reversed(records):
+        rel = tuple(str(rec.get("file", "")).split("/"))
+        path = store.joinpath(*rel)
+        if not safe_segments(rel) or not os.path.realpath(path).startswith(
+                os.path.realpath(store) + os.sep):
+            skipped += 1
+            continue
+        try:
+            raw, doc = metayaml.read(path)
+        except (FileNotFoundError, metayaml.MetaError):
+            skipped += 1
+            continue
+        if doc.get(rec["key"]) != rec["new"]:
+            skipped += 1
+            continue
+        doc[rec["key"]] = rec["old"]
+        if metayaml.replace_if_unchanged(path, metayaml.dump(doc), raw):
+            done += 1
+            if out is not None:
+                out.append(action="undo", file=rec["file"], key=rec["key"], old=rec["new"],
+                           new=rec["old"])
+        else:
+            skipped += 1
+    return {"undone": done, "skipped": skipped}

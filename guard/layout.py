@@ -1,0 +1,81 @@
+"""The MLflow file store's layout: which meta.yaml holds which location, and where it belongs.
+
+    <exp>/meta.yaml                        artifact_location -> <exp>
+    <exp>/<run>/meta.yaml                  artifact_uri      -> <exp>/<run>/artifacts
+    <exp>/models/<m-id>/meta.yaml          artifact_location -> <exp>/models/<m-id>/artifacts
+    models/<name>/version-<N>/meta.yaml    storage_location, source -> the logged model's or
+                                           run's artifacts they name (by model_id / run_id)
+    .trash/<exp>/...                       as above; the location is the experiment's home
+
+Pure: works on path segments relative to the store.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+META = "meta.yaml"
+TRASH = ".trash"
+REGISTRY = "models"
+_VERSION = re.compile(r"^version-\d+$")
+_NOT_RUNS = {"models", "traces", "datasets", "tags"}
+
+
+@dataclass(frozen=True)
+class MetaKind:
+    name: str  # experiment | run | logged_model | model_version | registered_model | other
+    # key -> the store-relative location it must name; None: derived from the file's content
+    keys: dict
+
+    @property
+    def has_locations(self) -> bool:
+        return bool(self.keys)
+
+
+OTHER = MetaKind("other", {})
+
+
+def classify_meta(rel: tuple[str, ...]) -> MetaKind:
+    """What a meta.yaml at store-relative `rel` is, and the locations it should hold."""
+    if not rel or rel[-1] != META:
+        return OTHER
+    parts = rel[:-1]
+    if parts and parts[0] == TRASH:
+        parts = parts[1:]
+        if parts and parts[0] == REGISTRY:
+            return OTHER
+    if len(parts) == 3 and parts[0] == REGISTRY and _VERSION.match(parts[2]):
+        return MetaKind("model_version", {"storage_location": None, "source": None})
+    if len(parts) == 2 and parts[0] == REGISTRY:
+        return MetaKind("registered_model", {})
+    if not parts or parts[0] == REGISTRY:
+        return OTHER
+    exp = parts[0]
+    if len(parts) == 1:
+        return MetaKind("experiment", {"artifact_location": (exp,)})
+    if len(parts) == 2 and parts[1] not in _NOT_RUNS:
+        return MetaKind("run", {"artifact_uri": (exp, parts[1], "artifacts")})
+    if len(parts) == 3 and parts[1] == "models":
+        return MetaKind("logged_model",
+                        {"artifact_location": (exp, "models", parts[2], "artifacts")})
+    return OTHER
+
+
+def version_target(segments: tuple[str, ...], model_id: str | None,
+                   run_id: str | None) -> tuple[str, ...] | None:
+    """The store-relative place a model version's location names, found by its ids.
+
+    `<exp>/models/<model_id>/artifacts/...` or `<exp>/<run_id>/artifacts/...`; None if the
+    path names neither (a location outside the store).
+    """
+    for i in range(1, len(segments) - 1):
+        seg = segments[i]
+        if (model_id and seg == "models" and i + 2 < len(segments)
+                and segments[i + 1] == model_id and segments[i + 2] == "artifacts"
+                and segments[i - 1].isdigit()):
+            return segments[i - 1:]
+        if (run_id and seg.lower() == run_id.lower() and segments[i + 1] == "artifacts"
+                and segments[i - 1].isdigit()):
+            return segments[i - 1:]
+    return None

@@ -1,0 +1,122 @@
+"""Reading and replacing meta.yaml files safely, byte-compatible with how MLflow writes them.
+
+Reading refuses what MLflow never writes (over 1 MB, binary, not a mapping, YAML anchors and
+aliases) so a hostile or broken file is reported, not parsed into trouble. Writing goes to a
+temp file in the same folder (a name MLflow ignores), is fsynced, re-checks that nobody
+changed the original meanwhile, and only then renames over it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import yaml
+
+try:
+    from yaml import CSafeDumper as Dumper
+    from yaml import CSafeLoader as Loader
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml import SafeDumper as Dumper
+    from yaml import SafeLoader as Loader
+
+MAX_BYTES = 1024 * 1024
+TEMP_PREFIX = ".guard-tmp-"
+
+
+class MetaError(Exception):
+    """A meta.yaml the guard will not touch, with the reason."""
+
+
+def parse(raw: bytes) -> dict:
+    """Parse meta.yaml bytes into a mapping, or raise MetaError saying why not."""
+    if len(raw) > MAX_BYTES:
+        raise MetaError(f"larger than {MAX_BYTES // 1024} KiB")
+    if not raw.strip():
+        raise MetaError("empty")
+    if b"\x00" in raw:
+        raise MetaError("binary content")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MetaError("not UTF-8 text") from None
+    if "&" in text or "*" in text:
+        try:
+            for token in yaml.scan(text, Loader=yaml.SafeLoader):
+                if isinstance(token, (yaml.AnchorToken, yaml.AliasToken)):
+                    raise MetaError("uses YAML anchors/aliases, which MLflow never writes")
+        except yaml.YAMLError as exc:
+            raise MetaError(f"not valid YAML: {_brief(exc)}") from None
+    try:
+        doc = yaml.load(text, Loader=Loader)
+    except yaml.YAMLError as exc:
+        raise MetaError(f"not valid YAML: {_brief(exc)}") from None
+    if not isinstance(doc, dict):
+        raise MetaError(f"not a mapping but {type(doc).__name__}")
+    return doc
+
+
+def _brief(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or exc.__class__.__name__
+    return f"{problem} at line {mark.line + 1}" if mark else str(problem)
+
+
+def dump(doc: dict) -> bytes:
+    """Serialize exactly as MLflow's write_yaml does."""
+    text = yaml.dump(doc, default_flow_style=False, allow_unicode=True, sort_keys=True,
+                     Dumper=Dumper)
+    return text.encode("utf-8")
+
+
+def read(path: Path) -> tuple[bytes, dict]:
+    """The raw bytes and parsed mapping of a meta.yaml (MetaError when it is not usable)."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise MetaError(f"larger than {MAX_BYTES // 1024} KiB")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise MetaError(f"unreadable: {exc.strerror or exc}") from None
+    return raw, parse(raw)
+
+
+def replace_if_unchanged(path: Path, new: bytes, expected: bytes) -> bool:
+    """Atomically replace `path` with `new` unless its content is no longer `expected`.
+
+    Returns False (and writes nothing) when another writer got there first.
+    """
+    tmp = path.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}")
+    try:
+        mode = path.stat().st_mode
+        with open(tmp, "xb") as fh:
+            fh.write(new)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode & 0o7777)
+        with open(path, "rb") as fh:
+            if fh.read(MAX_BYTES + 1) != expected:
+                return False
+        _replace_with_retry(tmp, path)
+        return True
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _replace_with_retry(src: Path, dst: Path, attempts: int = 20) -> None:
+    """os.replace, retried briefly: on Windows a sync client or scanner may hold the target."""
+    for attempt in range(attempts):
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError:
+            if sys.platform != "win32" or attempt == attempts - 1:
+                raise
+            time.sleep(min(0.5, 0.02 * 2 ** attempt))

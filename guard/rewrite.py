@@ -1,0 +1,116 @@
+"""Which location values to rewrite, and to what (pure decisions over plain data).
+
+A machine-specific location becomes `mlflow-artifacts:/<path relative to the store>`. That
+value is the same on every machine, so rewriting converges: a canonical value is never touched
+again, wherever the store is mounted. Values that are not local paths are left alone; local
+paths that do not end where the file says they should (a custom location outside the store)
+and paths with '..' are reported, never rewritten.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .layout import MetaKind, version_target
+from .paths import PORTABLE_SCHEME, LocalPath, parse_local, portable_uri, safe_segments
+
+KEEP, REWRITE, UNPORTABLE, UNSAFE = "keep", "rewrite", "unportable", "unsafe"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    new: str | None = None
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str
+    old: str
+    new: str
+    own: bool  # the old path is under this machine's own store root
+
+
+@dataclass(frozen=True)
+class Finding:
+    key: str
+    value: object
+    problem: str  # unportable | unsafe
+    why: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    kind: str
+    changes: tuple[Change, ...] = ()
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def foreign(self) -> bool:
+        """Some change rewrites a path written by another machine."""
+        return any(not c.own for c in self.changes)
+
+
+def decide(value: str, target: tuple[str, ...]) -> Decision:
+    """The decision for one location value that should name `target` in the store."""
+    if value.startswith(PORTABLE_SCHEME):
+        return Decision(KEEP, why="already portable")
+    loc = parse_local(value)
+    if loc is None:
+        return Decision(KEEP, why="not a local path")
+    if loc.climbs:
+        return Decision(UNSAFE, why="contains '..'")
+    if not safe_segments(target):
+        return Decision(UNSAFE, why="target is not a plain path inside the store")
+    if not loc.has_tail(target):
+        return Decision(UNPORTABLE, why=f"does not end in {'/'.join(target)}")
+    return Decision(REWRITE, new=portable_uri(target))
+
+
+def _version_target(value: str, doc: dict) -> tuple[str, ...] | None:
+    loc = parse_local(value)
+    if loc is None or value.startswith(PORTABLE_SCHEME):
+        return None
+    model_id, run_id = doc.get("model_id"), doc.get("run_id")
+    return version_target(loc.segments, model_id if isinstance(model_id, str) else None,
+                          run_id if isinstance(run_id, str) else None)
+
+
+def plan_file(kind: MetaKind, doc: dict, own_root: LocalPath | None) -> Plan:
+    """Every change and finding for one parsed meta.yaml."""
+    changes, findings = [], []
+    for key, target in kind.keys.items():
+        if key not in doc or doc[key] is None:
+            continue
+        value = doc[key]
+        if not isinstance(value, str):
+            findings.append(Finding(key, value, UNSAFE, "not a string"))
+            continue
+        if target is None:  # model version: the place is named by the ids in the file
+            target = _version_target(value, doc)
+            if target is None:
+                loc = parse_local(value)
+                if loc is not None and not value.startswith(PORTABLE_SCHEME):
+                    if loc.climbs:
+                        findings.append(Finding(key, value, UNSAFE, "contains '..'"))
+                    elif key == "storage_location":
+                        findings.append(Finding(key, value, UNPORTABLE,
+                                                "names no run or logged model in the store"))
+                continue
+        decision = decide(value, target)
+        if decision.action == REWRITE:
+            loc = parse_local(value)
+            own = own_root is not None and loc is not None and loc.startswith(own_root)
+            changes.append(Change(key, value, decision.new, own))
+        elif decision.action in (UNPORTABLE, UNSAFE):
+            findings.append(Finding(key, value, decision.action, decision.why))
+    return Plan(kind.name, tuple(changes), tuple(findings))
+
+
+def apply(doc: dict, changes: tuple[Change, ...]) -> dict:
+    """A copy of `doc` with the changes made; every other key untouched."""
+    out = dict(doc)
+    for change in changes:
+        out[change.key] = change.new
+    return out
