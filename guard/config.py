@@ -91,6 +91,8 @@ FIELDS: tuple[Field, ...] = (
     Field("rewrite.poll_interval", "float", 10.0, minimum=0.5),
     Field("rewrite.full_pass_interval", "float", 3600.0, minimum=10),
     Field("rewrite.foreign_delay", "float", 30.0, minimum=0),
+    Field("rewrite.in_flight_grace", "float", 72 * 3600.0, minimum=0),
+    Field("rewrite.new_experiment_grace", "float", 600.0, minimum=0),
     Field("log.level", "level", "INFO"),
     Field("log.max_bytes", "int", 10 * 1024 * 1024, minimum=1024),
     Field("log.backups", "int", 5, minimum=0),
@@ -127,6 +129,8 @@ class RewriteConfig:
     poll_interval: float
     full_pass_interval: float
     foreign_delay: float
+    in_flight_grace: float
+    new_experiment_grace: float
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,16 @@ from . import metayaml
 from .journal import Journal, read_journal
 from .layout import META, REGISTRY, TRASH, classify_meta
 from .paths import parse_local, safe_segments
-from .rewrite import apply, plan_file
+from .rewrite import apply, experiment_wait, in_flight, plan_file
 from .watch import EVENTS, StoreWatcher
 
 log = logging.getLogger("guard.fixer")
 
-CLEAN, REWRITTEN, PENDING, MALFORMED, SKIPPED, GONE, BUSY, WOULD = (
-    "clean", "rewritten", "pending", "malformed", "skipped", "gone", "busy", "would rewrite")
+CLEAN, REWRITTEN, PENDING, DEFERRED, MALFORMED, SKIPPED, GONE, BUSY, WOULD = (
+    "clean", "rewritten", "pending", "deferred", "malformed", "skipped", "gone", "busy",
+    "would rewrite")
 _NOT_RUNS = {"models", "traces", "datasets", "tags"}
+DEFERRED_RECHECK = 30.0
 
 
 def _dirs(path: Path, problems: dict | None = None, store: Path | None = None) -> Iterator[os.DirEntry]:
@@ -104,7 +106,8 @@ def iter_meta_files(store: Path, problems: dict | None = None,
 
 class Fixer:
     def __init__(self, store: Path, journal: Journal | None, host_id: str,
-                 foreign_delay: float = 0.0, dry_run: bool = False) -> None:
+                 foreign_delay: float = 0.0, dry_run: bool = False,
+                 in_flight_grace: float = 72 * 3600.0, new_experiment_grace: float = 600.0) -> None:
         self.store = Path(os.path.abspath(store))
         self.store_real = os.path.realpath(self.store)
         self.own_root = parse_local(str(self.store))
@@ -112,6 +115,9 @@ class Fixer:
         self.host_id = host_id
         self.foreign_delay = foreign_delay
         self.dry_run = dry_run
+        self.in_flight_grace_ms = int(in_flight_grace * 1000)
+        self.new_experiment_grace_ms = int(new_experiment_grace * 1000)
+        self.deferred: dict[str, str] = {}
         self.cache: dict[str, tuple[int, int]] = {}
         self.pending: dict[str, float] = {}
         self.problems: dict[str, list[dict]] = {}
@@ -183,8 +189,15 @@ class Fixer:
             self.problems.pop(key, None)
         if not plan.changes:
             self.pending.pop(key, None)
+            self.deferred.pop(key, None)
             self._remember(path, key)
+            self._recheck_experiment(kind, key, now)
             return CLEAN
+        wait = self._wait_reason(kind.name, doc, path, now)
+        if wait:
+            self.deferred[key] = wait
+            return DEFERRED
+        self.deferred.pop(key, None)
         if plan.foreign and not force and self.foreign_delay > 0:
             first = self.pending.setdefault(key, now)
             if now - first < self.foreign_delay:
@@ -205,7 +218,42 @@ class Fixer:
                 self.journal.append(action="rewrite", host=self.host_id, file=key, kind=plan.kind,
                                     key=change.key, old=change.old, new=change.new)
         log.info("rewrote %s: %s", key, ", ".join(f"{c.key} -> {c.new}" for c in plan.changes))
+        self._recheck_experiment(kind, key, now)
         return REWRITTEN
+
+    def _wait_reason(self, kind: str, doc: dict, path: Path, now: float) -> str | None:
+        """Why this file's locations must wait (work in flight), or None."""
+        now_ms = int(now * 1000)
+        if in_flight(kind, doc, now_ms, self.in_flight_grace_ms):
+            return f"{kind.replace('_', ' ')} in progress"
+        if kind != "experiment":
+            return None
+        has_runs = any_in_flight = False
+        for entry in _dirs(path.parent):
+            if entry.name in _NOT_RUNS:
+                continue
+            try:
+                _, run = metayaml.read(Path(entry.path) / META)
+            except (OSError, metayaml.MetaError):
+                continue
+            has_runs = True
+            if in_flight("run", run, now_ms, self.in_flight_grace_ms):
+                any_in_flight = True
+                break
+        return experiment_wait(doc, has_runs, any_in_flight, now_ms,
+                               self.new_experiment_grace_ms)
+
+    def _recheck_experiment(self, kind, key: str, now: float) -> None:
+        """A run that finished may release its deferred experiment."""
+        if kind.name != "run":
+            return
+        exp_key = key.rsplit("/", 2)[0] + "/" + META
+        if exp_key in self.deferred:
+            self.check(self.store / exp_key, now)
+
+    def recheck_deferred(self, now: float | None = None) -> None:
+        for key in list(self.deferred):
+            self.check(self.store / key, now)
 
     def _remember(self, path: Path, key: str) -> None:
         try:
@@ -217,6 +265,7 @@ class Fixer:
     def _forget(self, key: str) -> None:
         self.cache.pop(key, None)
         self.pending.pop(key, None)
+        self.deferred.pop(key, None)
         self.problems.pop(key, None)
 
     # ---- passes --------------------------------------------------------------------------
@@ -267,6 +316,7 @@ class Fixer:
                 "rewritten_by_kind": dict(self.rewritten),
                 "last_rewrite": self.last_rewrite,
                 "pending_foreign": len(self.pending),
+                "deferred_in_flight": len(self.deferred),
                 "unportable_count": sum(1 for p in problems if p["problem"] == "unportable"),
                 "problem_count": len(problems),
                 "problems": problems[:50],
@@ -314,6 +364,7 @@ class FixerService:
         self.fixer.full_pass()
         next_full = time.monotonic() + self.full_pass_interval
         next_poll = time.monotonic() + self.poll_interval
+        next_deferred = time.monotonic() + DEFERRED_RECHECK
         while not self._stop.is_set():
             try:
                 kind, path = self.watcher.queue.get(timeout=0.2)
@@ -334,6 +385,9 @@ class FixerService:
                 next_poll = now + self.poll_interval
             if self.fixer.pending:
                 self.fixer.flush_pending()
+            if self.fixer.deferred and now >= next_deferred:
+                self.fixer.recheck_deferred()
+                next_deferred = now + DEFERRED_RECHECK
 
 
 def undo(store: Path, journal_path: Path, out: Journal | None) -> dict:

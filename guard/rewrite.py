@@ -114,3 +114,42 @@ def apply(doc: dict, changes: tuple[Change, ...]) -> dict:
     for change in changes:
         out[change.key] = change.new
     return out
+
+
+# ---- what must wait: a direct-file client may be writing there right now -----------------
+# MLflow resolves a run's (or logged model's) artifact location once, at its first artifact;
+# if the guard rewrote it before that, a training script that opened the store directly
+# would fail at log_artifact/log_model, possibly hours into training. So locations of work in
+# flight are left alone until it finishes (or is older than the grace: abandoned).
+
+RUN_ACTIVE = (1, 2)  # RunStatus RUNNING, SCHEDULED
+MODEL_PENDING = 1  # LoggedModelStatus PENDING
+VERSION_PENDING = "PENDING_REGISTRATION"
+
+
+def _ms(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def in_flight(kind: str, doc: dict, now_ms: int, grace_ms: int) -> bool:
+    """Is this run / logged model / model version still being written by its client?"""
+    if kind == "run":
+        active, since = doc.get("status") in RUN_ACTIVE, _ms(doc.get("start_time"))
+    elif kind == "logged_model":
+        active, since = doc.get("status") == MODEL_PENDING, _ms(doc.get("creation_timestamp"))
+    elif kind == "model_version":
+        active, since = doc.get("status") == VERSION_PENDING, _ms(doc.get("creation_timestamp"))
+    else:
+        return False
+    return active and (since is None or now_ms - since < grace_ms)
+
+
+def experiment_wait(doc: dict, has_runs: bool, any_in_flight: bool, now_ms: int,
+                    new_grace_ms: int) -> str | None:
+    """Why an experiment's location must not be rewritten yet, or None."""
+    if any_in_flight:
+        return "a run in it is in progress"
+    created = _ms(doc.get("creation_time"))
+    if not has_runs and created is not None and now_ms - created < new_grace_ms:
+        return "just created; its first run may be starting"
+    return None

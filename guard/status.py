@@ -168,6 +168,9 @@ def _portability_lines(p: dict | None) -> list[str]:
     if p.get("pending_foreign"):
         lines.append(f"            {p['pending_foreign']} foreign paths waiting for their "
                      "own machine's guard (rewrite.foreign_delay)")
+    if p.get("deferred_in_flight"):
+        lines.append(f"            {p['deferred_in_flight']} locations left alone while their "
+                     "run or model is in progress")
     if p.get("problem_count"):
         lines.append(f"  UNPORTABLE {p['unportable_count']} unportable, "
                      f"{p['problem_count'] - p['unportable_count']} other problems "

@@ -1,0 +1,94 @@
+"""Real MLflow clients, run in child processes so each has its own tracking URI and env."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+DIRECT_CLIENT = r'''
+import json, os, sys
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+uri, exp_name, n_runs, model_name, workdir = sys.argv[1:6]
+mlflow.set_tracking_uri(uri)
+
+class AddN(PythonModel):
+    def __init__(self, n):
+        self.n = n
+    def predict(self, context, model_input):
+        return model_input + self.n
+
+exp_id = mlflow.set_experiment(exp_name).experiment_id
+out = {"experiment_id": exp_id, "runs": [], "versions": []}
+for i in range(int(n_runs)):
+    path = os.path.join(workdir, f"note-{i}.txt")
+    with open(path, "w") as fh:
+        fh.write(f"run {i} of {exp_name}")
+    with mlflow.start_run() as run:
+        mlflow.log_param("i", i)
+        for step in range(3):
+            mlflow.log_metric("loss", 1.0 / (i + step + 1), step=step)
+        mlflow.set_tag("origin", exp_name)
+        mlflow.log_artifact(path)
+        entry = {"run_id": run.info.run_id, "artifact": os.path.basename(path)}
+        if model_name != "-":
+            info = mlflow.pyfunc.log_model(name="model", python_model=AddN(i + 1),
+                                           registered_model_name=model_name)
+            entry["model_id"] = info.model_id
+            entry["version"] = info.registered_model_version
+            out["versions"].append({"version": info.registered_model_version, "add": i + 1})
+    out["runs"].append(entry)
+print("RESULT " + json.dumps(out))
+'''
+
+
+def run_direct_client(store: Path, exp_name: str, n_runs: int, model_name: str | None,
+                      workdir: Path) -> dict:
+    """Log runs (and registered pyfunc models) by opening the store folder directly, as a
+    training script does with a file: tracking URI: every meta.yaml gets absolute paths."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, MLFLOW_ALLOW_FILE_STORE="true")
+    res = subprocess.run(
+        [sys.executable, "-c", DIRECT_CLIENT, store.as_uri(), exp_name, str(n_runs),
+         model_name or "-", str(workdir)],
+        capture_output=True, text=True, timeout=300, env=env, cwd=str(workdir))
+    assert res.returncode == 0, res.stderr[-3000:]
+    line = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+READ_THROUGH_SERVER = r'''
+import json, sys, tempfile
+import mlflow, pandas as pd
+from mlflow import MlflowClient
+
+url, expected = sys.argv[1], json.loads(sys.argv[2])
+mlflow.set_tracking_uri(url)
+client = MlflowClient(url)
+report = {"artifacts": {}, "predictions": {}}
+for run_id, name in expected["artifacts"].items():
+    listed = [a.path for a in client.list_artifacts(run_id)]
+    dst = tempfile.mkdtemp()
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, dst_path=dst)
+    report["artifacts"][run_id] = {"listed": listed, "content": open(path).read()}
+for name, version in expected["models"]:
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    report["predictions"][f"{name}/{version}"] = model.predict(pd.DataFrame({"x": [10]}))["x"].tolist()
+print("RESULT " + json.dumps(report))
+'''
+
+
+def read_through_server(url: str, artifacts: dict[str, str], models: list[tuple[str, str]]) -> dict:
+    """List and download each run's artifact and load each `models:/name/version` with pyfunc,
+    all through the server at `url` (never the folder)."""
+    res = subprocess.run(
+        [sys.executable, "-c", READ_THROUGH_SERVER, url,
+         json.dumps({"artifacts": artifacts, "models": models})],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert res.returncode == 0, res.stderr[-3000:]
+    line = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])

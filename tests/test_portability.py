@@ -1,0 +1,219 @@
+"""Portable artifact paths with real MLflow clients, real stores and the real daemon."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clients import read_through_server, run_direct_client
+from conftest import Guard, free_port, guardctl, wait_for
+from guard import metayaml
+from guard.fixer import iter_meta_files
+from guard.layout import classify_meta
+
+CUSTOM = "file:///data/elsewhere/artifacts"
+
+
+def locations(store: Path) -> dict[str, str]:
+    """Every location value in the store's meta.yaml files, by 'file:key'."""
+    out = {}
+    for path in iter_meta_files(store):
+        if not path.is_file():
+            continue
+        rel = path.relative_to(store).parts
+        doc = yaml.safe_load(path.read_text())
+        for key in classify_meta(rel).keys:
+            if doc.get(key) is not None:
+                out[f"{'/'.join(rel)}:{key}"] = doc[key]
+    return out
+
+
+def copy_run(store: Path, exp_id: str, run_id: str, artifact_uri: str) -> str:
+    """A copy of a run under a new id whose artifact_uri another machine wrote."""
+    new_id = uuid.uuid4().hex
+    shutil.copytree(store / exp_id / run_id, store / exp_id / new_id)
+    meta = store / exp_id / new_id / "meta.yaml"
+    doc = metayaml.parse(meta.read_bytes())
+    doc.update(run_id=new_id, artifact_uri=artifact_uri.format(exp=exp_id, run=new_id))
+    meta.write_bytes(metayaml.dump(doc))
+    return new_id
+
+
+def set_key(path: Path, key: str, value: str) -> None:
+    doc = metayaml.parse(path.read_bytes())
+    doc[key] = value
+    path.write_bytes(metayaml.dump(doc))
+
+
+@pytest.fixture(scope="module")
+def machine_b(tmp_path_factory):
+    """Runs and models logged directly under root A, Windows-style copies, the store copied
+    to root B, and a guard on B."""
+    root = tmp_path_factory.mktemp("portable")
+    store_a = root / "machineA" / "home" / "alice" / "mlruns"
+    made = run_direct_client(store_a, "alpha", 2, "adder", root / "workA")
+    exp = made["experiment_id"]
+    first = made["runs"][0]
+    windows = {
+        copy_run(store_a, exp, first["run_id"], form): first["artifact"]
+        for form in ("file:///C:/Users/alice/SynologyDrive/lab/mlruns/{exp}/{run}/artifacts",
+                     "C:\\Users\\bob\\Sync Drive\\mlruns\\{exp}\\{run}\\artifacts",
+                     "\\\\nas\\share\\mlruns\\{exp}\\{run}\\artifacts",
+                     "file:///mnt/c/Users/carol/mlruns/{exp}/{run}/artifacts/")
+    }
+    custom_run = copy_run(store_a, exp, first["run_id"], CUSTOM)
+    second = made["runs"][1]
+    set_key(store_a / "models" / "adder" / "version-2" / "meta.yaml", "storage_location",
+            f"file:///C:/Users/alice/SynologyDrive/lab/mlruns/{exp}/models/"
+            f"{second['model_id']}/artifacts")
+    store_b = root / "machineB" / "data" / "sync" / "mlruns"
+    shutil.copytree(store_a, store_b)
+    config = root / "b.yaml"
+    config.write_text("server:\n  health_interval: 1\nrewrite:\n  foreign_delay: 1\n")
+    guard = Guard(store_b, root / "stateB", free_port(), config=config).start()
+    try:
+        guard.wait_healthy()
+        guard.made = made
+        guard.windows_runs = windows
+        guard.custom_run = custom_run
+        yield guard
+    finally:
+        guard.teardown()
+
+
+def portability(guard) -> dict:
+    return guard.status().get("portability") or {}
+
+
+def test_guard_on_b_fixes_paths_and_serves_every_artifact_and_model(machine_b):
+    store = machine_b.store
+    wait_for(lambda: portability(machine_b).get("last_full_pass")
+             and portability(machine_b)["pending_foreign"] == 0
+             and portability(machine_b)["rewrites_total"] >= 10, 60, what="rewrites on B")
+    values = locations(store)
+    custom_key = f"{machine_b.made['experiment_id']}/{machine_b.custom_run}/meta.yaml:artifact_uri"
+    assert values.pop(custom_key) == CUSTOM  # a custom location outside the store: left alone
+    # The empty Default experiment the direct client created seconds ago waits (its first run
+    # may be starting): rewrite.new_experiment_grace.
+    assert values.pop("0/meta.yaml:artifact_location").startswith("file:///")
+    assert portability(machine_b)["deferred_in_flight"] == 1
+    not_portable = {k: v for k, v in values.items() if not v.startswith("mlflow-artifacts:/")
+                    and not v.startswith("models:/")}
+    assert not_portable == {}
+    exp = machine_b.made["experiment_id"]
+    for run_id in machine_b.windows_runs:
+        assert values[f"{exp}/{run_id}/meta.yaml:artifact_uri"] == \
+            f"mlflow-artifacts:/{exp}/{run_id}/artifacts"
+
+    artifacts = {r["run_id"]: r["artifact"] for r in machine_b.made["runs"]}
+    artifacts.update(machine_b.windows_runs)
+    report = read_through_server(machine_b.url, artifacts, [("adder", "1"), ("adder", "2")])
+    for run_id, name in artifacts.items():
+        assert name in report["artifacts"][run_id]["listed"]
+        assert report["artifacts"][run_id]["content"].startswith("run ")
+    assert report["predictions"] == {"adder/1": [11], "adder/2": [12]}
+
+
+def test_unportable_location_is_reported_in_status_and_fix(machine_b):
+    wait_for(lambda: portability(machine_b).get("unportable_count") == 1, 60,
+             what="unportable count")
+    problems = portability(machine_b)["problems"]
+    assert [p["value"] for p in problems if p["problem"] == "unportable"] == [CUSTOM]
+    text = machine_b.ctl("status").stdout
+    assert "UNPORTABLE 1 unportable" in text and "watching by events" in text
+    res = guardctl("fix", "--dry-run", "--store", str(machine_b.store),
+                   "--state-dir", str(machine_b.state_dir))
+    assert res.returncode == 0 and "UNPORTABLE" in res.stdout and CUSTOM in res.stdout
+    assert "would rewrite nothing" in res.stdout
+
+
+def test_direct_client_on_b_finishes_then_its_paths_are_fixed(machine_b, tmp_path):
+    # A training script that opens the store folder directly while the guard runs: its
+    # locations are left alone while it works (else MLflow would refuse to log artifacts),
+    # then made portable on the events of it finishing.
+    made = run_direct_client(machine_b.store, "beta", 1, "bravo", tmp_path / "workB")
+    exp, run = made["experiment_id"], made["runs"][0]
+    targets = {
+        f"{exp}/meta.yaml:artifact_location": f"mlflow-artifacts:/{exp}",
+        f"{exp}/{run['run_id']}/meta.yaml:artifact_uri":
+            f"mlflow-artifacts:/{exp}/{run['run_id']}/artifacts",
+        f"{exp}/models/{run['model_id']}/meta.yaml:artifact_location":
+            f"mlflow-artifacts:/{exp}/models/{run['model_id']}/artifacts",
+        "models/bravo/version-1/meta.yaml:storage_location":
+            f"mlflow-artifacts:/{exp}/models/{run['model_id']}/artifacts",
+    }
+    wait_for(lambda: all(locations(machine_b.store).get(k) == v for k, v in targets.items()),
+             10, 0.05, what="fixes after the client finished")
+    journal = machine_b.state_dir / "journal" / "rewrites.jsonl"
+    lines = [json.loads(ln) for ln in journal.read_text().splitlines()]
+    mine = [ln for ln in lines if ln["file"].startswith(f"{exp}/") or "bravo" in ln["file"]]
+    # The version is registered from its logged model's location: already portable if the
+    # guard fixed the model first (3 rewrites), else rewritten itself (4). Never twice.
+    assert len(mine) in (3, 4) and len({(ln["file"], ln["key"]) for ln in mine}) == len(mine)
+    assert all(ln["old"].startswith(machine_b.store.as_uri()) for ln in mine)
+    assert portability(machine_b)["rewrites_last_hour"] == len(lines)
+    report = read_through_server(machine_b.url, {run["run_id"]: run["artifact"]},
+                                 [("bravo", "1")])
+    assert report["predictions"] == {"bravo/1": [11]}
+
+
+def test_undo_is_refused_while_the_daemon_runs(machine_b):
+    journal = machine_b.state_dir / "journal" / "rewrites.jsonl"
+    res = guardctl("fix", "--undo", str(journal), "--store", str(machine_b.store),
+                   "--state-dir", str(machine_b.state_dir))
+    assert res.returncode == 1 and "guardctl stop" in res.stderr
+
+
+def test_fix_dry_run_fix_and_undo_without_daemon(tmp_path):
+    store_a = tmp_path / "A" / "mlruns"
+    made = run_direct_client(store_a, "gamma", 1, None, tmp_path / "work")
+    store = tmp_path / "B" / "mlruns"
+    shutil.copytree(store_a, store)
+    before = {p: p.read_bytes() for p in iter_meta_files(store) if p.is_file()}
+    opts = ["--store", str(store), "--state-dir", str(tmp_path / "state")]
+
+    res = guardctl("fix", "--dry-run", *opts)
+    assert res.returncode == 0 and "would rewrite 1 experiment, 1 run" in res.stdout
+    assert {p: p.read_bytes() for p in before} == before
+
+    res = guardctl("fix", *opts)
+    assert res.returncode == 0 and "rewrote 1 experiment, 1 run" in res.stdout
+    run_meta = store / made["experiment_id"] / made["runs"][0]["run_id"] / "meta.yaml"
+    assert yaml.safe_load(run_meta.read_text())["artifact_uri"].startswith("mlflow-artifacts:/")
+    assert guardctl("fix", *opts).stdout.count("rewrote nothing") == 1
+
+    journal = tmp_path / "state" / "journal" / "rewrites.jsonl"
+    res = guardctl("fix", "--undo", str(journal), *opts)
+    assert res.returncode == 0 and "undone: 2" in res.stdout
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_fix_refuses_a_missing_store(tmp_path):
+    res = guardctl("fix", "--store", str(tmp_path / "gone"), "--state-dir", str(tmp_path / "s"))
+    assert res.returncode == 2 and "does not exist" in res.stderr
+    assert not (tmp_path / "gone").exists()
+
+
+def test_polling_fallback_fixes_a_synced_in_run(new_store, make_guard, tmp_path):
+    config = tmp_path / "poll.yaml"
+    config.write_text("rewrite:\n  watch: polling\n  poll_interval: 1\n  foreign_delay: 0\n")
+    guard = make_guard(new_store, config=config).start()
+    guard.wait_healthy()
+    wait_for(lambda: portability(guard).get("last_full_pass"), 30, what="first pass")
+    assert portability(guard)["watch_mode"] == "polling"
+    run_dir = new_store / "0" / uuid.uuid4().hex
+    run_dir.mkdir()
+    (run_dir / "meta.yaml").write_bytes(metayaml.dump({
+        "artifact_uri": f"file:///C:/Users/alice/mlruns/0/{run_dir.name}/artifacts",
+        "experiment_id": "0", "lifecycle_stage": "active", "run_id": run_dir.name,
+        "run_name": "synced", "status": 3, "start_time": 1, "end_time": 2, "user_id": "alice",
+        "source_type": 4, "source_name": "", "entry_point_name": "", "source_version": "",
+        "tags": []}))
+    wait_for(lambda: "mlflow-artifacts:/0/" in (run_dir / "meta.yaml").read_text(), 15,
+             what="polling fix")
+    assert "polling" in guard.ctl("status").stdout
