@@ -92,7 +92,7 @@ FIELDS: tuple[Field, ...] = (
     Field("rewrite.full_pass_interval", "float", 3600.0, minimum=10),
     Field("rewrite.foreign_delay", "float", 30.0, minimum=0),
     Field("rewrite.in_flight_grace", "float", 72 * 3600.0, minimum=0),
-    Field("rewrite.new_experiment_grace", "float", 600.0, minimum=0),
+    Field("rewrite.experiment_quiet", "float", 600.0, minimum=0),
     Field("log.level", "level", "INFO"),
     Field("log.max_bytes", "int", 10 * 1024 * 1024, minimum=1024),
     Field("log.backups", "int", 5, minimum=0),
@@ -130,7 +130,7 @@ class RewriteConfig:
     full_pass_interval: float
     foreign_delay: float
     in_flight_grace: float
-    new_experiment_grace: float
+    experiment_quiet: float
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,7 @@ class Daemon:
             return
         fixer = Fixer(self.store, Journal(self.state.rewrite_journal), self.cfg.host_id,
                       foreign_delay=rw.foreign_delay, in_flight_grace=rw.in_flight_grace,
-                      new_experiment_grace=rw.new_experiment_grace)
+                      experiment_quiet=rw.experiment_quiet)
         self.fixer = FixerService(fixer, rw.watch, rw.poll_interval, rw.full_pass_interval)
         self.fixer.start()
         log.info("path rewriting on (%s)", self.fixer.mode)

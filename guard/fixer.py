@@ -107,7 +107,7 @@ def iter_meta_files(store: Path, problems: dict | None = None,
 class Fixer:
     def __init__(self, store: Path, journal: Journal | None, host_id: str,
                  foreign_delay: float = 0.0, dry_run: bool = False,
-                 in_flight_grace: float = 72 * 3600.0, new_experiment_grace: float = 600.0) -> None:
+                 in_flight_grace: float = 72 * 3600.0, experiment_quiet: float = 600.0) -> None:
         self.store = Path(os.path.abspath(store))
         self.store_real = os.path.realpath(self.store)
         self.own_root = parse_local(str(self.store))
@@ -116,8 +116,8 @@ class Fixer:
         self.foreign_delay = foreign_delay
         self.dry_run = dry_run
         self.in_flight_grace_ms = int(in_flight_grace * 1000)
-        self.new_experiment_grace_ms = int(new_experiment_grace * 1000)
-        self.deferred: dict[str, str] = {}
+        self.experiment_quiet_ms = int(experiment_quiet * 1000)
+        self.deferred: dict[str, tuple[str, float | None]] = {}  # key -> (why, until)
         self.cache: dict[str, tuple[int, int]] = {}
         self.pending: dict[str, float] = {}
         self.problems: dict[str, list[dict]] = {}
@@ -221,27 +221,25 @@ class Fixer:
         self._recheck_experiment(kind, key, now)
         return REWRITTEN
 
-    def _wait_reason(self, kind: str, doc: dict, path: Path, now: float) -> str | None:
-        """Why this file's locations must wait (work in flight), or None."""
+    def _wait_reason(self, kind: str, doc: dict, path: Path,
+                     now: float) -> tuple[str, float | None] | None:
+        """Why this file's locations must wait (work in flight) and until when, or None."""
         now_ms = int(now * 1000)
         if in_flight(kind, doc, now_ms, self.in_flight_grace_ms):
-            return f"{kind.replace('_', ' ')} in progress"
+            return f"{kind.replace('_', ' ')} in progress", None
         if kind != "experiment":
             return None
-        has_runs = any_in_flight = False
+        runs = []
         for entry in _dirs(path.parent):
             if entry.name in _NOT_RUNS:
                 continue
             try:
-                _, run = metayaml.read(Path(entry.path) / META)
+                runs.append(metayaml.read(Path(entry.path) / META)[1])
             except (OSError, metayaml.MetaError):
                 continue
-            has_runs = True
-            if in_flight("run", run, now_ms, self.in_flight_grace_ms):
-                any_in_flight = True
-                break
-        return experiment_wait(doc, has_runs, any_in_flight, now_ms,
-                               self.new_experiment_grace_ms)
+        wait = experiment_wait(doc, runs, now_ms, self.experiment_quiet_ms,
+                               self.in_flight_grace_ms)
+        return None if wait is None else (wait[0], None if wait[1] is None else wait[1] / 1000)
 
     def _recheck_experiment(self, kind, key: str, now: float) -> None:
         """A run that finished may release its deferred experiment."""
@@ -251,8 +249,13 @@ class Fixer:
         if exp_key in self.deferred:
             self.check(self.store / exp_key, now)
 
-    def recheck_deferred(self, now: float | None = None) -> None:
-        for key in list(self.deferred):
+    def recheck_deferred(self, now: float | None = None, all_: bool = True) -> None:
+        """Look again at deferred files: all of them, or only those whose wait is over."""
+        now = time.time() if now is None else now
+        with self.lock:
+            keys = [k for k, (_, until) in self.deferred.items()
+                    if all_ or (until is not None and now >= until)]
+        for key in keys:
             self.check(self.store / key, now)
 
     def _remember(self, path: Path, key: str) -> None:
@@ -275,14 +278,16 @@ class Fixer:
         outcomes: Counter = Counter()
         now = time.time()
         seen = set()
-        for path in iter_meta_files(self.store, self.problems):
+        links: dict[str, list[dict]] = {}
+        for path in iter_meta_files(self.store, links):
             outcome = self.check(path, now, force=force, use_cache=use_cache)
             if outcome != GONE:
                 seen.add("/".join(Path(path).relative_to(self.store).parts))
             outcomes[outcome] += 1
         with self.lock:
-            for key in [k for k in self.cache if k not in seen]:
-                self._forget(key)
+            for key in {*self.cache, *self.problems} - seen - set(links):
+                self._forget(key)  # the file is gone (deleted, moved to .trash, unlinked)
+            self.problems.update(links)
             self.last_pass = {"at": now, "duration_s": round(time.perf_counter() - start, 3),
                               "files": sum(v for k, v in outcomes.items() if k != GONE),
                               "outcomes": dict(outcomes)}
@@ -385,9 +390,10 @@ class FixerService:
                 next_poll = now + self.poll_interval
             if self.fixer.pending:
                 self.fixer.flush_pending()
-            if self.fixer.deferred and now >= next_deferred:
-                self.fixer.recheck_deferred()
-                next_deferred = now + DEFERRED_RECHECK
+            if self.fixer.deferred:
+                self.fixer.recheck_deferred(all_=now >= next_deferred)
+                if now >= next_deferred:
+                    next_deferred = now + DEFERRED_RECHECK
 
 
 def undo(store: Path, journal_path: Path, out: Journal | None) -> dict:

@@ -62,20 +62,23 @@ def classify_meta(rel: tuple[str, ...]) -> MetaKind:
     return OTHER
 
 
-def version_target(segments: tuple[str, ...], model_id: str | None,
-                   run_id: str | None) -> tuple[str, ...] | None:
+def version_target(segments: tuple[str, ...], model_id: str | None, run_id: str | None,
+                   fold: bool = False) -> tuple[str, ...] | None:
     """The store-relative place a model version's location names, found by its ids.
 
-    `<exp>/models/<model_id>/artifacts/...` or `<exp>/<run_id>/artifacts/...`; None if the
-    path names neither (a location outside the store).
+    `<exp>/models/<model_id>/artifacts/...` or `<exp>/<run_id>/artifacts/...`, spelled as the
+    store spells it; None if the path names neither (a location outside the store). `fold`:
+    compare case-insensitively (a Windows path).
     """
+    norm = (lambda x: x.casefold()) if fold else (lambda x: x)
     for i in range(1, len(segments) - 1):
-        seg = segments[i]
-        if (model_id and seg == "models" and i + 2 < len(segments)
-                and segments[i + 1] == model_id and segments[i + 2] == "artifacts"
-                and segments[i - 1].isdigit()):
-            return segments[i - 1:]
-        if (run_id and seg.lower() == run_id.lower() and segments[i + 1] == "artifacts"
-                and segments[i - 1].isdigit()):
-            return segments[i - 1:]
+        exp, rest = segments[i - 1], segments[i:]
+        if not exp.isdigit():
+            continue
+        if (model_id and len(rest) >= 3 and norm(rest[0]) == "models"
+                and norm(rest[1]) == norm(model_id) and norm(rest[2]) == "artifacts"):
+            return (exp, "models", model_id, "artifacts") + rest[3:]
+        if run_id and len(rest) >= 2 and norm(rest[0]) == norm(run_id) \
+                and norm(rest[1]) == "artifacts":
+            return (exp, run_id, "artifacts") + rest[2:]
     return None

@@ -1,7 +1,7 @@
 """Reading and replacing meta.yaml files safely, byte-compatible with how MLflow writes them.
 
 Reading refuses what MLflow never writes (over 1 MB, binary, not a mapping, YAML anchors and
-aliases) so a hostile or broken file is reported, not parsed into trouble. Writing goes to a
+aliases, deep nesting) so a hostile or broken file is reported, not parsed into trouble. Writing goes to a
 temp file in the same folder (a name MLflow ignores), is fsynced, re-checks that nobody
 changed the original meanwhile, and only then renames over it.
 """
@@ -24,6 +24,7 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
     from yaml import SafeLoader as Loader
 
 MAX_BYTES = 1024 * 1024
+MAX_DEPTH = 32  # MLflow's meta.yaml files are 2-3 levels deep
 TEMP_PREFIX = ".guard-tmp-"
 
 
@@ -43,6 +44,8 @@ def parse(raw: bytes) -> dict:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise MetaError("not UTF-8 text") from None
+    if text.count("[") + text.count("{") > MAX_DEPTH and _flow_depth(text) > MAX_DEPTH:
+        raise MetaError(f"nested deeper than {MAX_DEPTH} levels")  # libyaml can overflow the stack
     if "&" in text or "*" in text:
         try:
             for token in yaml.scan(text, Loader=yaml.SafeLoader):
@@ -54,9 +57,40 @@ def parse(raw: bytes) -> dict:
         doc = yaml.load(text, Loader=Loader)
     except yaml.YAMLError as exc:
         raise MetaError(f"not valid YAML: {_brief(exc)}") from None
+    except RecursionError:
+        raise MetaError(f"nested deeper than {MAX_DEPTH} levels") from None
     if not isinstance(doc, dict):
         raise MetaError(f"not a mapping but {type(doc).__name__}")
+    if _depth(doc) > MAX_DEPTH:
+        raise MetaError(f"nested deeper than {MAX_DEPTH} levels")
     return doc
+
+
+def _flow_depth(text: str) -> int:
+    """Deepest [ / { nesting, counted without regard to quoting (an upper bound)."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def _depth(doc: object) -> int:
+    """Nesting depth of parsed data, without recursion."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        if isinstance(node, dict):
+            stack.extend((v, level + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, level + 1) for v in node)
+    return deepest
 
 
 def _brief(exc: yaml.YAMLError) -> str:

@@ -74,7 +74,7 @@ def _version_target(value: str, doc: dict) -> tuple[str, ...] | None:
         return None
     model_id, run_id = doc.get("model_id"), doc.get("run_id")
     return version_target(loc.segments, model_id if isinstance(model_id, str) else None,
-                          run_id if isinstance(run_id, str) else None)
+                          run_id if isinstance(run_id, str) else None, fold=loc.windows)
 
 
 def plan_file(kind: MetaKind, doc: dict, own_root: LocalPath | None) -> Plan:
@@ -144,12 +144,21 @@ def in_flight(kind: str, doc: dict, now_ms: int, grace_ms: int) -> bool:
     return active and (since is None or now_ms - since < grace_ms)
 
 
-def experiment_wait(doc: dict, has_runs: bool, any_in_flight: bool, now_ms: int,
-                    new_grace_ms: int) -> str | None:
-    """Why an experiment's location must not be rewritten yet, or None."""
-    if any_in_flight:
-        return "a run in it is in progress"
-    created = _ms(doc.get("creation_time"))
-    if not has_runs and created is not None and now_ms - created < new_grace_ms:
-        return "just created; its first run may be starting"
+def experiment_wait(doc: dict, runs: list[dict], now_ms: int, quiet_ms: int,
+                    grace_ms: int) -> tuple[str, int | None] | None:
+    """Why an experiment's location must not be rewritten yet and when it may be (epoch ms;
+    None: when its runs finish), or None if it may be now.
+
+    A script that opens the store directly derives each new run's location from its
+    experiment's, so the experiment waits until no run is in flight and nothing started or
+    ended in it for `quiet_ms` (a sweep's next run may be about to start).
+    """
+    if any(in_flight("run", run, now_ms, grace_ms) for run in runs):
+        return "a run in it is in progress", None
+    times = [_ms(doc.get("creation_time"))]
+    times += [_ms(run.get(k)) for run in runs for k in ("start_time", "end_time")]
+    last = max((t for t in times if t is not None), default=None)
+    if last is not None and now_ms - last < quiet_ms:
+        return (f"used {max(0, now_ms - last) // 1000} s ago; rewritten after a quiet spell",
+                last + quiet_ms)
     return None

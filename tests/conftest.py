@@ -197,3 +197,25 @@ def shared_guard(tmp_path_factory):
         yield guard
     finally:
         guard.teardown()
+
+
+@pytest.fixture
+def synced(tmp_path):
+    """Factory: N host folders at different paths kept in sync by a simulated sync client
+    (tests/syncsim.py) with a delay; the Syncers are stopped at teardown."""
+    from syncsim import Syncer
+
+    started: list = []
+
+    def make(hosts: int = 2, delay: float = 0.5, **kw):
+        folders = [tmp_path / f"host{chr(65 + i)}" / "sync" / "mlruns" for i in range(hosts)]
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
+        syncer = Syncer(folders, delay=delay, host_names=[f"host{chr(65 + i)}"
+                                                          for i in range(hosts)], **kw).start()
+        started.append(syncer)
+        return folders, syncer
+
+    yield make
+    for syncer in started:
+        syncer.stop()

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     journal = None if args.dry_run else Journal(state.rewrite_journal)
     rw = cfg.rewrite
     fixer = Fixer(store, journal, cfg.host_id, dry_run=args.dry_run,
-                  in_flight_grace=rw.in_flight_grace, new_experiment_grace=rw.new_experiment_grace)
+                  in_flight_grace=rw.in_flight_grace, experiment_quiet=rw.experiment_quiet)
     figures = fixer.full_pass(force=True)
     snap = fixer.snapshot()
     result = {"dry_run": args.dry_run, "files": figures["files"],
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
               "rewritten_by_kind": dict(fixer.would if args.dry_run else fixer.rewritten),
               "problems": [{"file": k, **p} for k, ps in sorted(fixer.problems.items()) for p in ps],
               "unportable_count": snap["unportable_count"],
-              "deferred": dict(sorted(fixer.deferred.items())),
+              "deferred": {k: why for k, (why, _) in sorted(fixer.deferred.items())},
               "journal": None if journal is None else str(journal.path)}
     if args.json:
         print(json.dumps(result, indent=2))
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if result["journal"] and result["rewritten_by_kind"]:
         print(f"journal: {result['journal']} (undo with `guardctl fix --undo {result['journal']}`)")
     for file, why in result["deferred"].items():
-        print(f"  {'DEFERRED':<11} {file}  ({why}; rewritten once it is done)")
+        print(f"  {'DEFERRED':<11} {file}  ({why})")
     for p in result["problems"]:
         what = f"{p['key']}: {p['value']}" if "key" in p else ""
         print(f"  {p['problem'].upper():<11} {p['file']}  {what}  ({p['why']})")
