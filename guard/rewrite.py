@@ -158,7 +158,7 @@ def experiment_wait(doc: dict, runs: list[dict], now_ms: int, quiet_ms: int,
     times = [_ms(doc.get("creation_time"))]
     times += [_ms(run.get(k)) for run in runs for k in ("start_time", "end_time")]
     last = max((t for t in times if t is not None), default=None)
-    if last is not None and now_ms - last < quiet_ms:
+    if quiet_ms > 0 and last is not None and now_ms - last < quiet_ms:
         return (f"used {max(0, now_ms - last) // 1000} s ago; rewritten after a quiet spell",
                 last + quiet_ms)
     return None

@@ -16,7 +16,9 @@ from guard.journal import Journal, read_journal
 from guard.metayaml import TEMP_PREFIX, dump, parse
 from guard.watch import EVENTS, POLLING, StoreWatcher
 
-REAL_STORE = Path("/tmp/d3/rootA/mlruns")
+# A store written by a direct MLflow 3.17 client (file: tracking URI) under /tmp/d3/rootA/mlruns,
+# with a run, an artifact, a logged pyfunc model and a registered version: shipped as test data.
+REAL_STORE = Path(__file__).parent / "data" / "direct_store"
 EXP = "401878344117323602"
 RUN = "57718c19fb0047259fbe7565bb4c52ea"
 MODEL = "m-da48845d65f640198a3930713e766e00"
@@ -63,7 +65,8 @@ def journal_path(tmp_path) -> Path:
 
 
 def make_fixer(store: Path, journal_path: Path, delay: float = 0) -> Fixer:
-    return Fixer(store, Journal(journal_path), "hostB", foreign_delay=delay)
+    # experiment_quiet=0: these tests use fixed clocks, not the store's real timestamps
+    return Fixer(store, Journal(journal_path), "hostB", foreign_delay=delay, experiment_quiet=0)
 
 
 # --- a full pass over a foreign store ---------------------------------------------------------

@@ -15,7 +15,9 @@ from guard import metayaml
 from guard.metayaml import MAX_BYTES, TEMP_PREFIX, MetaError, dump, parse, read, \
     replace_if_unchanged
 
-REAL_STORE = Path("/tmp/d3/rootA/mlruns")
+# A store written by a direct MLflow 3.17 client (file: tracking URI) under /tmp/d3/rootA/mlruns,
+# with a run, an artifact, a logged pyfunc model and a registered version: shipped as test data.
+REAL_STORE = Path(__file__).parent / "data" / "direct_store"
 
 BILLION_LAUGHS = b"""\
 a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
