@@ -118,6 +118,9 @@ class Fixer:
         self.in_flight_grace_ms = int(in_flight_grace * 1000)
         self.experiment_quiet_ms = int(experiment_quiet * 1000)
         self.deferred: dict[str, tuple[str, float | None]] = {}  # key -> (why, until)
+        # experiment folder -> run key -> the run's status and times, as last parsed: lets an
+        # experiment's wait be decided without re-reading all its runs
+        self.runs: dict[str, dict[str, dict]] = {}
         self.cache: dict[str, tuple[int, int]] = {}
         self.pending: dict[str, float] = {}
         self.problems: dict[str, list[dict]] = {}
@@ -181,6 +184,8 @@ class Fixer:
             self.problems[key] = [{"problem": "malformed", "why": str(exc)}]
             self.cache.pop(key, None)
             return MALFORMED
+        if kind.name == "run":
+            self._note_run(key, doc)
         plan = plan_file(kind, doc, self.own_root)
         if plan.findings:
             self.problems[key] = [{"problem": f.problem, "key": f.key, "value": str(f.value)[:500],
@@ -229,23 +234,42 @@ class Fixer:
             return f"{kind.replace('_', ' ')} in progress", None
         if kind != "experiment":
             return None
-        runs = []
-        for entry in _dirs(path.parent):
-            if entry.name in _NOT_RUNS:
-                continue
-            try:
-                runs.append(metayaml.read(Path(entry.path) / META)[1])
-            except (OSError, metayaml.MetaError):
-                continue
+        runs = list(self._runs_of(path.parent).values())
         wait = experiment_wait(doc, runs, now_ms, self.experiment_quiet_ms,
                                self.in_flight_grace_ms)
         return None if wait is None else (wait[0], None if wait[1] is None else wait[1] / 1000)
+
+    @staticmethod
+    def _exp_of(run_key: str) -> str:
+        return run_key.rsplit("/", 2)[0]
+
+    def _note_run(self, key: str, doc: dict) -> None:
+        runs = self.runs.get(self._exp_of(key))
+        if runs is not None:
+            runs[key] = {k: doc.get(k) for k in ("status", "start_time", "end_time")}
+
+    def _runs_of(self, exp_dir: Path) -> dict[str, dict]:
+        """The experiment's runs' states: read from disk once, then kept current by checks."""
+        exp = "/".join(exp_dir.relative_to(self.store).parts)
+        if exp not in self.runs:
+            runs: dict[str, dict] = {}
+            for entry in _dirs(exp_dir):
+                if entry.name in _NOT_RUNS:
+                    continue
+                try:
+                    doc = metayaml.read(Path(entry.path) / META)[1]
+                except (OSError, metayaml.MetaError):
+                    continue
+                runs[f"{exp}/{entry.name}/{META}"] = {
+                    k: doc.get(k) for k in ("status", "start_time", "end_time")}
+            self.runs[exp] = runs
+        return self.runs[exp]
 
     def _recheck_experiment(self, kind, key: str, now: float) -> None:
         """A run that finished may release its deferred experiment."""
         if kind.name != "run":
             return
-        exp_key = key.rsplit("/", 2)[0] + "/" + META
+        exp_key = self._exp_of(key) + "/" + META
         if exp_key in self.deferred:
             self.check(self.store / exp_key, now)
 
@@ -266,6 +290,8 @@ class Fixer:
             self.cache.pop(key, None)
 
     def _forget(self, key: str) -> None:
+        self.runs.get(self._exp_of(key), {}).pop(key, None)
+        self.runs.pop(key.rsplit("/", 1)[0], None)
         self.cache.pop(key, None)
         self.pending.pop(key, None)
         self.deferred.pop(key, None)

@@ -9,17 +9,26 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import warnings
 from pathlib import Path
 from typing import Callable
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (DirCreatedEvent, DirMovedEvent, FileClosedEvent, FileCreatedEvent,
+                             FileModifiedEvent, FileMovedEvent, FileSystemEvent,
+                             FileSystemEventHandler)
 from watchdog.observers import Observer
 
 from .layout import META
 
 log = logging.getLogger("guard.watch")
+# watchdog re-adds a watch for a folder moved back in and warns about it; harmless noise.
+warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
 
 EVENTS, POLLING = "events", "polling"
+# Only writes and moves: the guard reads every meta.yaml it checks, and open/close-nowrite
+# events for those reads would flood the kernel queue (and wake the guard for nothing).
+WANTED = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileClosedEvent,
+          DirCreatedEvent, DirMovedEvent]
 
 
 class _Handler(FileSystemEventHandler):
@@ -58,7 +67,8 @@ class StoreWatcher:
             return self.mode
         observer = self.factory()
         try:
-            observer.schedule(_Handler(self.queue), str(self.store), recursive=True)
+            observer.schedule(_Handler(self.queue), str(self.store), recursive=True,
+                              event_filter=WANTED)
             observer.start()
         except OSError as exc:
             self.reason = f"cannot watch the store ({exc}); polling instead"

@@ -369,7 +369,7 @@ class FailingObserver:
         self.stopped = False
         self.started = False
 
-    def schedule(self, handler, path, recursive=False):
+    def schedule(self, handler, path, recursive=False, event_filter=None):
         raise OSError(28, "inotify watch limit reached")
 
     def start(self):
@@ -383,7 +383,7 @@ class WorkingObserver:
     def __init__(self):
         self.calls = []
 
-    def schedule(self, handler, path, recursive=False):
+    def schedule(self, handler, path, recursive=False, event_filter=None):
         self.calls.append(("schedule", path, recursive))
 
     def start(self):
