@@ -58,7 +58,6 @@ import math
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -70,6 +69,8 @@ from pathlib import Path
 
 import psutil
 import yaml
+from benchlib import (BenchError, descendants, end_tree, fmt, free_port, read_status,
+                      tail, wait_until)
 
 try:
     from guard.fixer import Fixer
@@ -79,7 +80,6 @@ except ImportError:  # run from a checkout without the editable install
     from guard.fixer import Fixer
     from guard.journal import Journal
 
-HOST = "127.0.0.1"
 FOREIGN_ROOT = "file:///C:/Users/alice/SynologyDrive/lab/mlruns"
 PORTABLE = b"mlflow-artifacts:/"
 EXPERIMENTS = 10
@@ -93,78 +93,7 @@ SETTLE = 3.0  # seconds of quiet after the last event before idle sampling
 ROUNDS = 3
 
 
-class BenchError(Exception):
-    pass
-
-
 # ---- helpers ---------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def read_status(state_dir: Path) -> dict:
-    try:
-        with open(state_dir / "status.json", encoding="utf-8") as fh:
-            doc = json.load(fh)
-        return doc if isinstance(doc, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return "(no output)"
-    return "\n".join("    " + line for line in text[-lines:]) or "    (empty)"
-
-
-def wait_until(cond, timeout: float, what: str, proc: subprocess.Popen | None = None,
-               log: Path | None = None, interval: float = STATUS_POLL) -> None:
-    """Poll `cond` every `interval` seconds; fail after `timeout` or if `proc` exits meanwhile."""
-    deadline = time.monotonic() + timeout
-    while True:
-        started = time.monotonic()
-        if cond():
-            return
-        if proc is not None and proc.poll() is not None:
-            raise BenchError(f"{what}: process {proc.pid} exited with code {proc.returncode}"
-                             + (f"; last output of {log}:\n{tail(log)}" if log else ""))
-        if started > deadline:
-            raise BenchError(f"{what}: not reached within {timeout:g} s"
-                             + (f"; last output of {log}:\n{tail(log)}" if log else ""))
-        time.sleep(max(0.0, interval - (time.monotonic() - started)))
-
-
-def end_tree(proc: psutil.Process, grace: float = 10.0) -> None:
-    """Terminate a process we started and all its descendants; kill what survives."""
-    try:
-        procs = proc.children(recursive=True) + [proc]
-    except psutil.NoSuchProcess:
-        return
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, left = psutil.wait_procs(procs, timeout=grace)
-    for p in left:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(left, timeout=5)
-
-
-def descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
 def nearest_rank(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
@@ -172,10 +101,6 @@ def nearest_rank(values: list[float], pct: float) -> float:
 
 def ms(value: float) -> str:
     return "never" if math.isinf(value) else f"{value * 1000:.0f} ms"
-
-
-def fmt(values: list[float]) -> str:
-    return ", ".join(f"{v:.2f}" for v in values)
 
 
 def write_yaml(path: Path, doc: dict) -> None:
@@ -438,7 +363,7 @@ class Daemon:
         self.sink.start()
         wait_until(self.ready, timeout,
                    f"{self.name} daemon: `guardctl status` exit 0 and a first full pass",
-                   self.proc, self.out)
+                   self.proc, self.out, interval=STATUS_POLL)
         self.ready_s = time.perf_counter() - t0
         self.tree.update((p.pid, p) for p in descendants(self.proc.pid))
 

@@ -34,7 +34,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,22 +42,13 @@ import time
 from pathlib import Path
 
 import psutil
+from benchlib import (HOST, BenchError, descendants, end_tree, fmt, free_port, read_status,
+                      wait_until)
 
 POLL = 0.05  # seconds between /health polls
-HOST = "127.0.0.1"
-
-
-class BenchError(Exception):
-    pass
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def health_ok(port: int) -> bool:
     """True when GET /health answers HTTP 200 with body OK (direct, no proxies)."""
     conn = http.client.HTTPConnection(HOST, port, timeout=1.0)
@@ -72,70 +62,9 @@ def health_ok(port: int) -> bool:
         conn.close()
 
 
-def read_status(state_dir: Path) -> dict:
-    try:
-        with open(state_dir / "status.json", encoding="utf-8") as fh:
-            doc = json.load(fh)
-        return doc if isinstance(doc, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def status_server_pid(state_dir: Path) -> int | None:
     pid = (read_status(state_dir).get("server") or {}).get("pid")
     return pid if isinstance(pid, int) else None
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return "(no output)"
-    return "\n".join("    " + line for line in text[-lines:]) or "    (empty)"
-
-
-def wait_until(cond, timeout: float, what: str, proc: subprocess.Popen | None = None,
-               log: Path | None = None) -> None:
-    """Poll `cond` every POLL seconds; fail after `timeout` or if `proc` exits meanwhile."""
-    deadline = time.monotonic() + timeout
-    while True:
-        started = time.monotonic()
-        if cond():
-            return
-        if proc is not None and proc.poll() is not None:
-            raise BenchError(f"{what}: process {proc.pid} exited with code {proc.returncode}"
-                             + (f"; last output of {log}:\n{tail(log)}" if log else ""))
-        if started > deadline:
-            raise BenchError(f"{what}: not reached within {timeout:g} s"
-                             + (f"; last output of {log}:\n{tail(log)}" if log else ""))
-        time.sleep(max(0.0, POLL - (time.monotonic() - started)))
-
-
-def end_tree(proc: psutil.Process, grace: float = 10.0) -> None:
-    """Terminate a process we started and all its descendants; kill what survives."""
-    try:
-        procs = proc.children(recursive=True) + [proc]
-    except psutil.NoSuchProcess:
-        return
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, left = psutil.wait_procs(procs, timeout=grace)
-    for p in left:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(left, timeout=5)
-
-
-def descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
 
 
 # ---- the benchmark ---------------------------------------------------------------------------
@@ -295,10 +224,6 @@ class Bench:
     def cleanup(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
         shutil.rmtree(self.store, ignore_errors=True)
-
-
-def fmt(values: list[float]) -> str:
-    return ", ".join(f"{v:.2f}" for v in values)
 
 
 def main(argv: list[str] | None = None) -> int:

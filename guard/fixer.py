@@ -184,8 +184,7 @@ class Fixer:
             self.problems[key] = [{"problem": "malformed", "why": str(exc)}]
             self.cache.pop(key, None)
             return MALFORMED
-        if kind.name == "run":
-            self._note_run(key, doc)
+        run_changed = kind.name == "run" and self._note_run(key, doc)
         plan = plan_file(kind, doc, self.own_root)
         if plan.findings:
             self.problems[key] = [{"problem": f.problem, "key": f.key, "value": str(f.value)[:500],
@@ -196,7 +195,8 @@ class Fixer:
             self.pending.pop(key, None)
             self.deferred.pop(key, None)
             self._remember(path, key)
-            self._recheck_experiment(kind, key, now)
+            if run_changed:
+                self._recheck_experiment(key, now)
             return CLEAN
         wait = self._wait_reason(kind.name, doc, path, now)
         if wait:
@@ -223,7 +223,8 @@ class Fixer:
                 self.journal.append(action="rewrite", host=self.host_id, file=key, kind=plan.kind,
                                     key=change.key, old=change.old, new=change.new)
         log.info("rewrote %s: %s", key, ", ".join(f"{c.key} -> {c.new}" for c in plan.changes))
-        self._recheck_experiment(kind, key, now)
+        if run_changed:
+            self._recheck_experiment(key, now)
         return REWRITTEN
 
     def _wait_reason(self, kind: str, doc: dict, path: Path,
@@ -243,10 +244,15 @@ class Fixer:
     def _exp_of(run_key: str) -> str:
         return run_key.rsplit("/", 2)[0]
 
-    def _note_run(self, key: str, doc: dict) -> None:
+    def _note_run(self, key: str, doc: dict) -> bool:
+        """Record a run's state in its experiment's index; True if it is new or changed."""
         runs = self.runs.get(self._exp_of(key))
-        if runs is not None:
-            runs[key] = {k: doc.get(k) for k in ("status", "start_time", "end_time")}
+        if runs is None:
+            return False
+        state = {k: doc.get(k) for k in ("status", "start_time", "end_time")}
+        changed = runs.get(key) != state
+        runs[key] = state
+        return changed
 
     def _runs_of(self, exp_dir: Path) -> dict[str, dict]:
         """The experiment's runs' states: read from disk once, then kept current by checks."""
@@ -265,10 +271,8 @@ class Fixer:
             self.runs[exp] = runs
         return self.runs[exp]
 
-    def _recheck_experiment(self, kind, key: str, now: float) -> None:
-        """A run that finished may release its deferred experiment."""
-        if kind.name != "run":
-            return
+    def _recheck_experiment(self, key: str, now: float) -> None:
+        """A run that started or finished may change whether its experiment must wait."""
         exp_key = self._exp_of(key) + "/" + META
         if exp_key in self.deferred:
             self.check(self.store / exp_key, now)

@@ -1,0 +1,78 @@
+"""Helpers shared by the benchmarks: ports, status files, bounded waits, ending what we started."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+
+from guard.processes import end_tree as end_refs
+from guard.processes import ref_of
+
+HOST = "127.0.0.1"
+
+
+class BenchError(Exception):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def read_status(state_dir: Path) -> dict:
+    try:
+        with open(state_dir / "status.json", encoding="utf-8") as fh:
+            doc = json.load(fh)
+        return doc if isinstance(doc, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return "(no output)"
+    return "\n".join("    " + line for line in text[-lines:]) or "    (empty)"
+
+
+def wait_until(cond, timeout: float, what: str, proc: subprocess.Popen | None = None,
+               log: Path | None = None, interval: float = 0.05) -> None:
+    """Poll `cond` every `interval` seconds; fail after `timeout` or if `proc` exits meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        started = time.monotonic()
+        if cond():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise BenchError(f"{what}: process {proc.pid} exited with code {proc.returncode}"
+                             + (f"; last output of {log}:\n{tail(log)}" if log else ""))
+        if started > deadline:
+            raise BenchError(f"{what}: not reached within {timeout:g} s"
+                             + (f"; last output of {log}:\n{tail(log)}" if log else ""))
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+def end_tree(proc: psutil.Process, grace: float = 10.0) -> None:
+    """Terminate a process we started and all its descendants; kill what survives."""
+    ref = ref_of(proc)
+    if ref is not None:
+        end_refs([ref], grace)
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def fmt(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
