@@ -62,6 +62,22 @@ def classify_meta(rel: tuple[str, ...]) -> MetaKind:
     return OTHER
 
 
+def can_hold_meta(rel: tuple[str, ...]) -> bool:
+    """Whether a folder at store-relative `rel` can contain a meta.yaml the guard looks at, or
+    such folders: the store, experiments, runs, logged models and the registry. Folders below
+    a run (params, metrics, tags, artifacts...) cannot, so they need no filesystem watch."""
+    parts = rel[1:] if rel and rel[0] == TRASH else rel
+    if not parts:
+        return True
+    if parts[0] == REGISTRY:
+        return len(parts) <= 2 or (len(parts) == 3 and bool(_VERSION.match(parts[2])))
+    if len(parts) == 1:
+        return True
+    if len(parts) == 2:
+        return parts[1] not in _NOT_RUNS or parts[1] == "models"
+    return len(parts) == 3 and parts[1] == "models"
+
+
 def version_target(segments: tuple[str, ...], model_id: str | None, run_id: str | None,
                    fold: bool = False) -> tuple[str, ...] | None:
     """The store-relative place a model version's location names, found by its ids.

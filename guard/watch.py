@@ -1,14 +1,21 @@
 """Filesystem events for the store: which meta.yaml files (or moved-in folders) to look at.
 
-Uses watchdog's native observer (inotify, ReadDirectoryChangesW, FSEvents). When watches
-cannot be set up (inotify limits, some network filesystems), the caller falls back to polling.
+On Linux, inotify needs one watch per folder; a recursive watch of a 10,000-run store holds
+60,000 of them (every params/metrics/tags/artifacts folder), which costs memory and exhausts
+small `max_user_watches` limits. So there the guard watches only the folders that can hold a
+meta.yaml (layout.can_hold_meta), about one per run. Elsewhere watchdog's observer covers the
+tree with one handle (ReadDirectoryChangesW, FSEvents). When watches cannot be set up (limits,
+some network filesystems) the caller falls back to polling.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import queue
+import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -18,7 +25,13 @@ from watchdog.events import (DirCreatedEvent, DirMovedEvent, FileClosedEvent, Fi
                              FileSystemEventHandler)
 from watchdog.observers import Observer
 
-from .layout import META
+from .layout import META, can_hold_meta
+
+try:
+    from inotify_simple import INotify
+    from inotify_simple import flags as iflags
+except ImportError:  # not Linux
+    INotify = None
 
 log = logging.getLogger("guard.watch")
 # watchdog re-adds a watch for a folder moved back in and warns about it; harmless noise.
@@ -47,43 +60,148 @@ class _Handler(FileSystemEventHandler):
             self.sink.put(("file", path))
 
 
+class _InotifyBackend:
+    """Linux: non-recursive inotify watches on exactly the folders that can hold a meta.yaml."""
+
+    def __init__(self, store: Path, sink: "queue.Queue[tuple[str, Path]]") -> None:
+        self.store = store
+        self.sink = sink
+        self.mask = (iflags.CLOSE_WRITE | iflags.MOVED_TO | iflags.CREATE | iflags.ONLYDIR
+                     | iflags.DONT_FOLLOW)
+        self.paths: dict[int, tuple[Path, tuple[str, ...]]] = {}
+        self.failed = ""
+        self._inotify = INotify()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="inotify", daemon=True)
+
+    def start(self) -> None:
+        self._add_tree(self.store, ())  # OSError (limit reached) goes to the caller
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._inotify.close()
+
+    def _add_tree(self, path: Path, rel: tuple[str, ...]) -> None:
+        wd = self._inotify.add_watch(str(path), self.mask)
+        self.paths[wd] = (path, rel)  # a folder moved within the store keeps its wd: re-mapped
+        try:
+            with os.scandir(path) as it:
+                subdirs = [e.name for e in it if e.is_dir(follow_symlinks=False)]
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            return
+        for name in subdirs:
+            if can_hold_meta(rel + (name,)):
+                try:
+                    self._add_tree(path / name, rel + (name,))
+                except FileNotFoundError:
+                    pass
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                events = self._inotify.read(timeout=500)
+            except OSError as exc:
+                self.failed = f"inotify read failed ({exc}); polling instead"
+                return
+            for event in events:
+                self._handle(event)
+
+    def _handle(self, event) -> None:
+        if event.mask & iflags.Q_OVERFLOW:
+            self.sink.put(("dir", self.store))  # events were lost: look at everything
+            return
+        if event.mask & iflags.IGNORED:
+            self.paths.pop(event.wd, None)
+            return
+        base = self.paths.get(event.wd)
+        if base is None or not event.name:
+            return
+        path, rel = base[0] / event.name, base[1] + (event.name,)
+        if event.mask & iflags.ISDIR:
+            if event.mask & (iflags.CREATE | iflags.MOVED_TO) and can_hold_meta(rel):
+                try:
+                    self._add_tree(path, rel)
+                except FileNotFoundError:
+                    return
+                except OSError as exc:
+                    if exc.errno == errno.ENOSPC:
+                        self.failed = f"inotify watch limit reached ({exc}); polling instead"
+                        log.warning("%s", self.failed)
+                self.sink.put(("dir", path))
+        elif event.name == META and event.mask & (iflags.CLOSE_WRITE | iflags.MOVED_TO):
+            self.sink.put(("file", path))
+
+
 class StoreWatcher:
     """Puts ("file", path) and ("dir", path) items on `self.queue` as the store changes."""
 
     def __init__(self, store: Path, mode: str = "auto",
-                 observer_factory: Callable[[], object] = Observer) -> None:
+                 observer_factory: Callable[[], object] | None = None) -> None:
         self.store = store
         self.requested = mode
         self.factory = observer_factory
         self.queue: "queue.Queue[tuple[str, Path]]" = queue.Queue()
-        self.mode = POLLING
         self.reason = ""
+        self._events = False
         self._observer = None
+        self._inotify: _InotifyBackend | None = None
+
+    @property
+    def mode(self) -> str:
+        """events, or polling (configured, or watches could not be set up or kept)."""
+        if self._inotify is not None and self._inotify.failed:
+            self.reason = self._inotify.failed
+            return POLLING
+        return EVENTS if self._events else POLLING
 
     def start(self) -> str:
         """Start watching; returns the mode in effect (events, or polling with a reason)."""
         if self.requested == POLLING:
             self.reason = "polling configured"
             return self.mode
-        observer = self.factory()
+        try:
+            if self.factory is None and INotify is not None and sys.platform.startswith("linux"):
+                self._start_inotify()
+            else:
+                self._start_observer()
+        except OSError as exc:
+            self.reason = f"cannot watch the store ({exc}); polling instead"
+            log.warning("%s", self.reason)
+            return self.mode
+        self._events = True
+        return self.mode
+
+    def _start_inotify(self) -> None:
+        backend = _InotifyBackend(self.store, self.queue)
+        try:
+            backend.start()
+        except OSError:
+            backend._inotify.close()
+            raise
+        self._inotify = backend
+
+    def _start_observer(self) -> None:
+        observer = (self.factory or Observer)()
         try:
             observer.schedule(_Handler(self.queue), str(self.store), recursive=True,
                               event_filter=WANTED)
             observer.start()
-        except OSError as exc:
-            self.reason = f"cannot watch the store ({exc}); polling instead"
-            log.warning("%s", self.reason)
+        except OSError:
             try:
                 observer.stop()
             except Exception:  # noqa: BLE001 - a half-started observer may fail to stop
                 pass
-            return self.mode
+            raise
         self._observer = observer
-        self.mode = EVENTS
-        return self.mode
 
     def stop(self) -> None:
+        if self._inotify is not None:
+            self._inotify.stop()
+            self._inotify = None
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout=5)
             self._observer = None
+        self._events = False

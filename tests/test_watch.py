@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import time
+
+import pytest
 
 from guard.watch import EVENTS, StoreWatcher
 
@@ -44,5 +47,38 @@ def test_reads_are_silent_writes_and_moves_are_seen(tmp_path):
         drain(watcher.queue, 0.3)
         os.rename(moved_in / "r2", tmp_path / "1" / "r2")  # a folder synced in one move
         assert ("dir", tmp_path / "1" / "r2") in drain(watcher.queue, 1.0)
+    finally:
+        watcher.stop()
+
+
+def test_only_folders_that_can_hold_a_meta_yaml_are_watched():
+    from guard.layout import can_hold_meta
+    yes = [(), ("0",), ("123",), (".trash",), (".trash", "5"), (".trash", "5", "r1"),
+           ("123", "abc"), ("123", "models"), ("123", "models", "m-1"), ("models",),
+           ("models", "clf"), ("models", "clf", "version-3"), (".trash", "5", "models", "m-1")]
+    no = [("123", "abc", "params"), ("123", "abc", "metrics"), ("123", "abc", "artifacts"),
+          ("123", "abc", "tags"), ("123", "abc", "outputs"), ("123", "traces"),
+          ("123", "models", "m-1", "artifacts"), ("models", "clf", "aliases"),
+          ("models", "clf", "version-3", "tags"), ("123", "datasets")]
+    assert [r for r in yes if not can_hold_meta(r)] == []
+    assert [r for r in no if can_hold_meta(r)] == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="inotify is Linux's; elsewhere one recursive watchdog handle is used")
+def test_inotify_watches_one_folder_per_run_not_its_subfolders(tmp_path):
+    for run in ("r1", "r2"):
+        for sub in ("params", "metrics", "tags", "artifacts/deep/er"):
+            (tmp_path / "7" / run / sub).mkdir(parents=True)
+    watcher = StoreWatcher(tmp_path)
+    assert watcher.start() == EVENTS
+    try:
+        watched = sorted(rel for _, rel in watcher._inotify.paths.values())
+        assert watched == [(), ("7",), ("7", "r1"), ("7", "r2")]
+        (tmp_path / "7" / "r3" / "params").mkdir(parents=True)  # a new run appears
+        assert ("dir", tmp_path / "7" / "r3") in drain(watcher.queue, 1.0)
+        assert ("7", "r3") in [rel for _, rel in watcher._inotify.paths.values()]
+        (tmp_path / "7" / "r3" / "meta.yaml").write_text("artifact_uri: x\n")
+        assert ("file", tmp_path / "7" / "r3" / "meta.yaml") in drain(watcher.queue, 1.0)
     finally:
         watcher.stop()
