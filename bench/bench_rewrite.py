@@ -74,8 +74,8 @@ from pathlib import Path
 
 import psutil
 import yaml
-from benchlib import (BenchError, descendants, end_tree, fmt, free_port, read_status,
-                      tail, wait_until)
+from benchlib import (BenchError, descendants, fmt, free_port, read_status,
+                      stop_daemon, tail, wait_until)
 
 try:
     from guard.fixer import Fixer
@@ -424,39 +424,8 @@ class Daemon:
         if self.proc is None:
             return
         proc = self.proc
-        self.tree.update((p.pid, p) for p in descendants(proc.pid))
-        try:
-            res = subprocess.run([self.bench.guardctl, "stop", *self.common()],
-                                 env=self.bench.env, capture_output=True, text=True,
-                                 timeout=self.bench.timeout)
-            if res.returncode != 0:
-                print(f"warning: guardctl stop ({self.name}) exited {res.returncode}: "
-                      f"{res.stderr.strip()}", file=sys.stderr)
-        except subprocess.TimeoutExpired:
-            print(f"warning: guardctl stop ({self.name}) timed out", file=sys.stderr)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            print(f"warning: daemon pid {proc.pid} still running after stop; ending it",
-                  file=sys.stderr)
-            try:
-                end_tree(psutil.Process(proc.pid))
-            except psutil.NoSuchProcess:
-                pass
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                print(f"warning: daemon pid {proc.pid} did not end", file=sys.stderr)
-        # Safety net: anything the daemon started (seen in its tree) must be gone now.
-        for p in self.tree.values():
-            try:
-                if not p.is_running() or p.status() == psutil.STATUS_ZOMBIE:
-                    continue
-            except psutil.NoSuchProcess:
-                continue
-            print(f"warning: pid {p.pid} from the {self.name} daemon outlived `guardctl stop`; "
-                  "ending it", file=sys.stderr)
-            end_tree(p)
+        stop_daemon([self.bench.guardctl, "stop", *self.common()], self.bench.env, proc,
+                    self.tree, self.bench.timeout, self.name)
         if self.sink is not None:
             self.sink.join(timeout=10)
         if proc.stdout is not None:

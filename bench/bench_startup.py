@@ -43,7 +43,7 @@ from pathlib import Path
 
 import psutil
 from benchlib import (HOST, BenchError, descendants, end_tree, fmt, free_port, read_status,
-                      wait_until)
+                      stop_daemon, wait_until)
 
 POLL = 0.05  # seconds between /health polls
 
@@ -187,39 +187,8 @@ class Bench:
                 return cold, restart, restarts if isinstance(restarts, int) else -1
             finally:
                 if proc is not None:
-                    self.stop_guard(proc, state, common, tree)
-
-    def stop_guard(self, proc: subprocess.Popen, state: Path, common: list[str],
-                   tree: dict[int, psutil.Process]) -> None:
-        tree.update((p.pid, p) for p in descendants(proc.pid))
-        try:
-            res = subprocess.run(self.guardctl_cmd("stop", *common), env=self.env,
-                                 capture_output=True, text=True, timeout=self.timeout)
-            if res.returncode != 0:
-                print(f"warning: guardctl stop exited {res.returncode}: {res.stderr.strip()}",
-                      file=sys.stderr)
-        except subprocess.TimeoutExpired:
-            print("warning: guardctl stop timed out", file=sys.stderr)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            print(f"warning: daemon pid {proc.pid} still running after stop; ending it",
-                  file=sys.stderr)
-            try:
-                end_tree(psutil.Process(proc.pid))
-            except psutil.NoSuchProcess:
-                pass
-            proc.wait(timeout=10)
-        # Safety net: anything the daemon started (seen in its tree) must be gone now.
-        for p in tree.values():
-            try:
-                if not p.is_running() or p.status() == psutil.STATUS_ZOMBIE:
-                    continue
-            except psutil.NoSuchProcess:
-                continue
-            print(f"warning: pid {p.pid} from guard run outlived `guardctl stop`; ending it",
-                  file=sys.stderr)
-            end_tree(p)
+                    stop_daemon(self.guardctl_cmd("stop", *common), self.env, proc, tree,
+                                self.timeout)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -76,3 +77,39 @@ def descendants(pid: int) -> list[psutil.Process]:
 
 def fmt(values: list[float]) -> str:
     return ", ".join(f"{v:.2f}" for v in values)
+
+
+def stop_daemon(stop_cmd: list[str], env: dict, proc: subprocess.Popen,
+                tree: dict[int, psutil.Process], timeout: float, name: str = "guard") -> None:
+    """Stop a daemon this benchmark started: `guardctl stop`, then by pid if it lingers, then
+    anything of its recorded tree that outlived it."""
+    tree.update((p.pid, p) for p in descendants(proc.pid))
+    try:
+        res = subprocess.run(stop_cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        if res.returncode != 0:
+            print(f"warning: guardctl stop ({name}) exited {res.returncode}: "
+                  f"{res.stderr.strip()}", file=sys.stderr)
+    except subprocess.TimeoutExpired:
+        print(f"warning: guardctl stop ({name}) timed out", file=sys.stderr)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        print(f"warning: daemon pid {proc.pid} still running after stop; ending it",
+              file=sys.stderr)
+        try:
+            end_tree(psutil.Process(proc.pid))
+        except psutil.NoSuchProcess:
+            pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            print(f"warning: daemon pid {proc.pid} did not end", file=sys.stderr)
+    for p in tree.values():  # safety net: what the daemon started must be gone now
+        try:
+            if not p.is_running() or p.status() == psutil.STATUS_ZOMBIE:
+                continue
+        except psutil.NoSuchProcess:
+            continue
+        print(f"warning: pid {p.pid} from the {name} daemon outlived `guardctl stop`; ending it",
+              file=sys.stderr)
+        end_tree(p)
