@@ -727,6 +727,10 @@ def main(argv: list[str] | None = None) -> int:
         failed = True
         print(f"bench_rewrite: {exc}", file=sys.stderr)
         print(f"bench_rewrite: logs kept in {bench.root}", file=sys.stderr)
+    except OSError as exc:  # e.g. the temp store vanished or the disk filled up
+        failed = True
+        print(f"bench_rewrite: {type(exc).__name__}: {str(exc)[:500]}", file=sys.stderr)
+        print(f"bench_rewrite: logs kept in {bench.root}", file=sys.stderr)
     except KeyboardInterrupt:
         failed = True
         print("bench_rewrite: interrupted", file=sys.stderr)
