@@ -1,0 +1,569 @@
+"""Conflict copies: recognising sync clients' names and the pure rules that fold them back.
+
+Meta.yaml inputs start from the files a direct MLflow 3 client wrote (tests/data/direct_store)
+and change only what each case is about.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from guard import metayaml
+from guard.conflicts import (
+    ALIAS, EXPERIMENT_META, KEEP_ORIGINAL, KINDS, LOGGED_MODEL_META, MERGE, METRIC,
+    MODEL_VERSION_META, NEEDS_PERSON, OTHER, PARAM, REGISTERED_MODEL_META, RENUMBER, RUN_META,
+    TAG, TAKE_COPY, ConflictName, Resolution, kind_of, parse_conflict_name, resolve,
+    resolve_alias, resolve_experiment_meta, resolve_logged_model_meta, resolve_metric,
+    resolve_model_version_meta, resolve_other, resolve_param, resolve_registered_model_meta,
+    resolve_run_meta, resolve_tag,
+)
+
+STORE = Path(__file__).parent / "data" / "direct_store"
+EXP = "401878344117323602"
+RUN = "57718c19fb0047259fbe7565bb4c52ea"
+MODEL = "m-da48845d65f640198a3930713e766e00"
+
+
+def load(rel: str) -> dict:
+    return metayaml.parse((STORE / rel).read_bytes())
+
+
+RUN_DOC = load(f"{EXP}/{RUN}/meta.yaml")
+EXP_DOC = load(f"{EXP}/meta.yaml")
+LOGGED_DOC = load(f"{EXP}/models/{MODEL}/meta.yaml")
+RM_DOC = load("models/adder/meta.yaml")
+MV_DOC = load("models/adder/version-1/meta.yaml")
+
+
+def rel(path: str) -> tuple[str, ...]:
+    return tuple(path.split("/"))
+
+
+# ---- parse_conflict_name -----------------------------------------------------------------
+
+@pytest.mark.parametrize("name, expected", [
+    # Synology Drive: the FIELD-NOTES example, no extension, '_' in the stem, other reasons
+    ("meta_Andy-PC_Jan-03-0901-2013_Conflict_1.yaml",
+     ConflictName("meta.yaml", "synology", "Andy-PC", "Jan-03-0901-2013", 1, "Conflict")),
+    ("loss_Andy-PC_Jan-03-0901-2013_Conflict_1",
+     ConflictName("loss", "synology", "Andy-PC", "Jan-03-0901-2013", 1, "Conflict")),
+    ("val_loss_LAB-2_Dec-31-2359-2024_CaseConflict_2",
+     ConflictName("val_loss", "synology", "LAB-2", "Dec-31-2359-2024", 2, "CaseConflict")),
+    ("train.acc_nas_Feb-28-0000-2025_WhiteSpaceConflict_3.acc",
+     ConflictName("train.acc.acc", "synology", "nas", "Feb-28-0000-2025", 3,
+                  "WhiteSpaceConflict")),
+    ("mlflow.source.name_PC_Jul-04-1200-2024_TailCharacterConflict_1",
+     ConflictName("mlflow.source.name", "synology", "PC", "Jul-04-1200-2024", 1,
+                  "TailCharacterConflict")),
+    ("my run notes_PC_Jul-04-1200-2024_Conflict_10.txt",
+     ConflictName("my run notes.txt", "synology", "PC", "Jul-04-1200-2024", 10, "Conflict")),
+    # the date anchors the parse: a stem holding a date-like part is still the stem
+    ("a_PC_Jan-01-0000-2020_Conflict_1_PC_Jan-02-0000-2020_Conflict_1",
+     ConflictName("a_PC_Jan-01-0000-2020_Conflict_1", "synology", "PC", "Jan-02-0000-2020", 1,
+                  "Conflict")),
+    # Syncthing
+    ("meta.sync-conflict-20240105-101500-ABCDEFG.yaml",
+     ConflictName("meta.yaml", "syncthing", "ABCDEFG", "20240105-101500")),
+    ("loss.sync-conflict-20240105-101500-ABCDEFG",
+     ConflictName("loss", "syncthing", "ABCDEFG", "20240105-101500")),
+    ("val-loss.sync-conflict-20240105-101500-ABC-123",
+     ConflictName("val-loss", "syncthing", "ABC-123", "20240105-101500")),
+    ("model.tar.sync-conflict-20240105-101500-ABCDEFG.gz",
+     ConflictName("model.tar.gz", "syncthing", "ABCDEFG", "20240105-101500")),
+    ("my loss_1.sync-conflict-20240105-101500-ZZZZZZZ",
+     ConflictName("my loss_1", "syncthing", "ZZZZZZZ", "20240105-101500")),
+    # a copy of a copy: the last marker is this copy's; its original is the older copy
+    ("a.sync-conflict-20240101-000000-AAAAAAA.sync-conflict-20240102-000000-BBBBBBB.yaml",
+     ConflictName("a.sync-conflict-20240101-000000-AAAAAAA.yaml", "syncthing", "BBBBBBB",
+                  "20240102-000000")),
+    # Dropbox, with the optional counter either inside or after the parenthesis
+    ("meta (Bob's conflicted copy 2024-01-05).yaml",
+     ConflictName("meta.yaml", "dropbox", "Bob", "2024-01-05")),
+    ("loss (Ann Lee's conflicted copy 2024-01-05)",
+     ConflictName("loss", "dropbox", "Ann Lee", "2024-01-05")),
+    ("val_loss (O'Brien's conflicted copy 2024-01-05)",
+     ConflictName("val_loss", "dropbox", "O'Brien", "2024-01-05")),
+    ("meta (Bob's conflicted copy 2024-01-05) (2).yaml",
+     ConflictName("meta.yaml", "dropbox", "Bob", "2024-01-05", 2)),
+    ("meta (Bob's conflicted copy 2024-01-05 (3)).yaml",
+     ConflictName("meta.yaml", "dropbox", "Bob", "2024-01-05", 3)),
+    ("mlflow.runName (Bob\u2019s conflicted copy 2024-01-05)",
+     ConflictName("mlflow.runName", "dropbox", "Bob", "2024-01-05")),
+    # Nextcloud / ownCloud
+    ("meta (conflicted copy 2024-01-05 101500).yaml",
+     ConflictName("meta.yaml", "nextcloud", None, "2024-01-05 101500")),
+    ("train-loss (conflicted copy 2024-01-05 101500)",
+     ConflictName("train-loss", "nextcloud", None, "2024-01-05 101500")),
+    ("lr.decay rate (conflicted copy 2024-01-05 101500).x",
+     ConflictName("lr.decay rate.x", "nextcloud", None, "2024-01-05 101500")),
+])
+def test_conflict_names(name, expected):
+    assert parse_conflict_name(name) == expected
+
+
+def test_dropbox_dotted_name_without_extension_keeps_whole_stem():
+    # Dropbox splits `mlflow.runName` as stem `mlflow` + extension `.runName`
+    got = parse_conflict_name("mlflow (Bob's conflicted copy 2024-01-05).runName")
+    assert got is not None and got.original == "mlflow.runName"
+
+
+@pytest.mark.parametrize("name", [
+    "meta.yaml", "loss", "val-loss", "val_loss", "my_run_Jan_notes.txt", "version-3",
+    "mlflow.runName", "mlflow.source.git.commit", "requirements.txt", "MLmodel",
+    "meta_PC_Jan-03-0901-2013.yaml",  # no Conflict reason
+    "meta_PC_Foo-03-0901-2013_Conflict_1.yaml",  # not a month
+    "meta_Jan-03-0901-2013_Conflict_1.yaml",  # no client part
+    "loss.sync-conflict-2024-101500-ABCDEFG",  # short date
+    "loss.sync-conflict-20240105-101500-",  # no device
+    "sync-conflict-20240105-101500-ABCDEFG",  # no stem
+    "notes (conflicted copy).txt", "notes (Bob's conflicted copy).txt",
+    "notes (conflicted copy 2024-01-05).txt",  # Nextcloud needs the time
+    "loss (Bob's copy 2024-01-05)",
+    "meta.yaml\n",
+])
+def test_not_conflict_names(name):
+    assert parse_conflict_name(name) is None
+
+
+def test_onedrive_needs_known_hosts():
+    assert parse_conflict_name("val-loss") is None
+    assert parse_conflict_name("meta-LAPTOP.yaml") is None
+    assert parse_conflict_name("meta-LAPTOP.yaml", hosts=frozenset()) is None
+    assert parse_conflict_name("val-loss", hosts=frozenset({"laptop"})) is None
+
+
+@pytest.mark.parametrize("name, hosts, expected", [
+    ("meta-LAPTOP.yaml", {"laptop"}, ConflictName("meta.yaml", "onedrive", "LAPTOP")),
+    ("loss-LAPTOP", {"Laptop"}, ConflictName("loss", "onedrive", "LAPTOP")),
+    ("val-loss-DESKTOP-7QX", {"desktop-7qx"},
+     ConflictName("val-loss", "onedrive", "DESKTOP-7QX")),
+    # the ambiguity, accepted when told: `val-loss` read as a copy of `val` from host `loss`
+    ("val-loss", {"LOSS"}, ConflictName("val", "onedrive", "loss")),
+    ("train.acc-PC1.acc", {"pc1"}, ConflictName("train.acc.acc", "onedrive", "PC1")),
+    ("mlflow.user-PC1", {"pc1"}, ConflictName("mlflow.user", "onedrive", "PC1")),
+    # longest known host wins
+    ("a-my-pc.txt", {"pc", "my-pc"}, ConflictName("a.txt", "onedrive", "my-pc")),
+])
+def test_onedrive_with_hosts(name, hosts, expected):
+    assert parse_conflict_name(name, hosts=frozenset(hosts)) == expected
+
+
+@pytest.mark.parametrize("name", ["-LAPTOP.yaml", "LAPTOP", "meta-LAPTOPX.yaml", "meta.yaml"])
+def test_onedrive_rejects(name):
+    assert parse_conflict_name(name, hosts=frozenset({"laptop"})) is None
+
+
+def test_synology_client_with_underscore_settled_by_hosts():
+    name = "val_loss_my_pc_Feb-28-2359-2024_CaseConflict_2.yaml"
+    assert parse_conflict_name(name).original == "val_loss_my.yaml"  # guessed: no '_' in host
+    got = parse_conflict_name(name, hosts=frozenset({"MY_PC"}))
+    assert (got.original, got.who, got.client) == ("val_loss.yaml", "my_pc", "synology")
+
+
+def test_other_clients_win_over_onedrive():
+    got = parse_conflict_name("loss.sync-conflict-20240105-101500-ABCDEFG", frozenset({"ABCDEFG"}))
+    assert got.client == "syncthing"
+
+
+# ---- kind_of -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path, kind", [
+    (f"{EXP}/{RUN}/metrics/loss", METRIC),
+    (f"{EXP}/{RUN}/metrics/train/loss", METRIC),  # a key with '/' is nested folders
+    (f"{EXP}/{RUN}/metrics/a/b/c", METRIC),
+    (f"{EXP}/{RUN}/metrics/meta.yaml", METRIC),  # a key that happens to be meta.yaml
+    (f"{EXP}/models/{MODEL}/metrics/m", METRIC),  # a logged model's metric
+    (f".trash/{EXP}/{RUN}/metrics/loss", METRIC),
+    (f"{EXP}/{RUN}/params/lr", PARAM),
+    (f"{EXP}/{RUN}/params/opt/lr", PARAM),
+    (f"{EXP}/models/{MODEL}/params/p", PARAM),
+    (f"{EXP}/{RUN}/tags/mlflow.runName", TAG),
+    (f"{EXP}/{RUN}/tags/team/owner", TAG),
+    (f"{EXP}/models/{MODEL}/tags/mlflow.user", TAG),
+    (f"{EXP}/tags/mlflow.note.content", TAG),  # experiment tag
+    (f"{EXP}/traces/tr-1/tags/mlflow.traceName", TAG),
+    ("models/adder/tags/team", TAG),
+    ("models/adder/version-1/tags/validated", TAG),
+    ("models/adder/aliases/champion", ALIAS),
+    (f"{EXP}/{RUN}/meta.yaml", RUN_META),
+    (f".trash/{EXP}/{RUN}/meta.yaml", RUN_META),
+    (f"{EXP}/meta.yaml", EXPERIMENT_META),
+    (f"{EXP}/models/{MODEL}/meta.yaml", LOGGED_MODEL_META),
+    ("models/adder/meta.yaml", REGISTERED_MODEL_META),
+    ("models/adder/version-12/meta.yaml", MODEL_VERSION_META),
+    # everything else
+    (f"{EXP}/{RUN}/artifacts/metrics/loss", OTHER),
+    (f"{EXP}/{RUN}/artifacts/model/MLmodel", OTHER),
+    (f"{EXP}/{RUN}/metrics", OTHER),
+    (f"{EXP}/{RUN}/outputs/{MODEL}/meta.yaml", OTHER),
+    (f"{EXP}/traces/tr-1/trace_info.yaml", OTHER),
+    (f"{EXP}/traces/tr-1/request_metadata/k", OTHER),
+    (f"{EXP}/datasets/d1/meta.yaml", OTHER),
+    (f"{EXP}/models/{MODEL}/artifacts/MLmodel", OTHER),
+    ("models/adder/version-1/MLmodel", OTHER),
+    ("models/adder/aliases/x/y", OTHER),
+    (".trash/models/adder/tags/team", OTHER),
+    ("models/adder", OTHER),
+    ("notes.txt", OTHER),
+    ("meta.yaml", OTHER),
+    ((), OTHER),
+])
+def test_kind_of(path, kind):
+    assert kind_of(rel(path) if isinstance(path, str) else path) == kind
+    assert kind in KINDS
+
+
+# ---- metrics -----------------------------------------------------------------------------
+
+def test_metric_union_sorted_by_timestamp_without_duplicates():
+    original = b"100 0.5 0\n300 0.3 2\n"
+    copy = b"100 0.5 0\n200 0.4 1\n400 0.2 3\n"
+    res = resolve_metric(original, copy)
+    assert res.action == MERGE and res.rewrites_original
+    assert res.merged == b"100 0.5 0\n200 0.4 1\n300 0.3 2\n400 0.2 3\n"
+    assert res.conflict is False
+    assert "adds 2 line(s)" in res.report and "1 duplicate(s) dropped" in res.report
+
+
+def test_metric_keeps_exact_text_and_orders_by_step_then_value():
+    original = b"100 1.50 2\n100 0.5 1\n"
+    copy = b"100 1.0 1\n100 1.50 2 2b9c dataset digest\n"
+    res = resolve_metric(original, copy)
+    assert res.merged == (b"100 0.5 1\n100 1.0 1\n100 1.50 2\n"
+                          b"100 1.50 2 2b9c dataset digest\n")
+
+
+def test_metric_numeric_not_text_order():
+    res = resolve_metric(b"1000 1 0\n", b"999 2 0\n10000 3 0\n")
+    assert res.merged == b"999 2 0\n1000 1 0\n10000 3 0\n"
+
+
+def test_metric_copy_already_contained_keeps_original():
+    res = resolve_metric(b"1 1 0\n2 2 1\n", b"2 2 1\n")
+    assert (res.action, res.conflict, res.merged) == (KEEP_ORIGINAL, False, None)
+
+
+def test_metric_malformed_line_survives_and_is_reported():
+    res = resolve_metric(b"100 0.5 0\n", b"100 0.5 0\n2\x00garbage\n200 0.4 1\n")
+    assert res.action == MERGE and res.conflict is True
+    assert res.merged == b"100 0.5 0\n200 0.4 1\n2\x00garbage\n"
+    assert "not valid metric lines" in res.report and "garbage" in res.report
+
+
+def test_metric_malformed_original_line_kept_too():
+    res = resolve_metric(b"oops\n100 0.5 0\n", b"50 0.1 0\n")
+    assert res.merged == b"50 0.1 0\n100 0.5 0\noops\n"
+    assert res.conflict is True
+
+
+def test_metric_line_ends_and_blank_lines():
+    # a Windows client's CRLF and a missing final newline are the same lines; blanks carry nothing
+    res = resolve_metric(b"1 1 0\r\n2 2 1\r\n", b"1 1 0\n\n3 3 2")
+    assert res.merged == b"1 1 0\n2 2 1\n3 3 2\n"
+    assert res.conflict is False
+
+
+def test_metric_nan_and_logged_model_lines():
+    res = resolve_metric(b"5 nan 0 run1\n", b"5 0.1 0 run1\n1 0.2 0 run1\n")
+    assert res.merged == b"1 0.2 0 run1\n5 0.1 0 run1\n5 nan 0 run1\n"
+    assert res.conflict is False
+
+
+# ---- params, tags, aliases ---------------------------------------------------------------
+
+def test_param_equal_ignoring_trailing_newline_is_not_a_conflict():
+    res = resolve_param(b"0.01", b"0.01\n")
+    assert (res.action, res.conflict) == (KEEP_ORIGINAL, False)
+
+
+def test_param_different_values_flagged_and_original_kept():
+    res = resolve_param(b"0.01", b"0.1")
+    assert (res.action, res.conflict, res.merged) == (KEEP_ORIGINAL, True, None)
+    assert "'0.01'" in res.report and "'0.1'" in res.report
+
+
+def test_param_long_value_cut_in_report():
+    res = resolve_param(b"x" * 500, b"y" * 500)
+    assert res.conflict and len(res.report) < 250
+
+
+@pytest.mark.parametrize("mo, mc, action", [
+    (100.0, 200.0, TAKE_COPY),
+    (200.0, 100.0, KEEP_ORIGINAL),
+    (100.0, 100.0, KEEP_ORIGINAL),  # a tie keeps the original
+])
+def test_tag_newer_wins(mo, mc, action):
+    res = resolve_tag(b"baseline", b"tuned", mo, mc)
+    assert res.action == action and res.conflict is True
+    assert "'baseline'" in res.report and "'tuned'" in res.report
+    assert ("newer" in res.report) == (mo != mc)
+
+
+def test_tag_same_value_is_not_a_conflict():
+    res = resolve_tag(b"alice", b"alice\n", 1.0, 2.0)
+    assert (res.action, res.conflict) == (KEEP_ORIGINAL, False)
+
+
+def test_alias_newer_wins():
+    res = resolve_alias(b"1", b"2", 10.0, 20.0)
+    assert (res.action, res.conflict) == (TAKE_COPY, True)
+    assert "alias" in res.report
+
+
+# ---- run meta.yaml -----------------------------------------------------------------------
+
+def run(**changes) -> dict:
+    return {**RUN_DOC, **changes}
+
+
+@pytest.mark.parametrize("status", [3, 4, 5])
+def test_run_finished_beats_running_regardless_of_end_time(status):
+    original = run(status=1, end_time=None)
+    copy = run(status=status, end_time=1795322470707)
+    res = resolve_run_meta(original, copy)
+    assert (res.action, res.conflict) == (TAKE_COPY, False)
+    # and the other way round, even when the running side claims a later end_time
+    res = resolve_run_meta(run(status=status, end_time=100), run(status=2, end_time=999))
+    assert (res.action, res.conflict) == (KEEP_ORIGINAL, False)
+    assert "SCHEDULED" in res.report
+
+
+def test_run_later_end_time_wins_when_both_finished():
+    res = resolve_run_meta(run(status=3, end_time=500), run(status=4, end_time=900))
+    assert res.action == TAKE_COPY and "ended later" in res.report
+    res = resolve_run_meta(run(status=3, end_time=900), run(status=5, end_time=500))
+    assert res.action == KEEP_ORIGINAL
+
+
+def test_run_without_end_time_loses_to_one_with():
+    res = resolve_run_meta(run(status=4, end_time=None), run(status=4, end_time=1))
+    assert res.action == TAKE_COPY
+
+
+def test_run_tie_keeps_original():
+    res = resolve_run_meta(run(status=1, end_time=None, artifact_uri="mlflow-artifacts:/x"),
+                           run(status=1, end_time=None))
+    assert (res.action, res.conflict) == (KEEP_ORIGINAL, False)
+
+
+def test_run_lifecycle_difference_reported_but_status_rule_decides():
+    original = run(status=1, end_time=None, lifecycle_stage="deleted")
+    copy = run(status=3, lifecycle_stage="active")
+    res = resolve_run_meta(original, copy)
+    assert (res.action, res.conflict) == (TAKE_COPY, True)
+    assert "lifecycle_stage" in res.report and "'deleted'" in res.report
+    # the finished side is deleted: it still wins, and is still flagged
+    res = resolve_run_meta(run(status=1, end_time=None), run(lifecycle_stage="deleted"))
+    assert (res.action, res.conflict) == (TAKE_COPY, True)
+
+
+def test_run_other_key_difference_is_a_conflict():
+    res = resolve_run_meta(run(run_name="mine", end_time=1), run(run_name="yours", end_time=2))
+    assert (res.action, res.conflict) == (TAKE_COPY, True)
+    assert "run_name" in res.report
+
+
+def test_run_identical_and_different_runs():
+    assert resolve_run_meta(RUN_DOC, dict(RUN_DOC)) == Resolution(
+        KEEP_ORIGINAL, "The copy is identical to the original.", False)
+    res = resolve_run_meta(RUN_DOC, run(run_id="0" * 32))
+    assert (res.action, res.conflict) == (NEEDS_PERSON, True)
+
+
+# ---- experiment meta.yaml ----------------------------------------------------------------
+
+def exp(**changes) -> dict:
+    return {**EXP_DOC, **changes}
+
+
+def test_experiment_later_update_wins():
+    copy = exp(last_update_time=2, artifact_location=f"mlflow-artifacts:/{EXP}")
+    res = resolve_experiment_meta(exp(last_update_time=1), copy)
+    assert (res.action, res.conflict) == (TAKE_COPY, False)
+    res = resolve_experiment_meta(exp(last_update_time=3), exp(last_update_time=2))
+    assert res.action == KEEP_ORIGINAL
+
+
+def test_experiment_name_clash_flagged():
+    res = resolve_experiment_meta(exp(name="baseline", last_update_time=5),
+                                  exp(name="Baseline v2", last_update_time=9))
+    assert (res.action, res.conflict) == (TAKE_COPY, True)
+    assert "name clash" in res.report and "'baseline'" in res.report
+    assert "'Baseline v2'" in res.report
+
+
+def test_experiment_lifecycle_difference_flagged():
+    res = resolve_experiment_meta(exp(), exp(lifecycle_stage="deleted"))
+    assert (res.action, res.conflict) == (KEEP_ORIGINAL, True)
+    assert "lifecycle_stage" in res.report
+
+
+def test_experiment_different_ids_need_a_person():
+    assert resolve_experiment_meta(exp(), exp(experiment_id="1")).action == NEEDS_PERSON
+
+
+# ---- logged model meta.yaml --------------------------------------------------------------
+
+def test_logged_model_ready_beats_pending():
+    pending = {**LOGGED_DOC, "status": 1, "last_updated_timestamp": 9_999_999_999_999}
+    res = resolve_logged_model_meta(pending, LOGGED_DOC)
+    assert (res.action, res.conflict) == (TAKE_COPY, False)
+    res = resolve_logged_model_meta(LOGGED_DOC, {**LOGGED_DOC, "last_updated_timestamp": 1})
+    assert res.action == KEEP_ORIGINAL
+
+
+# ---- registered model meta.yaml ----------------------------------------------------------
+
+def rm(**changes) -> dict:
+    return {**RM_DOC, **changes}
+
+
+def test_registered_model_alias_union():
+    original = rm(aliases={"champion": 1}, last_updated_timestamp=10)
+    copy = rm(aliases={"challenger": 2}, last_updated_timestamp=20)
+    res = resolve_registered_model_meta(original, copy)
+    assert (res.action, res.conflict) == (MERGE, False)
+    doc = metayaml.parse(res.merged)
+    assert doc["aliases"] == {"champion": 1, "challenger": 2}
+    assert doc["last_updated_timestamp"] == 20
+    assert "'champion'" in res.report
+
+
+def test_registered_model_alias_clash_later_wins_and_is_flagged():
+    original = rm(aliases={"champion": 1, "old": 1}, last_updated_timestamp=30)
+    copy = rm(aliases={"champion": 2, "new": 2}, last_updated_timestamp=20,
+              description="from copy")
+    res = resolve_registered_model_meta(original, copy)
+    assert (res.action, res.conflict) == (MERGE, True)
+    doc = metayaml.parse(res.merged)
+    assert doc["aliases"] == {"champion": 1, "new": 2, "old": 1}
+    assert doc["description"] is None  # the later (original) side's
+    assert "'champion'" in res.report and "version 1" in res.report
+    assert "description" in res.report
+
+
+def test_registered_model_merged_bytes_are_mlflows_format():
+    res = resolve_registered_model_meta(rm(aliases={"a": 1}), rm(aliases={"b": 1}))
+    assert res.merged == metayaml.dump(metayaml.parse(res.merged))
+    assert res.merged.startswith(b"aliases:\n  a: 1\n  b: 1\n")
+
+
+def test_registered_model_whole_side_when_nothing_to_merge():
+    res = resolve_registered_model_meta(rm(last_updated_timestamp=1),
+                                        rm(last_updated_timestamp=2, aliases={"x": 1}))
+    assert (res.action, res.conflict, res.merged) == (TAKE_COPY, False, None)
+    res = resolve_registered_model_meta(rm(last_updated_timestamp=3, aliases={"x": 1}),
+                                        rm(last_updated_timestamp=2))
+    assert (res.action, res.conflict) == (KEEP_ORIGINAL, False)
+
+
+def test_registered_model_other_name_needs_person():
+    assert resolve_registered_model_meta(rm(), rm(name="other")).action == NEEDS_PERSON
+
+
+# ---- model version meta.yaml -------------------------------------------------------------
+
+def mv(**changes) -> dict:
+    return {**MV_DOC, **changes}
+
+
+@pytest.mark.parametrize("key, value", [
+    ("run_id", "f" * 32),
+    ("model_id", "m-ffffffffffffffffffffffffffffffff"),
+    ("source", "models:/m-ffffffffffffffffffffffffffffffff"),
+])
+def test_model_version_different_identity_renumbers_the_later(key, value):
+    original = mv()
+    copy = mv(**{key: value, "creation_timestamp": MV_DOC["creation_timestamp"] + 5})
+    res = resolve_model_version_meta(original, copy)
+    assert (res.action, res.renumber, res.conflict) == (RENUMBER, "copy", True)
+    assert key in res.report and "version number" in res.report
+    assert res.merged is None and not res.rewrites_original
+    res = resolve_model_version_meta(copy, original)  # now the original is the later one
+    assert res.renumber == "original"
+
+
+def test_model_version_creation_time_alone_differs():
+    res = resolve_model_version_meta(mv(creation_timestamp=5), mv(creation_timestamp=3))
+    assert (res.action, res.renumber) == (RENUMBER, "original")
+
+
+def test_model_version_same_version_later_edit_wins():
+    original = mv(last_updated_timestamp=100, description=None)
+    copy = mv(last_updated_timestamp=200, description="validated on holdout")
+    res = resolve_model_version_meta(original, copy)
+    assert (res.action, res.conflict, res.renumber) == (TAKE_COPY, True, None)
+    assert "description" in res.report
+    res = resolve_model_version_meta(mv(last_updated_timestamp=100),
+                                     mv(last_updated_timestamp=200, status="READY"))
+    assert (res.action, res.conflict) == (TAKE_COPY, False)
+
+
+def test_model_version_rewritten_source_is_the_same_version():
+    run_src = f"file:///tmp/d3/rootA/mlruns/{EXP}/{RUN}/artifacts/model"
+    portable = f"mlflow-artifacts:/{EXP}/{RUN}/artifacts/model"
+    windows = f"file:///C:/Users/bob/mlruns/{EXP}/{RUN}/artifacts/model"
+    for other in (portable, windows):
+        res = resolve_model_version_meta(mv(source=run_src, model_id=None),
+                                         mv(source=other, model_id=None))
+        assert res.action == KEEP_ORIGINAL and res.conflict is False
+    res = resolve_model_version_meta(mv(source=run_src, model_id=None),
+                                     mv(source=portable.replace("/model", "/other"),
+                                        model_id=None))
+    assert res.action == RENUMBER
+
+
+def test_model_version_other_number_needs_person():
+    assert resolve_model_version_meta(mv(), mv(version=2)).action == NEEDS_PERSON
+
+
+# ---- anything else and the dispatcher ----------------------------------------------------
+
+def test_other_keeps_original_and_flags():
+    res = resolve_other(b"a", b"b")
+    assert (res.action, res.conflict) == (KEEP_ORIGINAL, True)
+    assert resolve_other(b"a", b"a").conflict is False
+
+
+def test_resolve_dispatches_on_kind():
+    assert resolve(METRIC, b"1 1 0\n", b"2 2 1\n").merged == b"1 1 0\n2 2 1\n"
+    assert resolve(PARAM, b"a", b"b").conflict is True
+    assert resolve(TAG, b"a", b"b", 1.0, 2.0).action == TAKE_COPY
+    assert resolve(ALIAS, b"1", b"2", 2.0, 1.0).action == KEEP_ORIGINAL
+    assert resolve(OTHER, b"a", b"b").conflict is True
+    original = metayaml.dump(run(status=1, end_time=None))
+    copy = metayaml.dump(run(status=3))
+    assert resolve(RUN_META, original, copy).action == TAKE_COPY
+    res = resolve(MODEL_VERSION_META, metayaml.dump(mv()), metayaml.dump(mv(run_id="f" * 32)))
+    assert res.action == RENUMBER
+    res = resolve(REGISTERED_MODEL_META, metayaml.dump(rm(aliases={"a": 1})),
+                  metayaml.dump(rm(aliases={"b": 1})))
+    assert res.action == MERGE
+    assert resolve(EXPERIMENT_META, metayaml.dump(exp()),
+                   metayaml.dump(exp(name="x"))).conflict is True
+    assert resolve(LOGGED_MODEL_META, b"x: 1\n", b"x: 1\n").action == KEEP_ORIGINAL
+
+
+def test_resolve_identical_bytes_are_never_a_conflict():
+    for kind in KINDS:
+        res = resolve(kind, b"same", b"same", 1.0, 2.0)
+        assert (res.action, res.conflict) == (KEEP_ORIGINAL, False)
+
+
+def test_resolve_broken_meta_sides():
+    good = metayaml.dump(RUN_DOC)
+    res = resolve(RUN_META, b"", good)
+    assert (res.action, res.conflict) == (TAKE_COPY, True) and "empty" in res.report
+    res = resolve(RUN_META, good, b"- a list\n")
+    assert (res.action, res.conflict) == (KEEP_ORIGINAL, False) and "list" in res.report
+    res = resolve(RUN_META, b"\x00", b"[")
+    assert res.action == NEEDS_PERSON
+
+
+def test_resolve_refuses_unknown_kind_and_tag_without_mtimes():
+    with pytest.raises(ValueError):
+        resolve("run", b"a", b"b")
+    with pytest.raises(ValueError):
+        resolve(TAG, b"a", b"b")
