@@ -93,6 +93,8 @@ FIELDS: tuple[Field, ...] = (
     Field("rewrite.foreign_delay", "float", 30.0, minimum=0),
     Field("rewrite.in_flight_grace", "float", 72 * 3600.0, minimum=0),
     Field("rewrite.experiment_quiet", "float", 600.0, minimum=0),
+    Field("peers.heartbeat_interval", "float", 5.0, minimum=0.5),
+    Field("peers.stale_after", "float", 60.0, minimum=1),
     Field("log.level", "level", "INFO"),
     Field("log.max_bytes", "int", 10 * 1024 * 1024, minimum=1024),
     Field("log.backups", "int", 5, minimum=0),
@@ -134,6 +136,12 @@ class RewriteConfig:
 
 
 @dataclass(frozen=True)
+class PeersConfig:
+    heartbeat_interval: float
+    stale_after: float
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str
     max_bytes: int
@@ -148,6 +156,7 @@ class Config:
     server: ServerConfig
     restart: RestartConfig
     rewrite: RewriteConfig
+    peers: PeersConfig
     log: LogConfig
     file: Path | None = None
     origins: Mapping[str, str] = field(default_factory=dict)
@@ -357,6 +366,7 @@ def load_config(
         server=section("server", ServerConfig),
         restart=section("restart", RestartConfig),
         rewrite=section("rewrite", RewriteConfig),
+        peers=section("peers", PeersConfig),
         log=section("log", LogConfig),
         file=path,
         origins=origins,

@@ -19,7 +19,7 @@ from importlib import metadata
 import psutil
 from filelock import FileLock, Timeout
 
-from . import __version__, supervisor
+from . import __version__, peers, supervisor
 from .config import Config
 from .fixer import Fixer, FixerService
 from .journal import Journal
@@ -106,6 +106,8 @@ class Daemon:
         self._next_probe = 0.0
         self._next_store_check = 0.0
         self._last_status_write = 0.0
+        self._next_heartbeat = 0.0
+        self.peer_report: dict = {"list": [], "warning": None}
 
     # ---- entry point -------------------------------------------------------------------
     def run(self) -> int:
@@ -214,12 +216,31 @@ class Daemon:
             now = time.time()
             if self._store_lost(now):
                 continue
+            if now >= self._next_heartbeat:
+                self._heartbeat(now)
             if self.server is not None:
                 self._watch_server(now)
             if supervisor.due(self.sup, now):
                 self._start_server(now)
             self.write_status()
             self.stopping.wait(TICK)
+
+    def _heartbeat(self, now: float, state: str = "running") -> None:
+        """Publish this host's heartbeat and read the other hosts'."""
+        self._next_heartbeat = now + self.cfg.peers.heartbeat_interval
+        beat = peers.Heartbeat(
+            host_id=self.cfg.host_id, pid=self.me.pid, guard_version=__version__,
+            mlflow_version=mlflow_version(), platform=sys.platform, store=str(self.store),
+            started_at=self.started_at, last_seen=now,
+            interval=self.cfg.peers.heartbeat_interval, state=state)
+        try:
+            peers.publish(self.store, beat)
+        except OSError as exc:
+            log.warning("cannot publish the heartbeat into the store: %s", exc)
+        views = peers.assess(peers.read_all(self.store), self.cfg.host_id, now,
+                             self.cfg.peers.stale_after)
+        self.peer_report = {"list": [v.__dict__ for v in views],
+                      "warning": peers.version_warning(beat.mlflow_version, views)}
 
     def _handle_request(self) -> None:
         req = self.state.take_request()
@@ -340,6 +361,8 @@ class Daemon:
         if self.fixer is not None:
             self.fixer.stop()
         survivors = self._end_server("daemon stopping")
+        if self._next_heartbeat and inspect_store(self.store).ok:
+            self._heartbeat(time.time(), state="stopped")  # peers see a clean stop at once
         try:
             self.state.pids.unlink()
         except OSError:
@@ -381,6 +404,7 @@ class Daemon:
             "server_log_file": str(self.state.server_log),
             "port": self.cfg.server.port,
             "portability": self.fixer.snapshot() if self.fixer else {"enabled": False},
+            "peers": self.peer_report,
             "updated_at": time.time(),
         }
 

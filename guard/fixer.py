@@ -23,7 +23,7 @@ from typing import Iterator
 
 from . import metayaml
 from .journal import Journal, read_journal
-from .layout import META, REGISTRY, TRASH, classify_meta
+from .layout import META, REGISTRY, TRASH, classify_meta, is_experiment_folder
 from .paths import parse_local, safe_segments
 from .rewrite import apply, experiment_wait, in_flight, plan_file
 from .watch import EVENTS, StoreWatcher
@@ -81,6 +81,8 @@ def iter_meta_files(store: Path, problems: dict | None = None,
     rel = () if folder is None else Path(folder).relative_to(store).parts
     trash = bool(rel) and rel[0] == TRASH
     inner = rel[1:] if trash else rel
+    if inner and not trash and inner[0] != REGISTRY and not is_experiment_folder(inner[0]):
+        return  # the guard's coordination folder, or another folder MLflow ignores
     if not inner:
         for entry in _dirs(Path(folder or store), problems, store):
             if trash or entry.name == TRASH:
@@ -90,7 +92,7 @@ def iter_meta_files(store: Path, problems: dict | None = None,
                     yield from iter_meta_files(store, problems, Path(entry.path))
             elif entry.name == REGISTRY:
                 yield from _registry(Path(entry.path), 0, problems, store)
-            else:
+            elif is_experiment_folder(entry.name):
                 yield from _experiment(Path(entry.path), problems, store)
     elif inner[0] == REGISTRY:
         if not trash and len(inner) <= 3:

@@ -18,6 +18,15 @@ from dataclasses import dataclass
 META = "meta.yaml"
 TRASH = ".trash"
 REGISTRY = "models"
+# The guard's own shared folder. MLflow skips any root folder whose name ends in ".trash" when
+# it lists experiments (any other unknown folder is logged as a malformed experiment), and
+# Synology's sync tools skip names starting with '.', '_' or '~': so neither may apply.
+COORDINATION = "mlflow-guard.trash"
+
+
+def is_experiment_folder(name: str) -> bool:
+    """Whether MLflow reads a folder at the store root as an experiment (its own rule)."""
+    return not name.endswith(TRASH) and name != REGISTRY
 _VERSION = re.compile(r"^version-\d+$")
 _NOT_RUNS = {"models", "traces", "datasets", "tags"}
 
@@ -45,6 +54,8 @@ def classify_meta(rel: tuple[str, ...]) -> MetaKind:
         parts = parts[1:]
         if parts and parts[0] == REGISTRY:
             return OTHER
+    elif parts and parts[0] != REGISTRY and not is_experiment_folder(parts[0]):
+        return OTHER
     if len(parts) == 3 and parts[0] == REGISTRY and _VERSION.match(parts[2]):
         return MetaKind("model_version", {"storage_location": None, "source": None})
     if len(parts) == 2 and parts[0] == REGISTRY:
@@ -66,6 +77,8 @@ def can_hold_meta(rel: tuple[str, ...]) -> bool:
     """Whether a folder at store-relative `rel` can contain a meta.yaml the guard looks at, or
     such folders: the store, experiments, runs, logged models and the registry. Folders below
     a run (params, metrics, tags, artifacts...) cannot, so they need no filesystem watch."""
+    if rel and rel[0] != TRASH and rel[0] != REGISTRY and not is_experiment_folder(rel[0]):
+        return False
     parts = rel[1:] if rel and rel[0] == TRASH else rel
     if not parts:
         return True

@@ -99,6 +99,7 @@ def report(cfg: Config, probe_timeout: float = 3.0) -> dict:
         "server_log_file": (doc or {}).get("server_log_file", str(state.server_log)),
         "strays": strays,
         "portability": (doc or {}).get("portability") if daemon_ok else None,
+        "peers": (doc or {}).get("peers") if daemon_ok else None,
         "status_age_s": round(now - doc["updated_at"], 1) if doc and doc.get("updated_at") else None,
     }
 
@@ -137,6 +138,7 @@ def render(r: dict) -> str:
     lines.append(f"  logs      {r['log_file']}")
     lines.append(f"            {r['server_log_file']}")
     lines.extend(_portability_lines(r.get("portability")))
+    lines.extend(_peer_lines(r.get("peers")))
     if r["strays"]:
         lines.append("  STRAYS    MLflow servers over this store not started by the guard:")
         for p in r["strays"]:
@@ -175,4 +177,19 @@ def _portability_lines(p: dict | None) -> list[str]:
         lines.append(f"  UNPORTABLE {p['unportable_count']} unportable, "
                      f"{p['problem_count'] - p['unportable_count']} other problems "
                      "(`guardctl fix --dry-run` lists them)")
+    return lines
+
+
+def _peer_lines(p: dict | None) -> list[str]:
+    if p is None:
+        return []
+    if not p.get("list"):
+        return ["  peers     none seen (no other guard's heartbeat has synced in)"]
+    lines = ["  peers     host          age      mlflow    guard   state"]
+    for v in p["list"]:
+        state = ("STALE" if v["state"] == "running" else v["state"]) if v["stale"] else "ok"
+        lines.append(f"            {v['host_id']:<13} {_duration(v['age_s']):<8} "
+                     f"{v['mlflow_version']:<9} {v['guard_version']:<7} {state}")
+    if p.get("warning"):
+        lines.append(f"  WARNING   {p['warning']}")
     return lines

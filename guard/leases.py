@@ -1,0 +1,321 @@
+"""Cross-machine locks over a folder that a sync client replicates (pure decisions).
+
+Several machines share the store through Synology Drive, Syncthing and the like. There is no
+atomic shared storage: a host can only write its OWN files (one lease file per resource and
+host) and sees the other hosts' files after an unknown delay. Locks therefore work by
+claiming, waiting for the other claims to arrive, and then letting every host pick the same
+winner from the same records:
+
+    1. look at the visible leases of the resource; a live foreign lease (claim or hold) -> wait
+    2. otherwise write our 'claiming' lease (claimed_at = our clock, a fresh token)
+    3. wait `settle` seconds, the worst sync delay, and look again
+    4. the winner among the live leases: a live 'held' lease beats every claim; otherwise the
+       earliest claimed_at, ties broken by host_id, then token. We win -> mark ours 'held';
+       we lose -> withdraw (released) and retry later
+    5. renew while held (renewed_at/expires_at move forward); release when done
+
+A lease is dead when it is released, past expires_at, or its host's heartbeat is stale. Our
+clock is compared with another host's expires_at and heartbeat with a `skew` allowance: a
+foreign lease stays live until expires_at + skew. Our own lease gets no allowance (we stop
+trusting it first), and it lapses too when our previous heartbeat is older than stale_after:
+the host slept or hung, and the others may have written us off meanwhile. A lapsed lease of
+ours is withdrawn, never revived (our next heartbeat would make it look live again).
+
+Step 4 has one refinement for clock skew. A host that claimed earlier (in real time) checks
+earlier, and may take the lock without having seen a later claim; the later claimer is then
+sure to see the first claim, but possibly not yet its 'held' version, and with skewed clocks
+the claimed_at order may put the later claim first. That needs the two claimed_at values to
+be less than `skew` apart, so a would-be winner that sees a claim ranked after its own by
+less than skew waits until that claim shows its outcome ('held' -> we withdraw; released or
+dead -> we take), at most settle + 2 * skew longer. Claims only wait for claims ranked after
+them, so nobody waits in a circle. With skew = 0 this never happens.
+
+Assumptions: every write reaches every host within `settle` seconds; clocks differ by at most
+`skew`; ttl > renew_every + settle (renewals arrive before the old expiry) and
+ttl > 2 * settle + 2 * skew (or claims are renewed while settling); heartbeats are written
+every `interval` with stale_after >= interval + settle (a running host never looks stale);
+the shell decides before writing a tick's heartbeat, passing its previous one as its own.
+
+What it guarantees under them: once the settle time has passed, two hosts that follow the
+protocol never both hold a lock, whatever pauses they take. If both claimed, each sees the
+other's claim (or its outcome) after settle and they pick the same winner.
+
+What it does not guarantee: a sync delay longer than settle (a client that was offline, a
+paused sync) or clocks further apart than skew. Two hosts may then both hold; once each sees
+the other's 'held' lease the same winner rule picks one, and the other must step down
+(`must_step_down`), so the double hold lasts as long as the sync stays broken plus one poll.
+Nor is it free of needless retries: a host back from a long pause looks live to the others
+(fresh heartbeat) until its withdrawal arrives, and a new holder may step down for it.
+
+No clocks or disks here: the I/O shell reads the lease and heartbeat files, passes the time
+in and writes what the decisions ask for.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+CLAIMING, HELD = "claiming", "held"
+WAIT, CLAIM, SETTLE, TAKE, WITHDRAW, HOLD = "wait", "claim", "settle", "take", "withdraw", "hold"
+
+
+@dataclass(frozen=True)
+class Lease:
+    resource: str
+    host_id: str
+    claimed_at: float   # the host's clock at its first claim; renewals keep it
+    renewed_at: float
+    expires_at: float
+    token: str          # unique per claim
+    state: str = CLAIMING
+    released: bool = False
+
+
+@dataclass(frozen=True)
+class Liveness:
+    alive: bool
+    why: str = ""
+    until: float | None = None  # while alive: when it dies unless renewed or a heartbeat is seen
+
+    def __bool__(self) -> bool:
+        return self.alive
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str                # wait | claim | settle | take | withdraw | hold
+    until: float | None = None  # when the situation may change on its own (look again then)
+    why: str = ""
+    other: str | None = None   # the other host the decision is about, if any
+
+
+@dataclass(frozen=True)
+class Dead:
+    lease: Lease
+    why: str
+
+
+def _duration(seconds: float) -> str:
+    """45s, 3m 05s, 2h 03m, 1d 2h 03m: the form `guardctl status` uses, with bare seconds."""
+    seconds = int(max(0.0, seconds))
+    days, rem = divmod(seconds, 86400)
+    hours, rem = divmod(rem, 3600)
+    minutes, secs = divmod(rem, 60)
+    if days:
+        return f"{days}d {hours}h {minutes:02d}m"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def _rank(lease: Lease) -> tuple[float, str, str]:
+    return lease.claimed_at, lease.host_id, lease.token
+
+
+def live(lease: Lease, now: float, heartbeats: Mapping[str, float] | None = None,
+         stale_after: float = math.inf, skew: float = 0.0, *, me: str | None = None) -> Liveness:
+    """Is this lease still in force as seen from our clock `now`, and if not, why not.
+
+    `heartbeats` maps host_id -> the last heartbeat time seen from that host (its clock, hence
+    the skew allowance too); a host missing from it is judged by expires_at alone. Our own
+    lease (host_id == me) gets no skew allowance, and our own entry in `heartbeats` is our
+    previous heartbeat: a gap longer than stale_after means the others may already have
+    written this lease off.
+    """
+    own = me is not None and lease.host_id == me
+    slack = 0.0 if own else skew
+    if lease.released:
+        return Liveness(False, "released")
+    if now > lease.expires_at + slack:
+        return Liveness(False, f"expired {_duration(now - lease.expires_at)} ago")
+    deadline = lease.expires_at + slack
+    beat = (heartbeats or {}).get(lease.host_id)
+    if beat is not None:
+        if now > beat + stale_after + slack:
+            whose = "our own heartbeat" if own else f"heartbeat of {lease.host_id}"
+            return Liveness(False, f"{whose} is {_duration(now - beat)} old "
+                                   f"(stale after {stale_after:g} s)")
+        deadline = min(deadline, beat + stale_after + slack)
+    return Liveness(True, "live", deadline)
+
+
+def _same_resource(leases: list[Lease]) -> None:
+    if len({lease.resource for lease in leases}) > 1:
+        raise ValueError("leases of different resources: "
+                         + ", ".join(sorted({lease.resource for lease in leases})))
+
+
+def winner(leases: Iterable[Lease], now: float, heartbeats: Mapping[str, float] | None = None,
+           stale_after: float = math.inf, skew: float = 0.0, *,
+           me: str | None = None) -> Lease | None:
+    """The lease every host picks from the same records: a live 'held' lease before any claim,
+    then the earliest claimed_at, then host_id, then token. None when nothing is live."""
+    leases = list(leases)
+    _same_resource(leases)
+    alive = [lease for lease in leases if live(lease, now, heartbeats, stale_after, skew, me=me)]
+    held = [lease for lease in alive if lease.state == HELD]
+    return min(held or alive, key=_rank, default=None)
+
+
+def must_step_down(mine: Lease | None, visible: Iterable[Lease], now: float,
+                   heartbeats: Mapping[str, float] | None = None, stale_after: float = math.inf,
+                   skew: float = 0.0) -> Lease | None:
+    """The foreign 'held' lease that outranks our 'held' one, or None.
+
+    Two live 'held' leases only meet when a sync delay exceeded settle (or clocks drifted more
+    than skew); both hosts then apply the winner rule to the same pair and the loser stops.
+    """
+    if mine is None or mine.state != HELD:
+        return None
+    me = mine.host_id
+    if not live(mine, now, heartbeats, stale_after, skew, me=me):
+        return None
+    helds = [lease for lease in visible if lease.host_id != me and lease.state == HELD]
+    top = winner([mine, *helds], now, heartbeats, stale_after, skew, me=me)
+    return None if top is None or top.host_id == me else top
+
+
+def _changes_at(lease: Lease, alive: Liveness, now: float, settle: float, skew: float) -> float:
+    """The earliest time a foreign lease may change on its own: its death unless renewed, or
+    for a claim the end of its settle time (its outcome shows within one more settle)."""
+    times = [alive.until if alive.until is not None else math.inf]
+    if lease.state == CLAIMING:
+        times += [t for t in (lease.claimed_at + settle, lease.claimed_at + 2 * settle + skew)
+                  if t > now]
+    return min(times)
+
+
+def decide_acquire(mine: Lease | None, visible: Iterable[Lease], me: str, now: float,
+                   settle: float, heartbeats: Mapping[str, float] | None = None,
+                   stale_after: float = math.inf, skew: float = 0.0) -> Decision:
+    """The next step for host `me` on one resource.
+
+    `mine` is our own latest lease record (None if we never claimed; after a restart, our own
+    file); `visible` the lease files of the resource as we see them now (our own file among
+    them is ignored: `mine` is newer). The actions:
+
+        wait      a live foreign lease blocks us; until: when it may change on its own
+        claim     write a fresh 'claiming' lease (`claim`)
+        settle    our claim waits for the other claims to arrive; until: when to look again
+        take      we won: write ours 'held' (`take`)
+        withdraw  we lost, must step down, or our lease lapsed: write it released (`release`)
+        hold      ours and in force; until: when it lapses. `renew` it when `renew_due`
+    """
+    if mine is not None and mine.host_id != me:
+        raise ValueError(f"our lease belongs to {mine.host_id}, not {me}")
+    foreign = [lease for lease in visible if lease.host_id != me]
+    _same_resource(foreign + ([mine] if mine is not None else []))
+    args = (now, heartbeats, stale_after, skew)
+    rivals = [lease for lease in foreign if live(lease, *args)]
+
+    own = live(mine, *args, me=me) if mine is not None else Liveness(False)
+    if mine is not None and not mine.released and not own:
+        # release it for good: a lease lapsed by our heartbeat gap would look live again
+        # after our next heartbeat, though the others may have moved on meanwhile
+        return Decision(WITHDRAW, why=f"our {mine.state} lease lapsed ({own.why})")
+    if not own:
+        top = winner(rivals, *args)
+        if top is None:
+            return Decision(CLAIM, why="no live lease from another host")
+        doing = "holds" if top.state == HELD else "is claiming"
+        return Decision(WAIT, until=_changes_at(top, live(top, *args), now, settle, skew),
+                        why=f"{top.host_id} {doing} {top.resource}", other=top.host_id)
+
+    if mine.state == HELD:
+        beaten_by = must_step_down(mine, foreign, now, heartbeats, stale_after, skew)
+        if beaten_by is not None:
+            return Decision(WITHDRAW, why=(f"{beaten_by.host_id} holds {mine.resource} too and "
+                                           "claimed it first: step down"),
+                            other=beaten_by.host_id)
+        others = sorted({lease.host_id for lease in rivals if lease.state == HELD})
+        why = "held by us" + (f"; {', '.join(others)} must step down" if others else "")
+        return Decision(HOLD, until=own.until, why=why, other=others[0] if others else None)
+
+    held = winner([lease for lease in rivals if lease.state == HELD], *args)
+    if held is not None:
+        return Decision(WITHDRAW, why=f"{held.host_id} holds {mine.resource}", other=held.host_id)
+    ready_at = mine.claimed_at + settle
+    if now < ready_at:
+        return Decision(SETTLE, until=ready_at,
+                        why=f"claimed {_duration(now - mine.claimed_at)} ago; waiting {settle:g} s "
+                            "for other claims to sync")
+    top = winner([mine, *rivals], *args, me=me)
+    if top is not None and top.host_id != me:
+        return Decision(WITHDRAW, why=f"{top.host_id} claimed {mine.resource} first",
+                        other=top.host_id)
+    # we rank first; a claim ranked after ours by less than skew may really be older, and
+    # then it was decided without seeing ours
+    undecided = [lease for lease in rivals if lease.claimed_at < mine.claimed_at + skew]
+    if undecided:
+        first = min(undecided, key=lambda lease: lease.claimed_at)
+        return Decision(SETTLE, until=max(now, first.claimed_at + 2 * settle + skew),
+                        why=(f"{first.host_id} claimed {mine.resource} too and may have decided "
+                             "without seeing our claim; waiting for its outcome"),
+                        other=first.host_id)
+    beaten = sorted({lease.host_id for lease in rivals})
+    return Decision(TAKE, why="ours is the first live claim"
+                    + (f" (before {', '.join(beaten)})" if beaten else ""))
+
+
+def expired(leases: Iterable[Lease], now: float, heartbeats: Mapping[str, float] | None = None,
+            stale_after: float = math.inf, skew: float = 0.0, *,
+            me: str | None = None) -> list[Dead]:
+    """The foreign leases that no longer count (and may be ignored or cleaned up), with why."""
+    out = []
+    for lease in leases:
+        if me is not None and lease.host_id == me:
+            continue
+        alive = live(lease, now, heartbeats, stale_after, skew)
+        if not alive:
+            out.append(Dead(lease, alive.why))
+    return out
+
+
+def renew_due(lease: Lease, now: float, renew_every: float) -> bool:
+    """Time to write a fresh renewed_at/expires_at (claims too, if settling runs long)."""
+    return not lease.released and now - lease.renewed_at >= renew_every
+
+
+def holding(mine: Lease | None, now: float) -> bool:
+    """May we act on the resource right now: our lease is 'held', not released, not expired."""
+    return (mine is not None and mine.state == HELD and not mine.released
+            and now <= mine.expires_at)
+
+
+# ---- the records the shell writes --------------------------------------------------------
+
+def claim(resource: str, me: str, now: float, ttl: float, token: str) -> Lease:
+    return Lease(resource, me, claimed_at=now, renewed_at=now, expires_at=now + ttl,
+                 token=token)
+
+
+def take(lease: Lease, now: float, ttl: float) -> Lease:
+    return replace(lease, state=HELD, renewed_at=now, expires_at=now + ttl)
+
+
+def renew(lease: Lease, now: float, ttl: float) -> Lease:
+    return replace(lease, renewed_at=now, expires_at=now + ttl)
+
+
+def release(lease: Lease, now: float) -> Lease:
+    """Withdraw a claim or give up a hold (the record stays, marked released)."""
+    return replace(lease, released=True, renewed_at=now)
+
+
+def describe(lease: Lease, now: float) -> str:
+    """One line for `guardctl locks`: holder, age, expires in."""
+    head = f"{lease.resource}: "
+    if lease.released:
+        return head + f"released by {lease.host_id} {_duration(now - lease.renewed_at)} ago"
+    if lease.state == HELD:
+        head += f"held by {lease.host_id}, claimed {_duration(now - lease.claimed_at)} ago"
+    else:
+        head += f"claimed by {lease.host_id} {_duration(now - lease.claimed_at)} ago (settling)"
+    left = lease.expires_at - now
+    tail = (f"expires in {_duration(left)}" if left >= 0
+            else f"expired {_duration(-left)} ago")
+    return f"{head}, renewed {_duration(now - lease.renewed_at)} ago, {tail}"

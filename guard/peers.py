@@ -1,0 +1,134 @@
+"""Peers: every guard publishes a heartbeat into the shared store and reads the others'.
+
+The heartbeats live in the coordination folder (`<store>/mlflow-guard.trash/peers/`, see
+layout.COORDINATION), one file per host, written only by that host: two machines never write
+the same file, so heartbeats cannot produce conflict copies. A heartbeat's age as seen on
+another machine is the sync lag plus at most one interval, which makes it the lab's view of
+whether the other machines are syncing at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from .layout import COORDINATION
+
+PEERS = "peers"
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    host_id: str
+    pid: int
+    guard_version: str
+    mlflow_version: str
+    platform: str
+    store: str  # this host's local path of the store (where its absolute paths start)
+    started_at: float
+    last_seen: float
+    interval: float
+    state: str = "running"  # running | stopped
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: object) -> "Heartbeat | None":
+        """A heartbeat from parsed JSON, or None when it is not one (never raises)."""
+        if not isinstance(data, dict):
+            return None
+        kinds = {"pid": int, "started_at": (int, float), "last_seen": (int, float),
+                 "interval": (int, float)}
+        values = {}
+        for f in fields(cls):
+            if f.name not in data:
+                if f.name == "state":
+                    continue
+                return None
+            value = data[f.name]
+            if not isinstance(value, kinds.get(f.name, str)) or isinstance(value, bool):
+                return None
+            values[f.name] = value
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class PeerView:
+    """Another host as this one sees it now."""
+
+    host_id: str
+    age_s: float
+    stale: bool
+    state: str
+    mlflow_version: str
+    guard_version: str
+    platform: str
+    store: str
+    pid: int
+
+
+def minor(version: str) -> str:
+    """'3.17.2' -> '3.17' (what must match for two servers to share one file store)."""
+    return ".".join(version.split(".")[:2])
+
+
+def assess(beats: list[Heartbeat], me: str, now: float, stale_after: float) -> list[PeerView]:
+    """The other hosts, oldest heartbeat last; stale when older than `stale_after` or stopped."""
+    views = [PeerView(b.host_id, round(max(0.0, now - b.last_seen), 1),
+                      b.state != "running" or now - b.last_seen > stale_after, b.state,
+                      b.mlflow_version, b.guard_version, b.platform, b.store, b.pid)
+             for b in beats if b.host_id != me]
+    return sorted(views, key=lambda v: (v.age_s, v.host_id))
+
+
+def version_warning(mine: str, peers: list[PeerView]) -> str | None:
+    """A warning when live peers run another MLflow minor version than this host."""
+    other = sorted({f"{p.host_id} ({p.mlflow_version})" for p in peers
+                    if not p.stale and minor(p.mlflow_version) != minor(mine)})
+    if not other:
+        return None
+    return (f"peers run another MLflow minor version than this host's {mine}: "
+            f"{', '.join(other)}; one store should be served by one MLflow version")
+
+
+def peers_dir(store: Path) -> Path:
+    return Path(store) / COORDINATION / PEERS
+
+
+def publish(store: Path, beat: Heartbeat) -> None:
+    """Replace this host's heartbeat file atomically (temp name that sync tools skip)."""
+    folder = peers_dir(store)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{beat.host_id}.json"
+    tmp = folder / f".guard-tmp-{uuid.uuid4().hex[:12]}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(beat.to_json(), fh, sort_keys=True)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_all(store: Path) -> list[Heartbeat]:
+    """Every well-formed heartbeat; a file must be named after its own host (no copies)."""
+    beats = []
+    try:
+        entries = list(os.scandir(peers_dir(store)))
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return []
+    for entry in entries:
+        if not entry.name.endswith(".json") or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            with open(entry.path, encoding="utf-8") as fh:
+                beat = Heartbeat.from_json(json.load(fh))
+        except (OSError, ValueError):
+            continue
+        if beat is not None and entry.name == f"{beat.host_id}.json":
+            beats.append(beat)
+    return beats
