@@ -107,7 +107,9 @@ class Daemon:
         self._next_store_check = 0.0
         self._last_status_write = 0.0
         self._next_heartbeat = 0.0
-        self.peer_report: dict = {"list": [], "warning": None}
+        self.peer_report: dict = {"list": [], "warning": None, "clash": None}
+        self._last_beat: peers.Heartbeat | None = None
+        self.mlflow_version = mlflow_version()  # looked up once: it cannot change under us
 
     # ---- entry point -------------------------------------------------------------------
     def run(self) -> int:
@@ -226,21 +228,35 @@ class Daemon:
             self.stopping.wait(TICK)
 
     def _heartbeat(self, now: float, state: str = "running") -> None:
-        """Publish this host's heartbeat and read the other hosts'."""
+        """Publish this host's heartbeat, read the other hosts', and notice a host_id clash."""
         self._next_heartbeat = now + self.cfg.peers.heartbeat_interval
         beat = peers.Heartbeat(
             host_id=self.cfg.host_id, pid=self.me.pid, guard_version=__version__,
-            mlflow_version=mlflow_version(), platform=sys.platform, store=str(self.store),
+            mlflow_version=self.mlflow_version, platform=sys.platform, store=str(self.store),
             started_at=self.started_at, last_seen=now,
             interval=self.cfg.peers.heartbeat_interval, state=state)
+        beats = peers.read_all(self.store)
+        found = next((b for b in beats if b.host_id == self.cfg.host_id), None)
+        clash = peers.clash(found, self._last_beat)
+        try:
+            copies = peers.clash_copies(os.listdir(peers.peers_dir(self.store)),
+                                        self.cfg.host_id)
+        except OSError:
+            copies = []
+        if copies and not clash:
+            clash = (f"the sync client made conflict copies of this host's heartbeat "
+                     f"({copies[0]}): another machine also uses host_id "
+                     f"'{self.cfg.host_id}'; give each machine its own host_id in its config")
+        if clash and clash != self.peer_report.get("clash"):
+            log.error("%s", clash)
         try:
             peers.publish(self.store, beat)
+            self._last_beat = beat
         except OSError as exc:
             log.warning("cannot publish the heartbeat into the store: %s", exc)
-        views = peers.assess(peers.read_all(self.store), self.cfg.host_id, now,
-                             self.cfg.peers.stale_after)
-        self.peer_report = {"list": [v.__dict__ for v in views],
-                      "warning": peers.version_warning(beat.mlflow_version, views)}
+        views = peers.assess(beats, self.cfg.host_id, now, self.cfg.peers.stale_after)
+        self.peer_report = {"list": [v.__dict__ for v in views], "clash": clash,
+                            "warning": peers.version_warning(beat.mlflow_version, views)}
 
     def _handle_request(self) -> None:
         req = self.state.take_request()
@@ -397,7 +413,7 @@ class Daemon:
             "next_start_at": s.next_start_at,
             "store": str(self.store),
             "host_id": self.cfg.host_id,
-            "mlflow_version": mlflow_version(),
+            "mlflow_version": self.mlflow_version,
             "config_file": str(self.cfg.file) if self.cfg.file else None,
             "state_dir": str(self.state.root),
             "log_file": str(self.state.guard_log),

@@ -389,7 +389,8 @@ class FixerService:
 
     def snapshot(self) -> dict:
         return {**self.fixer.snapshot(), "watch_mode": self.watcher.mode,
-                "watch_note": self.watcher.reason, "paused": self.paused.is_set()}
+                "watch_note": self.watcher.reason, "watch_overflows": self.watcher.overflows,
+                "paused": self.paused.is_set()}
 
     def _run(self) -> None:
         try:

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from .conflicts import parse_conflict_name
 from .layout import COORDINATION
 
 PEERS = "peers"
@@ -93,6 +94,25 @@ def version_warning(mine: str, peers: list[PeerView]) -> str | None:
         return None
     return (f"peers run another MLflow minor version than this host's {mine}: "
             f"{', '.join(other)}; one store should be served by one MLflow version")
+
+
+def clash(found: Heartbeat | None, mine: Heartbeat | None) -> str | None:
+    """A warning when our own heartbeat file was written by another guard since our last
+    write: two machines share one host_id, and their files would turn into conflict copies."""
+    if found is None or mine is None or found == mine:
+        return None
+    if (found.pid, found.started_at, found.store) == (mine.pid, mine.started_at, mine.store):
+        return None
+    return (f"another guard also uses host_id '{mine.host_id}' (pid {found.pid}, store "
+            f"{found.store}); give each machine its own host_id in its config")
+
+
+def clash_copies(names: list[str], host_id: str) -> list[str]:
+    """Sync clients' conflict copies of this host's heartbeat file: only another machine
+    writing the same file (the same host_id) makes them."""
+    own = f"{host_id}.json"
+    return sorted(n for n in names
+                  if (c := parse_conflict_name(n)) is not None and c.original == own)
 
 
 def peers_dir(store: Path) -> Path:

@@ -167,6 +167,9 @@ def _portability_lines(p: dict | None) -> list[str]:
     full = p.get("last_full_pass")
     lines.append(f"            last full pass: {full['duration_s']:.2f} s over {full['files']} files"
                  if full else "            first full pass running")
+    if p.get("watch_overflows"):
+        lines.append(f"            {p['watch_overflows']} event overflows (each followed by a "
+                     "full check; raise fs.inotify.max_queued_events if frequent)")
     if p.get("pending_foreign"):
         lines.append(f"            {p['pending_foreign']} foreign paths waiting for their "
                      "own machine's guard (rewrite.foreign_delay)")
@@ -183,13 +186,12 @@ def _portability_lines(p: dict | None) -> list[str]:
 def _peer_lines(p: dict | None) -> list[str]:
     if p is None:
         return []
+    warnings = [f"  WARNING   {p[key]}" for key in ("clash", "warning") if p.get(key)]
     if not p.get("list"):
-        return ["  peers     none seen (no other guard's heartbeat has synced in)"]
+        return ["  peers     none seen (no other guard's heartbeat has synced in)"] + warnings
     lines = ["  peers     host          age      mlflow    guard   state"]
     for v in p["list"]:
         state = ("STALE" if v["state"] == "running" else v["state"]) if v["stale"] else "ok"
         lines.append(f"            {v['host_id']:<13} {_duration(v['age_s']):<8} "
                      f"{v['mlflow_version']:<9} {v['guard_version']:<7} {state}")
-    if p.get("warning"):
-        lines.append(f"  WARNING   {p['warning']}")
-    return lines
+    return lines + warnings

@@ -70,6 +70,7 @@ class _InotifyBackend:
                      | iflags.DONT_FOLLOW)
         self.paths: dict[int, tuple[Path, tuple[str, ...]]] = {}
         self.failed = ""
+        self.overflows = 0
         self._inotify = INotify()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="inotify", daemon=True)
@@ -110,6 +111,8 @@ class _InotifyBackend:
 
     def _handle(self, event) -> None:
         if event.mask & iflags.Q_OVERFLOW:
+            self.overflows += 1
+            log.warning("inotify queue overflowed (events lost); checking the whole store")
             self.sink.put(("dir", self.store))  # events were lost: look at everything
             return
         if event.mask & iflags.IGNORED:
@@ -147,6 +150,11 @@ class StoreWatcher:
         self._events = False
         self._observer = None
         self._inotify: _InotifyBackend | None = None
+
+    @property
+    def overflows(self) -> int:
+        """Times the kernel dropped events (each followed by a whole-store check)."""
+        return self._inotify.overflows if self._inotify is not None else 0
 
     @property
     def mode(self) -> str:

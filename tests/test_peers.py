@@ -52,3 +52,11 @@ def test_peers_see_each_other_and_a_killed_host_goes_stale(synced, make_guard, t
     assert view["state"] == "running" and view["age_s"] >= 4
     assert "STALE" in a.ctl("status").stdout
     assert json.loads(a.ctl("status", "--json").stdout)["exit_code"] == 0  # A itself is fine
+
+    # A machine configured with a host_id that is already taken is called out on both sides.
+    clone = tmp_path / "clone.yaml"
+    clone.write_text("host_id: hostA\npeers:\n  heartbeat_interval: 0.5\n")
+    c = make_guard(store_b, state_dir=tmp_path / "state-clone", config=clone).start()
+    c.wait_healthy()
+    wait_for(lambda: (a.status().get("peers") or {}).get("clash"), 30, what="clash on A")
+    assert "host_id 'hostA'" in a.ctl("status").stdout

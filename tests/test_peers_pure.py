@@ -6,7 +6,7 @@ import pytest
 
 from guard.fixer import iter_meta_files
 from guard.layout import COORDINATION, can_hold_meta, classify_meta, is_experiment_folder
-from guard.peers import Heartbeat, assess, minor, version_warning
+from guard.peers import Heartbeat, assess, clash, minor, version_warning
 
 
 def beat(host: str, last_seen: float, mlflow: str = "3.17.2", state: str = "running"):
@@ -64,3 +64,14 @@ def test_coordination_folder_is_invisible_to_mlflow_and_to_the_rewriter(tmp_path
     found = [p.relative_to(tmp_path).as_posix() for p in iter_meta_files(tmp_path)]
     assert found == ["7/meta.yaml"]
     assert list(iter_meta_files(tmp_path, None, tmp_path / COORDINATION)) == []
+
+
+def test_clash_when_another_guard_wrote_our_heartbeat_file():
+    mine = beat("vm", 50.0)
+    assert clash(None, mine) is None and clash(mine, None) is None
+    assert clash(mine, mine) is None
+    later_self = Heartbeat(**{**mine.to_json(), "last_seen": 55.0})  # our own, newer write
+    assert clash(later_self, mine) is None
+    other = Heartbeat(**{**mine.to_json(), "store": "/mnt/other/mlruns", "pid": 77})
+    warning = clash(other, mine)
+    assert "host_id 'vm'" in warning and "/mnt/other/mlruns" in warning

@@ -230,11 +230,13 @@ def test_two_machines_over_a_synced_store_converge_with_one_rewrite_per_file(
     (store_a, store_b), syncer = synced(2, delay=0.5)
     assert guardctl("init", "--store", str(store_a)).returncode == 0
     syncer.settle(30)
-    config = tmp_path / "guard.yaml"
-    config.write_text("server:\n  health_interval: 1\n"
-                      "rewrite:\n  foreign_delay: 5\n  experiment_quiet: 3\n")
-    guard_a = make_guard(store_a, state_dir=tmp_path / "stateA", config=config).start()
-    guard_b = make_guard(store_b, state_dir=tmp_path / "stateB", config=config).start()
+    configs = {}
+    for host in ("hostA", "hostB"):
+        configs[host] = tmp_path / f"{host}.yaml"
+        configs[host].write_text(f"host_id: {host}\nserver:\n  health_interval: 1\n"
+                                 "rewrite:\n  foreign_delay: 5\n  experiment_quiet: 3\n")
+    guard_a = make_guard(store_a, state_dir=tmp_path / "stateA", config=configs["hostA"]).start()
+    guard_b = make_guard(store_b, state_dir=tmp_path / "stateB", config=configs["hostB"]).start()
     guard_a.wait_healthy()
     guard_b.wait_healthy()
 
