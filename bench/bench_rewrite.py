@@ -74,7 +74,7 @@ from pathlib import Path
 
 import psutil
 import yaml
-from benchlib import (BenchError, descendants, fmt, free_port, read_status,
+from benchlib import (BenchError, descendants, find_guardctl, fmt, free_port, read_status,
                       stop_daemon, tail, wait_until)
 
 try:
@@ -560,13 +560,7 @@ def idle_sample(daemon: Daemon, seconds: float) -> dict:
 class Bench:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        bindir = Path(sys.executable).parent
-        guardctl = bindir / ("guardctl.exe" if os.name == "nt" else "guardctl")
-        found = str(guardctl) if guardctl.exists() else shutil.which("guardctl")
-        if not found:
-            raise BenchError("guardctl not found next to this interpreter or on PATH; "
-                             "run with the project's venv python")
-        self.guardctl = found
+        self.guardctl = find_guardctl()
         self.root = Path(tempfile.mkdtemp(prefix="guard-bench-rw-"))  # state, logs, configs
         self.data = Path(tempfile.mkdtemp(prefix="guard-bench-rw-store-"))  # the stores
         self.pristine = self.data / "pristine" / "mlruns"

@@ -42,8 +42,8 @@ import time
 from pathlib import Path
 
 import psutil
-from benchlib import (HOST, BenchError, descendants, end_tree, fmt, free_port, read_status,
-                      stop_daemon, wait_until)
+from benchlib import (HOST, BenchError, descendants, end_tree, find_guardctl, fmt, free_port,
+                      read_status, stop_daemon, wait_until)
 
 POLL = 0.05  # seconds between /health polls
 
@@ -72,13 +72,7 @@ class Bench:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self.python = sys.executable
-        bindir = Path(sys.executable).parent
-        guardctl = bindir / ("guardctl.exe" if os.name == "nt" else "guardctl")
-        found = str(guardctl) if guardctl.exists() else shutil.which("guardctl")
-        if not found:
-            raise BenchError("guardctl not found next to this interpreter or on PATH; "
-                             "run with the project's venv python")
-        self.guardctl = found
+        self.guardctl = find_guardctl()
         self.root = Path(tempfile.mkdtemp(prefix="guard-bench-"))  # state, logs, config
         self.store = Path(tempfile.mkdtemp(prefix="guard-bench-store-"))  # fresh, empty
         self.config = self.root / "empty-config.yaml"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,6 +21,17 @@ HOST = "127.0.0.1"
 
 class BenchError(Exception):
     pass
+
+
+def find_guardctl() -> str:
+    """The guardctl of the interpreter running the benchmark (so both test one install)."""
+    bindir = Path(sys.executable).parent
+    guardctl = bindir / ("guardctl.exe" if os.name == "nt" else "guardctl")
+    found = str(guardctl) if guardctl.exists() else shutil.which("guardctl")
+    if not found:
+        raise BenchError("guardctl not found next to this interpreter or on PATH; "
+                         "run with the project's venv python")
+    return found
 
 
 def free_port() -> int:

@@ -57,6 +57,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from .timefmt import duration
+
 CLAIMING, HELD = "claiming", "held"
 WAIT, CLAIM, SETTLE, TAKE, WITHDRAW, HOLD = "wait", "claim", "settle", "take", "withdraw", "hold"
 
@@ -97,21 +99,6 @@ class Dead:
     why: str
 
 
-def _duration(seconds: float) -> str:
-    """45s, 3m 05s, 2h 03m, 1d 2h 03m: the form `guardctl status` uses, with bare seconds."""
-    seconds = int(max(0.0, seconds))
-    days, rem = divmod(seconds, 86400)
-    hours, rem = divmod(rem, 3600)
-    minutes, secs = divmod(rem, 60)
-    if days:
-        return f"{days}d {hours}h {minutes:02d}m"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
-
-
 def _rank(lease: Lease) -> tuple[float, str, str]:
     return lease.claimed_at, lease.host_id, lease.token
 
@@ -131,13 +118,13 @@ def live(lease: Lease, now: float, heartbeats: Mapping[str, float] | None = None
     if lease.released:
         return Liveness(False, "released")
     if now > lease.expires_at + slack:
-        return Liveness(False, f"expired {_duration(now - lease.expires_at)} ago")
+        return Liveness(False, f"expired {duration(now - lease.expires_at)} ago")
     deadline = lease.expires_at + slack
     beat = (heartbeats or {}).get(lease.host_id)
     if beat is not None:
         if now > beat + stale_after + slack:
             whose = "our own heartbeat" if own else f"heartbeat of {lease.host_id}"
-            return Liveness(False, f"{whose} is {_duration(now - beat)} old "
+            return Liveness(False, f"{whose} is {duration(now - beat)} old "
                                    f"(stale after {stale_after:g} s)")
         deadline = min(deadline, beat + stale_after + slack)
     return Liveness(True, "live", deadline)
@@ -241,7 +228,7 @@ def decide_acquire(mine: Lease | None, visible: Iterable[Lease], me: str, now: f
     ready_at = mine.claimed_at + settle
     if now < ready_at:
         return Decision(SETTLE, until=ready_at,
-                        why=f"claimed {_duration(now - mine.claimed_at)} ago; waiting {settle:g} s "
+                        why=f"claimed {duration(now - mine.claimed_at)} ago; waiting {settle:g} s "
                             "for other claims to sync")
     top = winner([mine, *rivals], *args, me=me)
     if top is not None and top.host_id != me:
@@ -310,12 +297,12 @@ def describe(lease: Lease, now: float) -> str:
     """One line for `guardctl locks`: holder, age, expires in."""
     head = f"{lease.resource}: "
     if lease.released:
-        return head + f"released by {lease.host_id} {_duration(now - lease.renewed_at)} ago"
+        return head + f"released by {lease.host_id} {duration(now - lease.renewed_at)} ago"
     if lease.state == HELD:
-        head += f"held by {lease.host_id}, claimed {_duration(now - lease.claimed_at)} ago"
+        head += f"held by {lease.host_id}, claimed {duration(now - lease.claimed_at)} ago"
     else:
-        head += f"claimed by {lease.host_id} {_duration(now - lease.claimed_at)} ago (settling)"
+        head += f"claimed by {lease.host_id} {duration(now - lease.claimed_at)} ago (settling)"
     left = lease.expires_at - now
-    tail = (f"expires in {_duration(left)}" if left >= 0
-            else f"expired {_duration(-left)} ago")
-    return f"{head}, renewed {_duration(now - lease.renewed_at)} ago, {tail}"
+    tail = (f"expires in {duration(left)}" if left >= 0
+            else f"expired {duration(-left)} ago")
+    return f"{head}, renewed {duration(now - lease.renewed_at)} ago, {tail}"

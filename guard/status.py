@@ -13,6 +13,7 @@ from .config import Config
 from .processes import ProcRef, alive, classify, snapshot
 from .server import probe_health
 from .state import StateDir, read_json
+from .timefmt import duration
 
 HEALTHY, DEGRADED, NOT_RUNNING = "healthy", "degraded", "not running"
 EXIT_CODES = {HEALTHY: 0, DEGRADED: 1, NOT_RUNNING: 3}
@@ -104,26 +105,12 @@ def report(cfg: Config, probe_timeout: float = 3.0) -> dict:
     }
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    days, rem = divmod(seconds, 86400)
-    hours, rem = divmod(rem, 3600)
-    minutes, secs = divmod(rem, 60)
-    if days:
-        return f"{days}d {hours}h {minutes:02d}m"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m {secs:02d}s"
-
-
 def render(r: dict) -> str:
     """The at-a-glance text form."""
     mark = {HEALTHY: "OK", DEGRADED: "DEGRADED", NOT_RUNNING: "NOT RUNNING"}[r["state"]]
     lines = [f"mlflow-guard: {mark} - {r['reason']}"]
     d, s = r["daemon"], r["server"]
-    lines.append(f"  daemon    pid {d['pid']}, up {_duration(d['uptime_s'])}" if d["alive"]
+    lines.append(f"  daemon    pid {d['pid']}, up {duration(d['uptime_s'])}" if d["alive"]
                  else "  daemon    not running")
     if d["alive"]:
         tree = ", ".join(f"{t['pid']}{'' if t['alive'] else ' (gone)'}" for t in s["tree"]) or "-"
@@ -150,7 +137,7 @@ def render(r: dict) -> str:
 
 
 def _ago(t: float | None) -> str:
-    return "-" if t is None else f"{_duration(time.time() - t)} ago"
+    return "-" if t is None else f"{duration(time.time() - t)} ago"
 
 
 def _portability_lines(p: dict | None) -> list[str]:
@@ -192,6 +179,6 @@ def _peer_lines(p: dict | None) -> list[str]:
     lines = ["  peers     host          age      mlflow    guard   state"]
     for v in p["list"]:
         state = ("STALE" if v["state"] == "running" else v["state"]) if v["stale"] else "ok"
-        lines.append(f"            {v['host_id']:<13} {_duration(v['age_s']):<8} "
+        lines.append(f"            {v['host_id']:<13} {duration(v['age_s']):<8} "
                      f"{v['mlflow_version']:<9} {v['guard_version']:<7} {state}")
     return lines + warnings

@@ -1,4 +1,4 @@
-"""The pure parts of `guardctl status` (assess, render, _duration) and paths.uri_to_local_path."""
+"""The pure parts of `guardctl status` (assess, render, duration) and paths.uri_to_local_path."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from guard.status import (
     HEALTHY,
     NOT_RUNNING,
     Verdict,
-    _duration,
     assess,
     render,
 )
+from guard.timefmt import duration
 
 
 def doc(**kw) -> dict:
@@ -106,12 +106,12 @@ def test_health_ok_does_not_hide_a_dead_server():
 # --- _duration --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("seconds, text", [
-    (None, "-"), (0, "0m 00s"), (5.9, "0m 05s"), (65, "1m 05s"), (3599, "59m 59s"),
+    (None, "-"), (0, "0s"), (5.9, "5s"), (-3, "0s"), (65, "1m 05s"), (3599, "59m 59s"),
     (3600, "1h 00m"), (3725, "1h 02m"), (86400, "1d 0h 00m"), (90061, "1d 1h 01m"),
     (3 * 86400 + 5 * 3600 + 7 * 60, "3d 5h 07m"),
 ])
 def test_duration(seconds, text):
-    assert _duration(seconds) == text
+    assert duration(seconds) == text
 
 
 # --- render -----------------------------------------------------------------------------------
