@@ -429,8 +429,9 @@ class FixerService:
                     next_deferred = now + DEFERRED_RECHECK
 
 
-def undo(store: Path, journal_path: Path, out: Journal | None) -> dict:
-    """Put back the old values a journal recorded, newest first, where still unchanged."""
+def undo(store: Path, journal_path: Path, out: Journal | None, dry_run: bool = False) -> dict:
+    """Put back the old values a journal recorded, newest first, where still unchanged
+    (with `dry_run`, only count what would be put back)."""
     store = Path(os.path.abspath(store))
     records = [r for r in read_journal(journal_path) if r.get("action") == "rewrite"]
     done = skipped = 0
@@ -450,7 +451,9 @@ def undo(store: Path, journal_path: Path, out: Journal | None) -> dict:
             skipped += 1
             continue
         doc[rec["key"]] = rec["old"]
-        if metayaml.replace_if_unchanged(path, metayaml.dump(doc), raw):
+        if dry_run:
+            done += 1
+        elif metayaml.replace_if_unchanged(path, metayaml.dump(doc), raw):
             done += 1
             if out is not None:
                 out.append(action="undo", file=rec["file"], key=rec["key"], old=rec["new"],

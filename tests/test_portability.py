@@ -194,6 +194,10 @@ def test_fix_dry_run_fix_and_undo_without_daemon(tmp_path):
     assert guardctl("fix", *opts).stdout.count("rewrote nothing") == 1
 
     journal = tmp_path / "state" / "journal" / "rewrites.jsonl"
+    fixed = {p: p.read_bytes() for p in before}
+    res = guardctl("fix", "--undo", str(journal), "--dry-run", *opts)
+    assert res.returncode == 0 and "would undo: 3" in res.stdout
+    assert {p: p.read_bytes() for p in before} == fixed  # a dry run writes nothing
     res = guardctl("fix", "--undo", str(journal), *opts)
     assert res.returncode == 0 and "undone: 3" in res.stdout
     assert {p: p.read_bytes() for p in before} == before

@@ -44,9 +44,11 @@ def run(args: argparse.Namespace) -> int:
         if not journal.is_file():
             print(f"guardctl: no journal at {journal}", file=sys.stderr)
             return 2
-        result = undo(store, journal, None if args.dry_run else Journal(state.rewrite_journal))
+        result = undo(store, journal, None if args.dry_run else Journal(state.rewrite_journal),
+                      dry_run=args.dry_run)
+        verb = "would undo" if args.dry_run else "undone"
         print(json.dumps(result) if args.json else
-              f"undone: {result['undone']}, skipped (changed since or gone): {result['skipped']}")
+              f"{verb}: {result['undone']}, skipped (changed since or gone): {result['skipped']}")
         return 0
     journal = None if args.dry_run else Journal(state.rewrite_journal)
     rw = cfg.rewrite
