@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 import psutil
-from benchlib import (HOST, BenchError, descendants, end_tree, find_guardctl, fmt, free_port,
+from benchlib import (HOST, BenchError, descendants, end_started, find_guardctl, fmt, free_port,
                       read_status, stop_daemon, wait_until)
 
 POLL = 0.05  # seconds between /health polls
@@ -122,14 +122,7 @@ class Bench:
                 return time.perf_counter() - t0
             finally:
                 if proc is not None:
-                    try:
-                        end_tree(psutil.Process(proc.pid))
-                    except psutil.NoSuchProcess:
-                        pass
-                    try:
-                        proc.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        pass
+                    end_started(proc)
 
     # -- one guard run: launch -> health OK, then kill -9 server -> health OK again ---------
     def guard_run(self, i: int) -> tuple[float, float, int]:

@@ -92,6 +92,18 @@ def fmt(values: list[float]) -> str:
     return ", ".join(f"{v:.2f}" for v in values)
 
 
+def end_started(proc: subprocess.Popen, wait: float = 10.0) -> None:
+    """End a process this benchmark started, with its tree, and reap it."""
+    try:
+        end_tree(psutil.Process(proc.pid))
+    except psutil.NoSuchProcess:
+        pass
+    try:
+        proc.wait(timeout=wait)
+    except subprocess.TimeoutExpired:
+        print(f"warning: pid {proc.pid} did not end", file=sys.stderr)
+
+
 def stop_daemon(stop_cmd: list[str], env: dict, proc: subprocess.Popen,
                 tree: dict[int, psutil.Process], timeout: float, name: str = "guard") -> None:
     """Stop a daemon this benchmark started: `guardctl stop`, then by pid if it lingers, then
@@ -109,14 +121,7 @@ def stop_daemon(stop_cmd: list[str], env: dict, proc: subprocess.Popen,
     except subprocess.TimeoutExpired:
         print(f"warning: daemon pid {proc.pid} still running after stop; ending it",
               file=sys.stderr)
-        try:
-            end_tree(psutil.Process(proc.pid))
-        except psutil.NoSuchProcess:
-            pass
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            print(f"warning: daemon pid {proc.pid} did not end", file=sys.stderr)
+        end_started(proc)
     for p in tree.values():  # safety net: what the daemon started must be gone now
         try:
             if not p.is_running() or p.status() == psutil.STATUS_ZOMBIE:

@@ -21,6 +21,18 @@ from guard.processes import ProcRef, end_tree
 from guard.store import init_store
 
 SERVER_TIMEOUT = 120.0
+# A store written by a direct MLflow 3.17 client (file: tracking URI) under /tmp/d3/rootA/mlruns,
+# with a run, an artifact, a logged pyfunc model and a registered version: shipped as test data.
+DIRECT_STORE = Path(__file__).parent / "data" / "direct_store"
+
+
+def copy_direct_store(tmp_path: Path) -> Path:
+    """A private copy of the shipped direct-client store, to modify freely."""
+    import shutil
+
+    dst = tmp_path / "mlruns"
+    shutil.copytree(DIRECT_STORE, dst, symlinks=True)
+    return dst
 
 
 def free_port() -> int:

@@ -15,10 +15,9 @@ from guard.fixer import MALFORMED, PENDING, REWRITTEN, SKIPPED, Fixer, iter_meta
 from guard.journal import Journal, read_journal
 from guard.metayaml import TEMP_PREFIX, dump, parse
 from guard.watch import EVENTS, POLLING, StoreWatcher
+from conftest import DIRECT_STORE, copy_direct_store
 
-# A store written by a direct MLflow 3.17 client (file: tracking URI) under /tmp/d3/rootA/mlruns,
-# with a run, an artifact, a logged pyfunc model and a registered version: shipped as test data.
-REAL_STORE = Path(__file__).parent / "data" / "direct_store"
+REAL_STORE = DIRECT_STORE
 EXP = "401878344117323602"
 RUN = "57718c19fb0047259fbe7565bb4c52ea"
 MODEL = "m-da48845d65f640198a3930713e766e00"
@@ -52,11 +51,7 @@ def mtimes(root: Path) -> dict[str, int]:
 
 @pytest.fixture
 def store(tmp_path) -> Path:
-    if not REAL_STORE.is_dir():
-        pytest.fail(f"{REAL_STORE} (a store written by a direct MLflow client) is missing")
-    dst = tmp_path / "mlruns"
-    shutil.copytree(REAL_STORE, dst, symlinks=True)
-    return dst
+    return copy_direct_store(tmp_path)
 
 
 @pytest.fixture

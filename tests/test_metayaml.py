@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -14,10 +13,9 @@ import pytest
 from guard import metayaml
 from guard.metayaml import MAX_BYTES, TEMP_PREFIX, MetaError, dump, parse, read, \
     replace_if_unchanged
+from conftest import DIRECT_STORE, copy_direct_store
 
-# A store written by a direct MLflow 3.17 client (file: tracking URI) under /tmp/d3/rootA/mlruns,
-# with a run, an artifact, a logged pyfunc model and a registered version: shipped as test data.
-REAL_STORE = Path(__file__).parent / "data" / "direct_store"
+REAL_STORE = DIRECT_STORE
 
 BILLION_LAUGHS = b"""\
 a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
@@ -34,11 +32,7 @@ artifact_location: *h
 
 @pytest.fixture
 def real_store(tmp_path) -> Path:
-    if not REAL_STORE.is_dir():
-        pytest.fail(f"{REAL_STORE} (a store written by a direct MLflow client) is missing")
-    dst = tmp_path / "mlruns"
-    shutil.copytree(REAL_STORE, dst, symlinks=True)
-    return dst
+    return copy_direct_store(tmp_path)
 
 
 # --- parse rejects what MLflow never writes ---------------------------------------------------
