@@ -95,6 +95,12 @@ FIELDS: tuple[Field, ...] = (
     Field("rewrite.experiment_quiet", "float", 600.0, minimum=0),
     Field("peers.heartbeat_interval", "float", 5.0, minimum=0.5),
     Field("peers.stale_after", "float", 60.0, minimum=1),
+    Field("locks.backend", "choice", "lease", choices=("lease", "os")),
+    Field("locks.settle", "float", 15.0, minimum=0),
+    Field("locks.ttl", "float", 120.0, minimum=1),
+    Field("locks.renew_every", "float", 20.0, minimum=0.1),
+    Field("locks.skew", "float", 2.0, minimum=0),
+    Field("locks.timeout", "float", 120.0, minimum=1),
     Field("log.level", "level", "INFO"),
     Field("log.max_bytes", "int", 10 * 1024 * 1024, minimum=1024),
     Field("log.backups", "int", 5, minimum=0),
@@ -142,6 +148,16 @@ class PeersConfig:
 
 
 @dataclass(frozen=True)
+class LocksConfig:
+    backend: str
+    settle: float
+    ttl: float
+    renew_every: float
+    skew: float
+    timeout: float
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str
     max_bytes: int
@@ -157,6 +173,7 @@ class Config:
     restart: RestartConfig
     rewrite: RewriteConfig
     peers: PeersConfig
+    locks: LocksConfig
     log: LogConfig
     file: Path | None = None
     origins: Mapping[str, str] = field(default_factory=dict)
@@ -359,6 +376,7 @@ def load_config(
         prefix = name + "."
         return cls(**{k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)})
 
+    _check_timing(values, origins)
     return Config(
         store=store,
         host_id=values["host_id"],
@@ -367,7 +385,32 @@ def load_config(
         restart=section("restart", RestartConfig),
         rewrite=section("rewrite", RewriteConfig),
         peers=section("peers", PeersConfig),
+        locks=section("locks", LocksConfig),
         log=section("log", LogConfig),
         file=path,
         origins=origins,
     )
+
+
+def _check_timing(values: Mapping[str, Any], origins: Mapping[str, str]) -> None:
+    """The lease protocol's assumptions (see leases.py), checked where a person can fix them."""
+    ttl, renew, settle, skew = (values[f"locks.{k}"] for k in ("ttl", "renew_every", "settle",
+                                                                "skew"))
+    beat, stale = values["peers.heartbeat_interval"], values["peers.stale_after"]
+
+    def named(*keys: str) -> str:
+        return ", ".join(f"'{k}' = {values[k]:g} ({origins[k]})" for k in keys)
+
+    if ttl <= renew + settle:
+        raise ConfigError(
+            f"{named('locks.ttl', 'locks.renew_every', 'locks.settle')}: a lease must outlive "
+            "a renewal plus its sync delay; raise locks.ttl above renew_every + settle")
+    if ttl <= 2 * settle + 2 * skew:
+        raise ConfigError(
+            f"{named('locks.ttl', 'locks.settle', 'locks.skew')}: a claim must outlive its "
+            "settling; raise locks.ttl above 2 * settle + 2 * skew")
+    if stale < beat + settle:
+        raise ConfigError(
+            f"{named('peers.stale_after', 'peers.heartbeat_interval', 'locks.settle')}: a "
+            "running host would look stale; raise peers.stale_after to at least "
+            "heartbeat_interval + locks.settle")

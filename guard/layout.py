@@ -22,6 +22,9 @@ REGISTRY = "models"
 # it lists experiments (any other unknown folder is logged as a malformed experiment), and
 # Synology's sync tools skip names starting with '.', '_' or '~': so neither may apply.
 COORDINATION = "mlflow-guard.trash"
+# Temp files the guard writes before renaming them into place; sync clients skip leading-dot
+# names, and the guard's own walks and the test syncer skip this prefix.
+TEMP_PREFIX = ".guard-tmp-"
 
 
 def is_experiment_folder(name: str) -> bool:

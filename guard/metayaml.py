@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from .layout import TEMP_PREFIX
+
 try:
     from yaml import CSafeDumper as Dumper
     from yaml import CSafeLoader as Loader
@@ -25,7 +27,6 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
 
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 32  # MLflow's meta.yaml files are 2-3 levels deep
-TEMP_PREFIX = ".guard-tmp-"
 
 
 class MetaError(Exception):

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from .conflicts import parse_conflict_name
 from .layout import COORDINATION
+from .state import write_json_atomic
 
 PEERS = "peers"
 
@@ -123,15 +123,7 @@ def publish(store: Path, beat: Heartbeat) -> None:
     """Replace this host's heartbeat file atomically (temp name that sync tools skip)."""
     folder = peers_dir(store)
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{beat.host_id}.json"
-    tmp = folder / f".guard-tmp-{uuid.uuid4().hex[:12]}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(beat.to_json(), fh, sort_keys=True)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_json_atomic(folder / f"{beat.host_id}.json", beat.to_json())
 
 
 def read_all(store: Path) -> list[Heartbeat]:

@@ -15,10 +15,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .layout import TEMP_PREFIX
+
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write via a temp file in the same folder and rename over the target."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    """Write via a temp file in the same folder and rename over the target, so a reader (or a
+    sync client) never sees half a file."""
+    tmp = path.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}")
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=2, sort_keys=True)
         fh.flush()

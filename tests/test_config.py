@@ -531,3 +531,28 @@ def test_example_config_documents_every_key():
     assert set(data) == {f.key for f in gc.FIELDS}
     for f in gc.FIELDS:
         assert f.key.split(".")[-1] + ":" in text
+
+
+@pytest.mark.parametrize("text, names, fix", [
+    ("locks:\n  ttl: 20\n  renew_every: 10\n  settle: 15\n",
+     ["'locks.ttl' = 20", "'locks.renew_every' = 10", "'locks.settle' = 15"],
+     "raise locks.ttl above renew_every + settle"),
+    ("locks:\n  ttl: 40\n  renew_every: 5\n  settle: 15\n  skew: 5\n",
+     ["'locks.ttl' = 40", "'locks.skew' = 5"], "above 2 * settle + 2 * skew"),
+    ("peers:\n  stale_after: 10\n  heartbeat_interval: 5\n",
+     ["'peers.stale_after' = 10", "'locks.settle' = 15 (default)"],
+     "raise peers.stale_after to at least"),
+])
+def test_lock_timings_that_break_the_lease_protocol_are_refused(tmp_path, text, names, fix):
+    path = write(tmp_path / "c.yaml", text)
+    message = config_error(str(path))
+    for name in names:
+        assert name in message
+    assert fix in message and str(path) in message
+
+
+def test_lock_backend_is_checked(tmp_path):
+    path = write(tmp_path / "c.yaml", "locks:\n  backend: nfs\n")
+    assert "use one of lease, os" in config_error(str(path))
+    path = write(tmp_path / "d.yaml", "locks:\n  backend: os\n  settle: 1\n")
+    assert load_config(str(path), env={}).locks.backend == "os"

@@ -22,7 +22,8 @@ def test_peers_see_each_other_and_a_killed_host_goes_stale(synced, make_guard, t
     for host, store in (("hostA", store_a), ("hostB", store_b)):
         config = tmp_path / f"{host}.yaml"
         config.write_text(f"host_id: {host}\nserver:\n  health_interval: 1\n"
-                          "peers:\n  heartbeat_interval: 0.5\n  stale_after: 4\n")
+                          "peers:\n  heartbeat_interval: 0.5\n  stale_after: 4\n"
+                          "locks:\n  settle: 1\n")
         guards[host] = make_guard(store, state_dir=tmp_path / f"state-{host}",
                                   config=config).start()
     for guard in guards.values():
