@@ -24,7 +24,8 @@ log = logging.getLogger("guard.processes")
 OWNER_ENV = "MLFLOW_GUARD_STATE_DIR"
 # Set by `mlflow server` for its uvicorn/gunicorn/waitress workers.
 MLFLOW_STORE_ENV = "_MLFLOW_SERVER_FILE_STORE"
-WORKER_APPS = ("mlflow.server.fastapi_app:app", "mlflow.server:app", "mlflow.server.auth")
+WORKER_APPS = ("mlflow.server.fastapi_app:app", "mlflow.server:app", "mlflow.server.auth",
+               "guard.app:create_app")
 _INTERESTING = ("mlflow", "uvicorn", "gunicorn", "waitress", "multiprocessing")
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import psutil
 
 from .config import Config
+from .locks import ENV as LOCKS_ENV
+from .locks import LockSettings
 from .processes import OWNER_ENV, ProcRef, end_tree, ref_of, resolve, tree_of
 from .store import ALLOW_FILE_STORE_ENV, store_uri
 
@@ -36,6 +38,7 @@ def server_command(cfg: Config) -> list[str]:
         "--host", cfg.server.host,
         "--port", str(cfg.server.port),
         "--workers", str(cfg.server.workers),
+        "--app-name", "guard",
     ]
 
 
@@ -43,6 +46,7 @@ def server_env(cfg: Config) -> dict[str, str]:
     env = dict(os.environ)
     env[ALLOW_FILE_STORE_ENV] = "true"
     env[OWNER_ENV] = str(cfg.state_dir)
+    env[LOCKS_ENV] = LockSettings.from_config(cfg).to_env()
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

@@ -92,3 +92,49 @@ def read_through_server(url: str, artifacts: dict[str, str], models: list[tuple[
     assert res.returncode == 0, res.stderr[-3000:]
     line = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")][-1]
     return json.loads(line[len("RESULT "):])
+
+
+REGISTER_CLIENT = r'''
+import json, os, sys, tempfile, time
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+url, name, n, start_at, label = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+client = MlflowClient(url)
+mlflow.set_tracking_uri(url)
+exp = mlflow.set_experiment(f"register-{label}").experiment_id
+with mlflow.start_run() as run:
+    folder = tempfile.mkdtemp()
+    with open(os.path.join(folder, "weights.txt"), "w") as fh:
+        fh.write(label)
+    mlflow.log_artifacts(folder, "model")
+time.sleep(max(0.0, start_at - time.time()))
+out = []
+for i in range(n):
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+            raise
+    mv = client.create_model_version(name, f"runs:/{run.info.run_id}/model", run.info.run_id,
+                                     tags={"label": label, "i": str(i)})
+    out.append({"version": mv.version, "run_id": run.info.run_id, "i": i})
+print("RESULT " + json.dumps(out))
+'''
+
+
+def start_register_client(url: str, name: str, n: int, start_at: float,
+                          label: str) -> subprocess.Popen:
+    """Register `n` versions of model `name` through the server at `url`, starting at
+    `start_at` (epoch seconds), so clients on several hosts can start at the same instant."""
+    return subprocess.Popen([sys.executable, "-c", REGISTER_CLIENT, url, name, str(n),
+                             str(start_at), label], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+
+
+def result_of(proc: subprocess.Popen, timeout: float = 300) -> object:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-3000:]
+    line = [ln for ln in out.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])

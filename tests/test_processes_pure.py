@@ -70,6 +70,8 @@ def test_procref_identity_includes_create_time():
         (["/venv/bin/python", "/venv/bin/gunicorn", "-b", "127.0.0.1:5050", "-w", "4",
           "mlflow.server:app"], "worker"),
         (["waitress-serve", "--listen=127.0.0.1:5050", "mlflow.server:app"], "worker"),
+        (["/venv/bin/python", "-m", "uvicorn", "--port", "5050", "--workers", "1",
+          "--factory", "guard.app:create_app"], "worker"),
     ],
 )
 def test_mlflow_role_recognises_servers_and_workers(cmdline, role):
