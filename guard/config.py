@@ -101,6 +101,8 @@ FIELDS: tuple[Field, ...] = (
     Field("locks.renew_every", "float", 20.0, minimum=0.1),
     Field("locks.skew", "float", 2.0, minimum=0),
     Field("locks.timeout", "float", 120.0, minimum=1),
+    Field("conflicts.enabled", "bool", True),
+    Field("conflicts.scan_interval", "float", 30.0, minimum=1),
     Field("log.level", "level", "INFO"),
     Field("log.max_bytes", "int", 10 * 1024 * 1024, minimum=1024),
     Field("log.backups", "int", 5, minimum=0),
@@ -158,6 +160,12 @@ class LocksConfig:
 
 
 @dataclass(frozen=True)
+class ConflictsConfig:
+    enabled: bool
+    scan_interval: float
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str
     max_bytes: int
@@ -174,6 +182,7 @@ class Config:
     rewrite: RewriteConfig
     peers: PeersConfig
     locks: LocksConfig
+    conflicts: ConflictsConfig
     log: LogConfig
     file: Path | None = None
     origins: Mapping[str, str] = field(default_factory=dict)
@@ -386,6 +395,7 @@ def load_config(
         rewrite=section("rewrite", RewriteConfig),
         peers=section("peers", PeersConfig),
         locks=section("locks", LocksConfig),
+        conflicts=section("conflicts", ConflictsConfig),
         log=section("log", LogConfig),
         file=path,
         origins=origins,

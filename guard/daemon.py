@@ -23,8 +23,10 @@ from . import __version__, peers, supervisor
 from .config import Config
 from .fixer import Fixer, FixerService
 from .journal import Journal
+from .locks import LockSettings
 from .logs import setup_logging
 from .processes import Census, ProcRef, alive, classify, end_tree, snapshot
+from .reconcile import ConflictService, Reconciler
 from .server import ServerProcess, output_logger, probe_health, server_url
 from .state import StateDir, read_json, write_json_atomic
 from .store import inspect_store
@@ -97,6 +99,7 @@ class Daemon:
         self.url = server_url(cfg.server.host, cfg.server.port)
         self.server: ServerProcess | None = None
         self.fixer: FixerService | None = None
+        self.conflicts: ConflictService | None = None
         self.known: list[ProcRef] = []  # last seen server tree, kept to end orphans
         self.stopping = threading.Event()
         self.started_at = time.time()
@@ -133,6 +136,7 @@ class Daemon:
                 return 0 if self.stopping.is_set() else 2
             self._clear_leftovers()
             self._start_fixer()
+            self._start_conflicts()
             self._loop()
             return 0
         finally:
@@ -211,6 +215,17 @@ class Daemon:
         self.fixer.start()
         log.info("path rewriting on (%s)", self.fixer.mode)
 
+    def _start_conflicts(self) -> None:
+        """Conflict copies: resolved in the background, under the cross-machine lock."""
+        if not self.cfg.conflicts.enabled:
+            return
+        reconciler = Reconciler(self.store, self.state.quarantine,
+                                Journal(self.state.conflict_journal))
+        self.conflicts = ConflictService(
+            reconciler, LockSettings.from_config(self.cfg), self.cfg.conflicts.scan_interval,
+            lambda: [self.cfg.host_id] + [p["host_id"] for p in self.peer_report["list"]])
+        self.conflicts.start()
+
     # ---- the loop ---------------------------------------------------------------------
     def _loop(self) -> None:
         while not self.stopping.is_set():
@@ -278,10 +293,11 @@ class Daemon:
             return False
         self._next_store_check = now + STORE_CHECK_INTERVAL
         check = inspect_store(self.store)
-        if self.fixer is not None and check.ok:
-            self.fixer.paused.clear()
-        elif self.fixer is not None:
-            self.fixer.paused.set()  # never write into a store that is not there
+        for service in (self.fixer, self.conflicts):
+            if service is not None and check.ok:
+                service.paused.clear()
+            elif service is not None:
+                service.paused.set()  # never write into a store that is not there
         if check.ok:
             if self.sup.phase is Phase.WAITING_STORE:
                 log.info("store is back: %s", self.store)
@@ -374,8 +390,9 @@ class Daemon:
         self.sup = supervisor.State(phase=Phase.STOPPING, starts=self.sup.starts,
                                     last_reason=self.sup.last_reason)
         self.write_status(force=True)
-        if self.fixer is not None:
-            self.fixer.stop()
+        for service in (self.fixer, self.conflicts):
+            if service is not None:
+                service.stop()
         survivors = self._end_server("daemon stopping")
         if self._next_heartbeat and inspect_store(self.store).ok:
             self._heartbeat(time.time(), state="stopped")  # peers see a clean stop at once
@@ -421,6 +438,7 @@ class Daemon:
             "port": self.cfg.server.port,
             "portability": self.fixer.snapshot() if self.fixer else {"enabled": False},
             "peers": self.peer_report,
+            "conflicts": self.conflicts.snapshot() if self.conflicts else {"enabled": False},
             "updated_at": time.time(),
         }
 

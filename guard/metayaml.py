@@ -122,8 +122,10 @@ def read(path: Path) -> tuple[bytes, dict]:
     return raw, parse(raw)
 
 
-def replace_if_unchanged(path: Path, new: bytes, expected: bytes) -> bool:
-    """Atomically replace `path` with `new` unless its content is no longer `expected`.
+def replace_if_unchanged(path: Path, new: bytes, expected: bytes,
+                         limit: int | None = MAX_BYTES) -> bool:
+    """Atomically replace `path` with `new` unless its content is no longer `expected`
+    (compared up to `limit` bytes; None: the whole file, for metrics files).
 
     Returns False (and writes nothing) when another writer got there first.
     """
@@ -136,7 +138,7 @@ def replace_if_unchanged(path: Path, new: bytes, expected: bytes) -> bool:
             os.fsync(fh.fileno())
         os.chmod(tmp, mode & 0o7777)
         with open(path, "rb") as fh:
-            if fh.read(MAX_BYTES + 1) != expected:
+            if fh.read(-1 if limit is None else limit + 1) != expected:
                 return False
         _replace_with_retry(tmp, path)
         return True

@@ -59,6 +59,8 @@ class StateDir:
     server_log = property(lambda self: self.root / "logs" / "mlflow-server.log")
     journals = property(lambda self: self.root / "journal")
     rewrite_journal = property(lambda self: self.root / "journal" / "rewrites.jsonl")
+    conflict_journal = property(lambda self: self.root / "journal" / "conflicts.jsonl")
+    quarantine = property(lambda self: self.root / "quarantine")
 
     def create(self) -> None:
         try:

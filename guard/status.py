@@ -101,6 +101,7 @@ def report(cfg: Config, probe_timeout: float = 3.0) -> dict:
         "strays": strays,
         "portability": (doc or {}).get("portability") if daemon_ok else None,
         "peers": (doc or {}).get("peers") if daemon_ok else None,
+        "conflicts": (doc or {}).get("conflicts") if daemon_ok else None,
         "status_age_s": round(now - doc["updated_at"], 1) if doc and doc.get("updated_at") else None,
     }
 
@@ -126,6 +127,7 @@ def render(r: dict) -> str:
     lines.append(f"            {r['server_log_file']}")
     lines.extend(_portability_lines(r.get("portability")))
     lines.extend(_peer_lines(r.get("peers")))
+    lines.extend(_conflict_lines(r.get("conflicts")))
     if r["strays"]:
         lines.append("  STRAYS    MLflow servers over this store not started by the guard:")
         for p in r["strays"]:
@@ -133,7 +135,6 @@ def render(r: dict) -> str:
     else:
         lines.append("  strays    none")
     return "\n".join(lines)
-
 
 
 def _ago(t: float | None) -> str:
@@ -182,3 +183,18 @@ def _peer_lines(p: dict | None) -> list[str]:
         lines.append(f"            {v['host_id']:<13} {duration(v['age_s']):<8} "
                      f"{v['mlflow_version']:<9} {v['guard_version']:<7} {state}")
     return lines + warnings
+
+
+def _conflict_lines(c: dict | None) -> list[str]:
+    if not c:
+        return []
+    if c.get("enabled") is False:
+        return ["  conflicts not resolved (conflicts.enabled: false)"]
+    line = (f"  conflicts {c['resolved']} copies resolved since start, "
+            f"{c['needs_attention']} need a look (`guardctl conflicts`)")
+    lines = [line, f"            last scan {_ago(c.get('last_scan'))}"
+             + (f"; {c['waiting']} copies waiting" if c.get("waiting") else "")
+             + ("; paused: store lost" if c.get("paused") else "")]
+    if c.get("error"):
+        lines.append(f"  WARNING   conflicts: {c['error']}")
+    return lines

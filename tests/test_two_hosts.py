@@ -9,7 +9,8 @@ import time
 import pytest
 
 from clients import result_of, start_register_client
-from conftest import Guard, free_port, guardctl
+from conftest import Guard, free_port, guardctl, wait_for
+from guard.reconcile import RENUMBERED_TAG, find_copies
 from guard.store import init_store
 
 SETTLE = 1.5  # locks.settle: above the simulated sync delay (0.3 s) plus a scan
@@ -35,7 +36,7 @@ def hosts(tmp_path_factory):
             config.write_text(f"host_id: {name}\nserver:\n  health_interval: 1\n"
                               "peers:\n  heartbeat_interval: 0.5\n  stale_after: 5\n"
                               f"locks:\n  settle: {SETTLE}\n  ttl: 20\n  renew_every: 2\n"
-                              "  timeout: 60\n")
+                              "  timeout: 60\nconflicts:\n  scan_interval: 1\n")
             guards.append(Guard(store, root / f"state-{name}", free_port(), config=config))
         for guard in guards:
             guard.start()
@@ -68,5 +69,64 @@ def test_registering_one_model_on_both_hosts_at_once_gives_distinct_versions(hos
                        for label, result in zip("AB", made) for entry in result])
     for guard in (a, b):
         assert versions_on(guard.url, "shared") == expected
-    out = guardctl("locks", "--all", *a.opts).stdout + guardctl("locks", *b.opts).stdout
-    assert "held by" not in out  # every lock was released
+    out = "".join(guardctl("locks", "--store", str(g.store), *g.opts).stdout for g in (a, b))
+    assert out.count("no locks held") == 2  # every lock was released
+
+
+def no_copies_left(guards) -> bool:
+    return all(not find_copies(g.store) for g in guards)
+
+
+def test_same_version_number_on_both_hosts_while_sync_is_down_keeps_both(hosts):
+    """With the sync paused the locks cannot see each other: both hosts write version-1 of
+    the same model. Once the sync is back, the guards renumber one of them; none is lost."""
+    (a, b), syncer = hosts
+    syncer.settle(30)
+    syncer.pause()
+    start_at = time.time() + 2
+    procs = [start_register_client(a.url, "offline", 1, start_at, "A"),
+             start_register_client(b.url, "offline", 1, start_at, "B")]
+    made = [result_of(proc) for proc in procs]
+    assert [r[0]["version"] for r in made] == ["1", "1"]  # the collision the guard must fix
+    syncer.resume()
+    wait_for(lambda: syncer.settle(5) and no_copies_left((a, b))
+             and all(len(versions_on(g.url, "offline")) == 2 for g in (a, b)), 90,
+             what="the duplicate version to be renumbered on both hosts")
+    syncer.settle(30)
+    from mlflow import MlflowClient
+
+    for guard in (a, b):
+        found = MlflowClient(guard.url).search_model_versions("name = 'offline'")
+        assert sorted(mv.version for mv in found) == ["1", "2"]
+        assert sorted(mv.run_id for mv in found) == sorted(r[0]["run_id"] for r in made)
+        (moved,) = [mv for mv in found if mv.version == "2"]
+        assert moved.tags[RENUMBERED_TAG].startswith("version 1: registered on two machines")
+    assert no_copies_left((a, b))
+    out = "".join(guardctl("conflicts", "--store", str(g.store), *g.opts).stdout for g in (a, b))
+    assert "[renumber]" in out and "kept:" in out
+
+
+def test_both_hosts_logging_to_one_run_while_sync_is_down_keep_every_point(hosts):
+    (a, b), syncer = hosts
+    from mlflow import MlflowClient
+
+    run = MlflowClient(a.url).create_run("0")
+    run_id = run.info.run_id
+    wait_for(lambda: syncer.settle(5) and (b.store / "0" / run_id / "meta.yaml").exists(), 30)
+    syncer.pause()
+    for guard, steps in ((a, range(0, 3)), (b, range(3, 6))):
+        client = MlflowClient(guard.url)
+        for step in steps:
+            client.log_metric(run_id, "loss", 1.0 / (step + 1), step=step)
+        client.log_param(run_id, "lr", "0.1")  # the same value on both: no real conflict
+    syncer.resume()
+
+    def every_point_everywhere() -> bool:
+        syncer.settle(5)
+        return no_copies_left((a, b)) and all(
+            sorted(m.step for m in MlflowClient(g.url).get_metric_history(run_id, "loss"))
+            == list(range(6)) for g in (a, b))
+
+    wait_for(every_point_everywhere, 90, what="the metric histories to be merged")
+    for guard in (a, b):
+        assert MlflowClient(guard.url).get_run(run_id).data.params["lr"] == "0.1"

@@ -1,0 +1,252 @@
+"""Sync clients' conflict copies in the store: found, resolved by what the file means, moved
+to the quarantine; two model versions that got one number on two machines are both kept.
+
+The decisions are conflicts.py's (pure). This shell walks the store, reads both sides,
+writes what the decision asks for, moves every copy into the quarantine (never deleting it)
+and writes one journal line per copy. A resolution pass runs under the cross-machine
+"conflicts" lock, so two hosts never resolve the same copy at once, and after taking it looks
+again: a copy another host already resolved has synced away meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from . import conflicts, metayaml
+from .conflicts import ConflictName, parse_conflict_name
+from .journal import Journal, read_journal
+from .layout import COORDINATION, META, REGISTRY, TEMP_PREFIX
+from .locks import HostLock, LockSettings, LockTimeout, resource_name
+from .quarantine import Quarantine
+
+log = logging.getLogger("guard.reconcile")
+RENUMBERED_TAG = "mlflow-guard.renumbered_from"
+_VERSION_DIR = re.compile(r"^version-(\d+)$")
+
+
+@dataclass(frozen=True)
+class Copy:
+    path: Path       # the conflict copy
+    original: Path   # the file it is a copy of (may be missing)
+    rel: tuple[str, ...]  # the original's path in the store, as segments
+    name: ConflictName
+
+
+def _skip_dir(rel: tuple[str, ...], name: str) -> bool:
+    """Folders that never hold store metadata: the guard's own area and artifacts (user
+    files, which MLflow never parses; a copy there is the user's business)."""
+    if not rel and name == COORDINATION:
+        return True
+    if name.startswith(TEMP_PREFIX):
+        return True
+    depth = len(rel) - (1 if rel and rel[0] == ".trash" else 0)
+    return name == "artifacts" and depth in (2, 3)
+
+
+def find_copies(store: Path, hosts: Iterable[str] = ()) -> list[Copy]:
+    """Every conflict copy of a store file, in a stable order."""
+    store = Path(store)
+    known = frozenset(hosts)
+    found = []
+    for folder, dirs, files in os.walk(store):
+        rel_dir = tuple(Path(os.path.relpath(folder, store)).parts) if folder != str(store) \
+            else ()
+        dirs[:] = sorted(d for d in dirs if not _skip_dir(rel_dir, d))
+        for fname in sorted(files):
+            if fname.startswith(TEMP_PREFIX):
+                continue
+            parsed = parse_conflict_name(fname, known)
+            if parsed is None:
+                continue
+            found.append(Copy(Path(folder) / fname, Path(folder) / parsed.original,
+                              rel_dir + (parsed.original,), parsed))
+    return found
+
+
+def _read(path: Path) -> tuple[bytes, float] | None:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        return data, os.stat(path).st_mtime
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+class Reconciler:
+    """Resolves the conflict copies of one store; one instance per daemon."""
+
+    def __init__(self, store: Path, quarantine_root: Path, journal: Journal) -> None:
+        self.store = Path(store)
+        self.quarantine_root = quarantine_root
+        self.journal = journal
+        self.resolved = 0
+        self.reported = 0
+
+    def resolve_all(self, copies: list[Copy], model_lock=None) -> list[dict]:
+        """Resolve each copy; returns the journal records written. `model_lock(name)` gives
+        the lock a renumbering must hold (the one model registration takes)."""
+        quarantine = Quarantine(self.quarantine_root, self.store)
+        records = []
+        for copy in copies:
+            try:
+                record = self._resolve(copy, quarantine, model_lock)
+            except OSError as exc:
+                log.warning("could not resolve %s: %s (will retry)", copy.path, exc)
+                continue
+            if record is None:
+                continue
+            self.journal.append(**record)
+            self.resolved += 1
+            self.reported += bool(record["needs_attention"])
+            log.log(logging.WARNING if record["needs_attention"] else logging.INFO,
+                    "conflict copy %s: %s", record["copy"], record["report"])
+            records.append(record)
+        return records
+
+    def _record(self, copy: Copy, kind: str, action: str, report: str, attention: bool,
+                quarantined: list[str], **extra) -> dict:
+        return {"original": "/".join(copy.rel), "copy": os.path.relpath(copy.path, self.store),
+                "client": copy.name.client, "who": copy.name.who, "kind": kind,
+                "action": action, "report": report, "needs_attention": attention,
+                "quarantined": quarantined, "time": time.time(), **extra}
+
+    def _resolve(self, copy: Copy, quarantine: Quarantine, model_lock) -> dict | None:
+        theirs = _read(copy.path)
+        if theirs is None:
+            return None  # resolved elsewhere meanwhile
+        kind = conflicts.kind_of(copy.rel)
+        ours = _read(copy.original)
+        if ours is None:
+            # the original is gone (deleted on one side, changed on the other): the copy is
+            # the only version left, so it becomes the original again
+            os.replace(copy.path, copy.original)
+            return self._record(copy, kind, "restored", "The original was missing; the copy "
+                                "took its place.", False, [])
+        res = conflicts.resolve(kind, ours[0], theirs[0], ours[1], theirs[1])
+        kept: list[str] = []
+        extra: dict = {}
+        if res.action == conflicts.RENUMBER:
+            if model_lock is None:
+                return None
+            with model_lock(copy.rel[1]):
+                extra = self._renumber(copy, res, ours[0], theirs[0], quarantine, kept)
+                if extra is None:
+                    return None
+        elif res.rewrites_original:
+            new = res.merged if res.action == conflicts.MERGE else theirs[0]
+            kept.append(quarantine.keep_bytes(copy.original, ours[0]))
+            if not metayaml.replace_if_unchanged(copy.original, new, ours[0], limit=None):
+                return None  # written meanwhile: look again next pass
+        kept.append(quarantine.move(copy.path))
+        attention = res.conflict or res.action == conflicts.NEEDS_PERSON
+        return self._record(copy, kind, res.action, res.report, attention, kept, **extra)
+
+    def _renumber(self, copy: Copy, res: conflicts.Resolution, ours: bytes, theirs: bytes,
+                  quarantine: Quarantine, kept: list[str]) -> dict | None:
+        """Two versions got number N: the later one (res.renumber) moves to the next free
+        number, tagged with where it came from; the other keeps N."""
+        version_dir = copy.original.parent
+        match = _VERSION_DIR.match(version_dir.name)
+        if match is None or len(copy.rel) != 4 or copy.rel[0] != REGISTRY:
+            return None
+        old = int(match.group(1))
+        moving, staying = (theirs, ours) if res.renumber == "copy" else (ours, theirs)
+        doc = metayaml.parse(moving)
+        model_dir = version_dir.parent
+        while True:
+            taken = [int(m.group(1)) for d in os.listdir(model_dir)
+                     if (m := _VERSION_DIR.match(d))]
+            new = max(taken) + 1
+            target = model_dir / f"version-{new}"
+            try:
+                os.mkdir(target)
+                break
+            except FileExistsError:
+                continue
+        doc["version"] = new
+        (target / "tags").mkdir()
+        (target / "tags" / RENUMBERED_TAG).write_text(
+            f"version {old}: registered on two machines at once; conflict copy "
+            f"{copy.path.name}", encoding="utf-8")
+        tmp = target / f"{TEMP_PREFIX}{META}"
+        tmp.write_bytes(metayaml.dump(doc))
+        os.replace(tmp, target / META)
+        if res.renumber == "original":
+            kept.append(quarantine.keep_bytes(copy.original, ours))
+            if not metayaml.replace_if_unchanged(copy.original, staying, ours):
+                raise OSError(f"{copy.original} changed while renumbering; version-{new} "
+                              "holds its earlier content")
+        return {"new_version": new, "old_version": old}
+
+
+def read_records(path: Path) -> list[dict]:
+    """The conflict journal, oldest first (empty when there is none yet)."""
+    try:
+        return list(read_journal(path))
+    except FileNotFoundError:
+        return []
+
+
+class ConflictService:
+    """The daemon's conflict thread: a cheap scan every `interval`; copies found -> take the
+    cross-machine "conflicts" lock, scan again, resolve."""
+
+    def __init__(self, reconciler: Reconciler, settings: LockSettings, interval: float,
+                 hosts: Callable[[], Iterable[str]]) -> None:
+        self.reconciler, self.settings, self.interval = reconciler, settings, interval
+        self.hosts = hosts
+        self.paused = threading.Event()
+        self.waiting = 0
+        self.last_scan: float | None = None
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="conflicts", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def snapshot(self) -> dict:
+        return {"enabled": True, "waiting": self.waiting, "last_scan": self.last_scan,
+                "resolved": self.reconciler.resolved,
+                "needs_attention": self.reconciler.reported, "error": self.error,
+                "paused": self.paused.is_set()}
+
+    def model_lock(self, name: str) -> HostLock:
+        return HostLock(self.settings, resource_name("model", name))
+
+    def run_once(self) -> list[dict]:
+        store = self.reconciler.store
+        copies = find_copies(store, self.hosts())
+        self.waiting, self.last_scan = len(copies), time.time()
+        if not copies:
+            return []
+        with HostLock(self.settings, "conflicts"):
+            copies = find_copies(store, self.hosts())
+            records = self.reconciler.resolve_all(copies, self.model_lock)
+        self.waiting = len(find_copies(store, self.hosts()))
+        return records
+
+    def _run(self) -> None:
+        while not self._stop.wait(0 if self.last_scan is None else self.interval):
+            if self.paused.is_set():
+                continue
+            try:
+                self.run_once()
+                self.error = None
+            except LockTimeout as exc:
+                self.error = f"waiting for the conflicts lock: {exc}"
+                log.warning("%s", self.error)
+            except Exception as exc:  # noqa: BLE001 - report, never take the daemon down
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.exception("conflict pass failed")
