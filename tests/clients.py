@@ -46,19 +46,24 @@ print("RESULT " + json.dumps(out))
 '''
 
 
+def start_training_client(uri: str, exp_name: str, n_runs: int, model_name: str | None,
+                          workdir: Path) -> subprocess.Popen:
+    """A training script in a child process: runs with a param, metric steps, a tag, an
+    artifact and (with `model_name`) a registered pyfunc model each, logged to `uri`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, MLFLOW_ALLOW_FILE_STORE="true")
+    return subprocess.Popen(
+        [sys.executable, "-c", DIRECT_CLIENT, uri, exp_name, str(n_runs), model_name or "-",
+         str(workdir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        cwd=str(workdir))
+
+
 def run_direct_client(store: Path, exp_name: str, n_runs: int, model_name: str | None,
                       workdir: Path) -> dict:
     """Log runs (and registered pyfunc models) by opening the store folder directly, as a
     training script does with a file: tracking URI: every meta.yaml gets absolute paths."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, MLFLOW_ALLOW_FILE_STORE="true")
-    res = subprocess.run(
-        [sys.executable, "-c", DIRECT_CLIENT, store.as_uri(), exp_name, str(n_runs),
-         model_name or "-", str(workdir)],
-        capture_output=True, text=True, timeout=300, env=env, cwd=str(workdir))
-    assert res.returncode == 0, res.stderr[-3000:]
-    line = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
+    return result_of(start_training_client(store.as_uri(), exp_name, n_runs, model_name,
+                                           workdir))
 
 
 READ_THROUGH_SERVER = r'''

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from clients import result_of, start_register_client
+from clients import read_through_server, result_of, start_register_client, start_training_client
 from conftest import Guard, free_port, guardctl, wait_for
 from guard.reconcile import RENUMBERED_TAG, find_copies
 from guard.store import init_store
@@ -130,3 +130,40 @@ def test_both_hosts_logging_to_one_run_while_sync_is_down_keep_every_point(hosts
     wait_for(every_point_everywhere, 90, what="the metric histories to be merged")
     for guard in (a, b):
         assert MlflowClient(guard.url).get_run(run_id).data.params["lr"] == "0.1"
+
+
+def test_training_on_both_hosts_at_once_every_record_readable_everywhere(hosts, tmp_path):
+    """Two training scripts, one per host, each through its own host's guard: runs, params,
+    metric points, tags, artifacts and registered model versions of both are present and
+    readable through both hosts' servers; no conflict copy is left."""
+    (a, b), syncer = hosts
+    procs = [start_training_client(g.url, f"train-{name}", 2, "team", tmp_path / name)
+             for g, name in ((a, "A"), (b, "B"))]
+    made = [result_of(proc, 600) for proc in procs]
+    versions = [v["version"] for result in made for v in result["versions"]]
+    assert sorted(versions, key=int) == ["1", "2", "3", "4"]  # distinct, by the model lock
+    wait_for(lambda: syncer.settle(5) and no_copies_left((a, b)), 60, what="sync and cleanup")
+    from mlflow import MlflowClient
+
+    runs = [run for result in made for run in result["runs"]]
+    artifacts = {run["run_id"]: run["artifact"] for run in runs}
+    models = [("team", v) for v in versions]
+    for guard in (a, b):
+        client = MlflowClient(guard.url)
+        for result, name in zip(made, "AB"):
+            for run in result["runs"]:
+                got = client.get_run(run["run_id"])
+                assert got.data.params["i"] in ("0", "1")
+                assert got.data.tags["origin"] == f"train-{name}"
+                # MLflow 3 itself writes step 0 a second time when log_model links the run's
+                # metrics to the logged model; the guard neither adds nor drops a point
+                steps = [m.step for m in client.get_metric_history(run["run_id"], "loss")]
+                assert sorted(set(steps)) == [0, 1, 2]
+                assert steps == [m.step for m in MlflowClient(a.url).get_metric_history(
+                    run["run_id"], "loss")]
+        report = read_through_server(guard.url, artifacts, models)
+        for run in runs:
+            assert report["artifacts"][run["run_id"]]["content"].startswith("run ")
+        adds = {v["version"]: v["add"] for result in made for v in result["versions"]}
+        for version in versions:
+            assert report["predictions"][f"team/{version}"] == [10 + adds[version]]
