@@ -27,6 +27,7 @@ from filelock import Timeout as FileLockTimeout
 from . import leases
 from .layout import COORDINATION
 from .leases import Lease
+from .peers import read_all
 from .state import write_json_atomic
 
 log = logging.getLogger("guard.locks")
@@ -286,8 +287,6 @@ def list_locks(store: Path, now: float) -> list[dict]:
 
 def heartbeat_times(store: Path) -> dict[str, float]:
     """Each host's last heartbeat, as lease liveness needs it."""
-    from .peers import read_all
-
     return {beat.host_id: beat.last_seen for beat in read_all(store)}
 
 
