@@ -102,7 +102,7 @@ FIELDS: tuple[Field, ...] = (
     Field("locks.skew", "float", 2.0, minimum=0),
     Field("locks.timeout", "float", 120.0, minimum=1),
     Field("conflicts.enabled", "bool", True),
-    Field("conflicts.scan_interval", "float", 30.0, minimum=1),
+    Field("conflicts.scan_interval", "float", 300.0, minimum=1),
     Field("log.level", "level", "INFO"),
     Field("log.max_bytes", "int", 10 * 1024 * 1024, minimum=1024),
     Field("log.backups", "int", 5, minimum=0),

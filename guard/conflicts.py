@@ -76,6 +76,8 @@ def parse_conflict_name(name: str, hosts: frozenset[str] = frozenset()) -> Confl
     `hosts` also settles a Synology client name containing '_', which is otherwise taken to
     be the last '_'-part before the date.
     """
+    if "onflict" not in name and not (hosts and "-" in name):
+        return None  # fast path: every pattern but OneDrive's has "Conflict"/"conflict" in it
     for client, pattern in _PATTERNS:
         m = pattern.fullmatch(name)
         if m is None:

@@ -135,8 +135,8 @@ class Daemon:
             if not self._await_store():
                 return 0 if self.stopping.is_set() else 2
             self._clear_leftovers()
-            self._start_fixer()
             self._start_conflicts()
+            self._start_fixer()
             self._loop()
             return 0
         finally:
@@ -211,7 +211,8 @@ class Daemon:
         fixer = Fixer(self.store, Journal(self.state.rewrite_journal), self.cfg.host_id,
                       foreign_delay=rw.foreign_delay, in_flight_grace=rw.in_flight_grace,
                       experiment_quiet=rw.experiment_quiet)
-        self.fixer = FixerService(fixer, rw.watch, rw.poll_interval, rw.full_pass_interval)
+        self.fixer = FixerService(fixer, rw.watch, rw.poll_interval, rw.full_pass_interval,
+                                  self.conflicts.notice if self.conflicts else None)
         self.fixer.start()
         log.info("path rewriting on (%s)", self.fixer.mode)
 

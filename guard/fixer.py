@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter, deque
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from . import metayaml
 from .journal import Journal, read_journal
@@ -365,8 +365,10 @@ class FixerService:
     """The daemon's portability thread: a full pass at start, then events or polling."""
 
     def __init__(self, fixer: Fixer, watch_mode: str, poll_interval: float,
-                 full_pass_interval: float) -> None:
+                 full_pass_interval: float,
+                 on_copy: Callable[[Path], None] | None = None) -> None:
         self.fixer = fixer
+        self.on_copy = on_copy  # conflict copies seen by the watcher go to reconcile
         self.watcher = StoreWatcher(fixer.store, watch_mode)
         self.poll_interval = poll_interval
         self.full_pass_interval = full_pass_interval
@@ -414,6 +416,8 @@ class FixerService:
                 self.fixer.check(path)
             elif kind == "dir":
                 self.fixer.check_dir(path)
+            elif kind == "copy" and self.on_copy is not None:
+                self.on_copy(path)
             now = time.monotonic()
             if now >= next_full:
                 self.fixer.full_pass()

@@ -195,14 +195,17 @@ def read_records(path: Path) -> list[dict]:
 
 
 class ConflictService:
-    """The daemon's conflict thread: a cheap scan every `interval`; copies found -> take the
-    cross-machine "conflicts" lock, scan again, resolve."""
+    """The daemon's conflict thread: a scan of the store at start, every `interval`, and as
+    soon as the watcher sees a copy appear; copies found -> take the cross-machine "conflicts"
+    lock, scan again, resolve. (On Linux the watcher covers only folders that can hold a
+    meta.yaml, so copies of metrics, params and tags wait for the interval there.)"""
 
     def __init__(self, reconciler: Reconciler, settings: LockSettings, interval: float,
                  hosts: Callable[[], Iterable[str]]) -> None:
         self.reconciler, self.settings, self.interval = reconciler, settings, interval
         self.hosts = hosts
         self.paused = threading.Event()
+        self.wake = threading.Event()
         self.waiting = 0
         self.last_scan: float | None = None
         self.error: str | None = None
@@ -214,7 +217,13 @@ class ConflictService:
 
     def stop(self) -> None:
         self._stop.set()
+        self.wake.set()
         self._thread.join(timeout=10)
+
+    def notice(self, path: Path) -> None:
+        """The watcher saw a conflict copy appear: scan now rather than at the next interval."""
+        log.debug("conflict copy appeared: %s", path)
+        self.wake.set()
 
     def snapshot(self) -> dict:
         return {"enabled": True, "waiting": self.waiting, "last_scan": self.last_scan,
@@ -238,8 +247,14 @@ class ConflictService:
         return records
 
     def _run(self) -> None:
-        while not self._stop.wait(0 if self.last_scan is None else self.interval):
+        while not self._stop.is_set():
+            if self.last_scan is not None:
+                self.wake.wait(self.interval)
+                self.wake.clear()
+                if self._stop.is_set():
+                    return
             if self.paused.is_set():
+                self.last_scan = time.time()
                 continue
             try:
                 self.run_once()

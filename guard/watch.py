@@ -25,6 +25,7 @@ from watchdog.events import (DirCreatedEvent, DirMovedEvent, FileClosedEvent, Fi
                              FileSystemEventHandler)
 from watchdog.observers import Observer
 
+from .conflicts import parse_conflict_name
 from .layout import META, can_hold_meta
 
 try:
@@ -58,6 +59,8 @@ class _Handler(FileSystemEventHandler):
                 self.sink.put(("dir", path))  # a folder synced or restored in one move
         elif path.name == META:
             self.sink.put(("file", path))
+        elif parse_conflict_name(path.name) is not None:
+            self.sink.put(("copy", path))
 
 
 class _InotifyBackend:
@@ -135,10 +138,14 @@ class _InotifyBackend:
                 self.sink.put(("dir", path))
         elif event.name == META and event.mask & (iflags.CLOSE_WRITE | iflags.MOVED_TO):
             self.sink.put(("file", path))
+        elif event.mask & (iflags.CLOSE_WRITE | iflags.MOVED_TO) and \
+                parse_conflict_name(event.name) is not None:
+            self.sink.put(("copy", path))  # a sync client's conflict copy (reconcile.py)
 
 
 class StoreWatcher:
-    """Puts ("file", path) and ("dir", path) items on `self.queue` as the store changes."""
+    """Puts ("file", path) (a meta.yaml), ("dir", path) (a folder moved or created) and
+    ("copy", path) (a sync client's conflict copy) items on `self.queue` as the store changes."""
 
     def __init__(self, store: Path, mode: str = "auto",
                  observer_factory: Callable[[], object] | None = None) -> None:

@@ -167,3 +167,27 @@ def test_guardctl_conflicts_lists_what_needs_a_person(store, tmp_path):
     assert f"{EXP}/{RUN}/params/p" in out.stdout and "kept:" in out.stdout
     doc = json.loads(guardctl("conflicts", "--json", *opts).stdout)
     assert doc["in_store_now"] == [] and len(doc["needs_attention"]) == 1
+
+
+def test_the_daemon_resolves_a_copy_as_soon_as_the_watcher_sees_it(store, tmp_path, make_guard):
+    """The full scan runs once an hour here; a meta.yaml copy is handled on its event."""
+    from conftest import wait_for
+
+    config = tmp_path / "guard.yaml"
+    config.write_text("conflicts:\n  scan_interval: 3600\nlocks:\n  settle: 0.2\n")
+    guard = make_guard(store, config=config).start()
+    guard.wait_healthy()
+    wait_for(lambda: (guard.status().get("conflicts") or {}).get("last_scan"), 30,
+             what="the first conflict scan")
+    run_dir = store / EXP / RUN
+    doc = metayaml.parse((run_dir / "meta.yaml").read_bytes())
+    tmp = tmp_path / "incoming.yaml"
+    tmp.write_bytes(metayaml.dump(dict(doc, status=1, end_time=None)))  # a stale RUNNING copy
+    os.replace(tmp, run_dir / f"meta{SYN}.yaml")  # as a sync client delivers it
+    journal = guard.state_dir / "journal" / "conflicts.jsonl"
+    (record,) = wait_for(lambda: read_records(journal), 20, what="the copy to be resolved")
+    assert record["action"] == "keep_original" and record["kind"] == "run_meta"
+    assert not (run_dir / f"meta{SYN}.yaml").exists()
+    assert file_store(store).get_run(RUN).info.status == "FINISHED"
+    status = guard.ctl("status").stdout
+    assert "conflicts 1 copies resolved since start, 0 need a look" in status
