@@ -19,8 +19,10 @@ state folders, configs and journals in a second temp folder):
        (every location is rewritten: parse, dump, fsync'd temp file, rename, journal line);
    (a) the baseline: a bare os.walk over the whole (now canonical) copy that opens and parses
        (yaml CSafeLoader) every file named meta.yaml;
-   (c) a second full_pass with the same Fixer on the same canonical copy (the steady state).
-   Prints the medians (3 each), meta.yaml files per second and the ratios (b)/(a), (c)/(a).
+   (c) a second full_pass with the same Fixer on the same canonical copy (the steady state);
+   (d) reconcile.find_copies, the daemon's conflict-copy scan, over the same copy.
+   Prints the medians (3 each), meta.yaml files per second and the ratios (b)/(a), (c)/(a),
+   (d)/(a), and (d)'s average share of a core at the default conflicts.scan_interval.
 2. Event-to-fix latency through the real daemon: `guardctl run` over a canonical copy, config
    `rewrite: {foreign_delay: 0}`; once `guardctl status` exits 0 and status.json has
    portability.last_full_pass, --events times: a finished run arrives as a sync client delivers
@@ -80,10 +82,12 @@ from benchlib import (BenchError, descendants, find_guardctl, fmt, free_port, re
 try:
     from guard.fixer import Fixer
     from guard.journal import Journal
+    from guard.reconcile import find_copies
 except ImportError:  # run from a checkout without the editable install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from guard.fixer import Fixer
     from guard.journal import Journal
+    from guard.reconcile import find_copies
 
 FOREIGN_ROOT = "file:///C:/Users/alice/SynologyDrive/lab/mlruns"
 PORTABLE = b"mlflow-artifacts:/"
@@ -648,6 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         firsts: list[float] = []
         steadies: list[float] = []
         copies: dict[int, Path] = {}
+        scans: list[float] = []
         walk_files = pass_files = 0
         rewritten = 0
         for i in range(1, ROUNDS + 1):
@@ -661,6 +666,9 @@ def main(argv: list[str] | None = None) -> int:
             walk_s, walk_files = bare_walk(store)
             walks.append(walk_s)
             t0 = time.perf_counter()
+            find_copies(store, ["bench", "other-host"])
+            scans.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
             steady = fixer.full_pass()
             steadies.append(time.perf_counter() - t0)
             pass_files = steady["files"]
@@ -673,6 +681,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{steadies[-1]:6.2f} s {steady['outcomes']}", flush=True)
             if i == 1:  # copies 2 and 3 serve the daemons
                 shutil.rmtree(store, ignore_errors=True)
+        res["scans"] = scans
         res["pass"] = (statistics.median(walks), statistics.median(firsts),
                        statistics.median(steadies), walk_files, pass_files, rewritten,
                        walks, firsts, steadies)
@@ -747,6 +756,10 @@ def main(argv: list[str] | None = None) -> int:
           f"meta.yaml/s  ({pass_files} files)  [{fmt(steadies)}]")
     print(f"  ratio (b)/(a) {first / walk:5.2f}   ratio (c)/(a) {steady / walk:5.2f}   "
           "(goal: at most 1.5)")
+    scan = statistics.median(res["scans"])
+    print(f"  (d) conflict-copy scan (reconcile.find_copies) {scan:5.2f} s, ratio (d)/(a) "
+          f"{scan / walk:5.2f}; at conflicts.scan_interval 300 s that is "
+          f"{100 * scan / 300:.2f} % of a core on average  [{fmt(res['scans'])}]")
 
     def lat_line(name: str, values: list[float], wanted: int, wrong: int,
                  mode: str | None) -> str:
