@@ -189,5 +189,6 @@ def test_the_daemon_resolves_a_copy_as_soon_as_the_watcher_sees_it(store, tmp_pa
     assert record["action"] == "keep_original" and record["kind"] == "run_meta"
     assert not (run_dir / f"meta{SYN}.yaml").exists()
     assert file_store(store).get_run(RUN).info.status == "FINISHED"
-    status = guard.ctl("status").stdout
-    assert "conflicts 1 copies resolved since start, 0 need a look" in status
+    # status.json is rewritten about once a second
+    wait_for(lambda: "conflicts 1 copies resolved since start, 0 need a look"
+             in guard.ctl("status").stdout, 15, what="status to count the resolved copy")
