@@ -13,7 +13,7 @@ import logging
 import os
 from typing import Any
 
-from .gate import model_field, model_lock
+from .gate import model_field, model_resource
 from .locks import ENV, HostLock, LockSettings, LockTimeout
 
 log = logging.getLogger("guard.app")
@@ -24,9 +24,10 @@ def install(flask_app: Any, settings: LockSettings) -> None:
     from flask import Response, g, request
 
     def before() -> Any:
-        if model_field(request.method, request.path) is None:
+        field = model_field(request.method, request.path)
+        if field is None:
             return None
-        resource = model_lock(request.method, request.path, request.get_data(cache=True))
+        resource = model_resource(field, request.get_data(cache=True))
         if resource is None:
             return None
         lock = HostLock(settings, resource)

@@ -34,13 +34,14 @@ def model_field(method: str, path: str) -> str | None:
 
 
 def model_lock(method: str, path: str, body: bytes) -> str | None:
-    """The lock resource a request must hold while MLflow handles it, or None.
-
-    A body that is not JSON or names no model gets None: MLflow itself rejects it.
-    """
+    """The lock resource a request must hold while MLflow handles it, or None."""
     field = model_field(method, path)
-    if field is None:
-        return None
+    return None if field is None else model_resource(field, body)
+
+
+def model_resource(field: str, body: bytes) -> str | None:
+    """The lock resource for the model named by `field` in the JSON `body`; None for a body
+    that is not JSON or names no model (MLflow itself rejects those)."""
     try:
         doc = json.loads(body or b"{}")
     except (ValueError, UnicodeDecodeError):

@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 from urllib.parse import quote
 
 from filelock import FileLock
@@ -26,6 +26,7 @@ from filelock import Timeout as FileLockTimeout
 
 from . import leases
 from .layout import COORDINATION
+from .config import Config
 from .leases import Lease
 from .peers import read_all
 from .state import write_json_atomic
@@ -57,7 +58,7 @@ class LockSettings:
     stale_after: float
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "LockSettings":
+    def from_config(cls, cfg: Config) -> "LockSettings":
         return cls(str(cfg.require_store()), str(cfg.state_dir), cfg.host_id, cfg.locks.backend,
                    cfg.locks.settle, cfg.locks.ttl, cfg.locks.renew_every, cfg.locks.skew,
                    cfg.locks.timeout, cfg.peers.stale_after)

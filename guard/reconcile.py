@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, ContextManager, Iterable
 
 from . import conflicts, metayaml
 from .conflicts import ConflictName, parse_conflict_name
@@ -89,7 +89,8 @@ class Reconciler:
         self.resolved = 0
         self.reported = 0
 
-    def resolve_all(self, copies: list[Copy], model_lock=None) -> list[dict]:
+    def resolve_all(self, copies: list[Copy],
+                    model_lock: Callable[[str], ContextManager] | None = None) -> list[dict]:
         """Resolve each copy; returns the journal records written. `model_lock(name)` gives
         the lock a renumbering must hold (the one model registration takes)."""
         quarantine = Quarantine(self.quarantine_root, self.store)
@@ -117,7 +118,8 @@ class Reconciler:
                 "action": action, "report": report, "needs_attention": attention,
                 "quarantined": quarantined, "time": time.time(), **extra}
 
-    def _resolve(self, copy: Copy, quarantine: Quarantine, model_lock) -> dict | None:
+    def _resolve(self, copy: Copy, quarantine: Quarantine,
+                 model_lock: Callable[[str], ContextManager] | None) -> dict | None:
         theirs = _read(copy.path)
         if theirs is None:
             return None  # resolved elsewhere meanwhile
@@ -243,7 +245,7 @@ class ConflictService:
         with HostLock(self.settings, "conflicts"):
             copies = find_copies(store, self.hosts())
             records = self.reconciler.resolve_all(copies, self.model_lock)
-        self.waiting = len(find_copies(store, self.hosts()))
+        self.waiting = sum(copy.path.exists() for copy in copies)  # left for a later pass
         return records
 
     def _run(self) -> None:

@@ -60,6 +60,7 @@ import traceback
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 TEMP_PREFIX = ".syncsim-"
 FOREIGN_TEMP_PREFIXES = (".guard-tmp-",)
@@ -72,6 +73,36 @@ _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLO
 def ignored_name(name: str) -> bool:
     """True for names the Syncer never syncs (its own and other programs' temp files)."""
     return name.startswith(TEMP_PREFIX) or name.startswith(FOREIGN_TEMP_PREFIXES)
+
+
+def _entries(root: str) -> Iterator[tuple[str, str, os.stat_result | None]]:
+    """What a sync client syncs under `root`: real folders ("d", rel, None) and regular
+    files ("f", rel, lstat), ignored names and symlinks left out; an entry that vanishes
+    mid-walk is absent from this walk."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        reldir = os.path.relpath(dirpath, root)
+        reldir = "" if reldir == os.curdir else reldir
+        keep = []
+        for d in dirnames:
+            if ignored_name(d):
+                continue
+            try:
+                st = os.lstat(os.path.join(dirpath, d))
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                keep.append(d)
+                yield "d", os.path.join(reldir, d), None
+        dirnames[:] = keep
+        for name in filenames:
+            if ignored_name(name):
+                continue
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                yield "f", os.path.join(reldir, name), st
 
 
 def _key(st: os.stat_result) -> tuple:
@@ -323,40 +354,21 @@ class Syncer:
         old = self._known[i]
         files: dict[str, _Entry] = {}
         dirs: set[str] = set()
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-            reldir = os.path.relpath(dirpath, root)
-            reldir = "" if reldir == os.curdir else reldir
-            keep = []
-            for d in dirnames:
-                try:
-                    st = os.lstat(os.path.join(dirpath, d))
-                except OSError:
-                    continue
-                if stat.S_ISDIR(st.st_mode) and not ignored_name(d):
-                    keep.append(d)
-                    dirs.add(os.path.join(reldir, d))
-            dirnames[:] = keep
-            for name in filenames:
-                if ignored_name(name):
-                    continue
-                rel = os.path.join(reldir, name)
-                try:
-                    st = os.lstat(os.path.join(dirpath, name))
-                except OSError:
-                    continue  # vanished mid-scan: absent for this scan
-                if not stat.S_ISREG(st.st_mode):
-                    continue
-                prev = old.get(rel)
-                if prev is not None and prev.key == _key(st):
-                    files[rel] = prev
-                    continue
-                try:
-                    version = self._read(i, rel, keep_data=False)
-                except _Unstable:
-                    files[rel] = _Entry(None, None)  # changing: dirty now, re-read next scan
-                    continue
-                if isinstance(version, _Version):
-                    files[rel] = version.entry
+        for kind, rel, st in _entries(root):
+            if kind == "d":
+                dirs.add(rel)
+                continue
+            prev = old.get(rel)
+            if prev is not None and prev.key == _key(st):
+                files[rel] = prev
+                continue
+            try:
+                version = self._read(i, rel, keep_data=False)
+            except _Unstable:
+                files[rel] = _Entry(None, None)  # changing: dirty now, re-read next scan
+                continue
+            if isinstance(version, _Version):
+                files[rel] = version.entry
         now = time.monotonic()
         for rel, entry in files.items():
             prev = old.get(rel)
@@ -671,41 +683,21 @@ class Syncer:
         root = self.roots[i]
         files: dict[str, str] = {}
         dirs: set[str] = set()
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-            reldir = os.path.relpath(dirpath, root)
-            reldir = "" if reldir == os.curdir else reldir
-            keep = []
-            for d in dirnames:
-                if ignored_name(d):
-                    continue
-                try:
-                    if stat.S_ISDIR(os.lstat(os.path.join(dirpath, d)).st_mode):
-                        keep.append(d)
-                        dirs.add(os.path.join(reldir, d))
-                except OSError:
-                    pass
-            dirnames[:] = keep
-            for name in filenames:
-                if ignored_name(name):
-                    continue
-                rel = os.path.join(reldir, name)
-                try:
-                    st = os.lstat(os.path.join(dirpath, name))
-                except OSError:
-                    continue
-                if not stat.S_ISREG(st.st_mode):
-                    continue
-                prev = self._known[i].get(rel)
-                if prev is not None and prev.key == _key(st) and prev.digest:
-                    files[rel] = prev.digest
-                    continue
-                try:
-                    v = self._read(i, rel, keep_data=False)
-                except _Unstable:
-                    files[rel] = "<changing>"
-                    continue
-                if isinstance(v, _Version):
-                    files[rel] = v.digest
+        for kind, rel, st in _entries(root):
+            if kind == "d":
+                dirs.add(rel)
+                continue
+            prev = self._known[i].get(rel)
+            if prev is not None and prev.key == _key(st) and prev.digest:
+                files[rel] = prev.digest
+                continue
+            try:
+                v = self._read(i, rel, keep_data=False)
+            except _Unstable:
+                files[rel] = "<changing>"
+                continue
+            if isinstance(v, _Version):
+                files[rel] = v.digest
         return files, dirs
 
     def _differences(self) -> list[str]:

@@ -32,7 +32,7 @@ def test_resource_names_are_single_safe_file_names():
     assert resource_name("model", "churn") == "model-churn"
     hostile = resource_name("model", "../../etc/passwd\\x:y")
     assert "/" not in hostile and "\\" not in hostile and ":" not in hostile
-    assert resource_name("model", "a" * 500).__len__() <= 200
+    assert len(resource_name("model", "a" * 500)) <= 200
 
 
 def test_two_hosts_contending_never_both_hold_once_settled(synced):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from ..config import Config, load_config
+from ..store import inspect_store
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -23,3 +26,15 @@ def config_from(args: argparse.Namespace) -> Config:
         "state_dir": getattr(args, "state_dir", None),
     }
     return load_config(args.config, overrides)
+
+
+def usable_store(cfg: Config, consequence: str = "") -> Path | None:
+    """The configured store when it is a usable MLflow file store; otherwise None, after
+    saying on stderr what is wrong with it (and `consequence`, what was therefore not done)."""
+    store = cfg.require_store()
+    check = inspect_store(store)
+    if check.ok:
+        return store
+    print(f"guardctl: {check.detail}" + (f"; {consequence}" if consequence else ""),
+          file=sys.stderr)
+    return None

@@ -8,6 +8,7 @@ import datetime
 import json
 import sys
 
+from ..peers import read_all
 from ..reconcile import find_copies, read_records
 from ..state import StateDir
 from ..store import inspect_store
@@ -34,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
     state = StateDir(cfg.state_dir)
     records = read_records(state.conflict_journal)
     check = inspect_store(store)
-    waiting = [str(c.path.relative_to(store)) for c in find_copies(store)] if check.ok else []
+    hosts = [cfg.host_id] + [beat.host_id for beat in read_all(store)] if check.ok else []
+    waiting = [str(c.path.relative_to(store)) for c in find_copies(store, hosts)] \
+        if check.ok else []
     attention = [r for r in records if r.get("needs_attention")]
     if args.json:
         print(json.dumps({"journal": str(state.conflict_journal), "resolved": records,

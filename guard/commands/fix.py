@@ -11,8 +11,7 @@ from ..daemon import running_daemon_pid
 from ..fixer import Fixer, undo
 from ..journal import Journal
 from ..state import StateDir
-from ..store import inspect_store
-from .common import add_config_options, config_from
+from .common import add_config_options, config_from, usable_store
 
 NAME = "fix"
 HELP = "rewrite machine-specific artifact paths in meta.yaml once, and print a summary"
@@ -28,10 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from(args)
-    store = cfg.require_store()
-    check = inspect_store(store)
-    if not check.ok:
-        print(f"guardctl: {check.detail}; nothing was changed", file=sys.stderr)
+    store = usable_store(cfg, "nothing was changed")
+    if store is None:
         return 2
     state = StateDir(cfg.state_dir)
     if args.undo:

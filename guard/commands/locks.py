@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
 from ..locks import list_locks
-from ..store import inspect_store
-from .common import add_config_options, config_from
+from .common import add_config_options, config_from, usable_store
 
 NAME = "locks"
 HELP = "list the cross-machine locks in the store: resource, holder, age"
@@ -24,10 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from(args)
-    store = cfg.require_store()
-    check = inspect_store(store)
-    if not check.ok:
-        print(f"guardctl: {check.detail}", file=sys.stderr)
+    store = usable_store(cfg)
+    if store is None:
         return 2
     found = [lock for lock in list_locks(store, time.time()) if args.all or not lock["released"]]
     if args.json:
