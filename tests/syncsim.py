@@ -158,10 +158,14 @@ class Syncer:
     created, once per losing version), `log` (list of ``(time.time(), action, src_host,
     relpath)``, action in copy/delete/mkdir/rmdir/conflict/skip/race/error), `errors`
     (unexpected exceptions of the background thread, as text).
+
+    `volatile`: relpath prefixes ("a/b/") that are synced like the rest but that `settle()`
+    neither waits for nor compares, for files rewritten faster than the sync delay.
     """
 
     def __init__(self, folders: list[Path], delay: float = 0.5, interval: float = 0.1,
-                 conflict_style: str = "synology", host_names: list[str] | None = None):
+                 conflict_style: str = "synology", host_names: list[str] | None = None,
+                 volatile: tuple[str, ...] = ()):
         if len(folders) < 2:
             raise ValueError("a Syncer needs at least two folders")
         if conflict_style not in CONFLICT_STYLES:
@@ -182,6 +186,9 @@ class Syncer:
         self.delay = float(delay)
         self.interval = float(interval)
         self.conflict_style = conflict_style
+        # Path prefixes still synced but not waited for by settle(): files a program rewrites
+        # every fraction of a second (the guards' heartbeats) would otherwise never look settled.
+        self.volatile = tuple(volatile)
 
         self.replayed = 0
         self.deleted = 0
@@ -251,7 +258,8 @@ class Syncer:
     def settle(self, timeout: float = 10.0) -> bool:
         """Block until every change made before this call has been replayed everywhere and
         all folders are identical (same files with the same content, same folders; ignored
-        temp names aside). Returns True, or raises AssertionError describing what differs."""
+        temp names and `volatile` paths aside). Returns True, or raises AssertionError
+        describing what differs."""
         if self._thread is None:
             raise RuntimeError("Syncer is not running")
         deadline = time.monotonic() + timeout
@@ -259,7 +267,7 @@ class Syncer:
         while True:
             with self._lock:
                 # Two completed cycles guarantee one full scan that started after this call.
-                if self._generation >= start_gen + 2 and not self._dirty:
+                if self._generation >= start_gen + 2 and not self._pending():
                     if not self._differences():
                         return True
             if time.monotonic() >= deadline or self._thread is None:
@@ -679,6 +687,12 @@ class Syncer:
 
     # ------------------------------------------------------------------ settle support
 
+    def _is_volatile(self, rel: str) -> bool:
+        return rel.replace(os.sep, "/").startswith(self.volatile) if self.volatile else False
+
+    def _pending(self) -> list[tuple[str, str]]:
+        return [key for key in self._dirty if not self._is_volatile(key[1])]
+
     def _tree(self, i: int) -> tuple[dict[str, str], set[str]]:
         root = self.roots[i]
         files: dict[str, str] = {}
@@ -705,6 +719,8 @@ class Syncer:
         out = []
         all_files = set().union(*(t[0] for t in trees))
         for rel in sorted(all_files):
+            if self._is_volatile(rel):
+                continue
             seen = [t[0].get(rel) for t in trees]
             if len(set(seen)) > 1:
                 desc = ", ".join(f"{h}={'absent' if d is None else d[:8]}"

@@ -15,7 +15,7 @@ def peer_list(guard) -> list[dict]:
 
 
 def test_peers_see_each_other_and_a_killed_host_goes_stale(synced, make_guard, tmp_path):
-    (store_a, store_b), syncer = synced(2, delay=0.3)
+    (store_a, store_b), syncer = synced(2, delay=0.3, volatile=(f"{COORDINATION}/peers/",))
     assert guardctl("init", "--store", str(store_a)).returncode == 0
     syncer.settle(30)
     guards = {}
