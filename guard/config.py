@@ -103,6 +103,13 @@ FIELDS: tuple[Field, ...] = (
     Field("locks.timeout", "float", 120.0, minimum=1),
     Field("conflicts.enabled", "bool", True),
     Field("conflicts.scan_interval", "float", 300.0, minimum=1),
+    Field("vault.enabled", "bool", True),
+    Field("vault.path", "path", None),
+    Field("vault.policy", "choice", "restore", choices=("restore", "alert")),
+    Field("vault.copy_max_bytes", "int", 100 * 1024 * 1024, minimum=0),
+    Field("vault.scan_interval", "float", 300.0, minimum=1),
+    Field("gc.retention_days", "float", 30.0, minimum=0),
+    Field("gc.model_deletions", "choice", "allow", choices=("allow", "refuse")),
     Field("log.level", "level", "INFO"),
     Field("log.max_bytes", "int", 10 * 1024 * 1024, minimum=1024),
     Field("log.backups", "int", 5, minimum=0),
@@ -166,6 +173,21 @@ class ConflictsConfig:
 
 
 @dataclass(frozen=True)
+class VaultConfig:
+    enabled: bool
+    path: Path | None
+    policy: str
+    copy_max_bytes: int
+    scan_interval: float
+
+
+@dataclass(frozen=True)
+class GcConfig:
+    retention_days: float
+    model_deletions: str
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str
     max_bytes: int
@@ -183,6 +205,8 @@ class Config:
     peers: PeersConfig
     locks: LocksConfig
     conflicts: ConflictsConfig
+    vault: VaultConfig
+    gc: GcConfig
     log: LogConfig
     file: Path | None = None
     origins: Mapping[str, str] = field(default_factory=dict)
@@ -196,6 +220,11 @@ class Config:
                 "--store PATH (the synced mlruns folder)"
             )
         return self.store
+
+    @property
+    def vault_root(self) -> Path:
+        """The vault folder: vault.path, or state_dir/vault."""
+        return self.vault.path if self.vault.path is not None else self.state_dir / "vault"
 
     def values(self) -> dict[str, Any]:
         """Flat dotted-key view, for printing and status."""
@@ -285,7 +314,7 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
 def check_value(f: Field, value: Any, origin: str, base_dir: Path | None) -> Any:
     """Validate one value; `base_dir` is where relative paths resolve (None: refuse them)."""
     where = f"'{f.key}' ({origin})"
-    if value is None and f.key == "store":
+    if value is None and f.key in ("store", "vault.path"):
         return None
     if f.kind == "path":
         if not isinstance(value, str) or not value.strip():
@@ -381,6 +410,15 @@ def load_config(
             "point store at the synced mlruns folder"
         )
 
+    vault = values["vault.path"] if values["vault.path"] is not None else state_dir / "vault"
+    if store is not None and (_is_within(vault, store) or _is_within(store, vault)):
+        where = origins["vault.path"] if values["vault.path"] is not None else \
+            f"state_dir, {origins['state_dir']}"
+        raise ConfigError(
+            f"the vault ({where}) is {vault}, which overlaps the store {store}; the vault is "
+            "this machine's unsynced copy: set vault.path to a local folder outside the store, "
+            "on the store's volume so hard links work")
+
     def section(name: str, cls: type) -> Any:
         prefix = name + "."
         return cls(**{k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)})
@@ -396,6 +434,8 @@ def load_config(
         peers=section("peers", PeersConfig),
         locks=section("locks", LocksConfig),
         conflicts=section("conflicts", ConflictsConfig),
+        vault=section("vault", VaultConfig),
+        gc=section("gc", GcConfig),
         log=section("log", LogConfig),
         file=path,
         origins=origins,

@@ -25,12 +25,14 @@ from .fixer import Fixer, FixerService
 from .journal import Journal
 from .locks import LockSettings
 from .logs import setup_logging
-from .processes import Census, ProcRef, alive, classify, end_tree, snapshot
+from .processes import Census, ProcRef, alive, classify, end_tree, gc_processes, snapshot
 from .reconcile import ConflictService, Reconciler
+from .restorer import RestoreService
 from .server import ServerProcess, output_logger, probe_health, server_url
 from .state import StateDir, read_json, write_json_atomic
 from .store import inspect_store
 from .supervisor import Phase
+from .vault import Vault, VaultError
 
 log = logging.getLogger("guard.daemon")
 
@@ -38,6 +40,7 @@ TICK = 0.25
 STARTING_PROBE_INTERVAL = 0.5
 STORE_CHECK_INTERVAL = 2.0
 WAIT_REPORT_INTERVAL = 5.0
+GC_CHECK_INTERVAL = 5.0
 
 
 class AlreadyRunning(Exception):
@@ -100,6 +103,9 @@ class Daemon:
         self.server: ServerProcess | None = None
         self.fixer: FixerService | None = None
         self.conflicts: ConflictService | None = None
+        self.vault: RestoreService | None = None
+        self.gc_seen: list[dict] = []
+        self._next_gc_check = 0.0
         self.known: list[ProcRef] = []  # last seen server tree, kept to end orphans
         self.stopping = threading.Event()
         self.started_at = time.time()
@@ -136,6 +142,7 @@ class Daemon:
                 return 0 if self.stopping.is_set() else 2
             self._clear_leftovers()
             self._start_conflicts()
+            self._start_vault()
             self._start_fixer()
             self._loop()
             return 0
@@ -212,9 +219,32 @@ class Daemon:
                       foreign_delay=rw.foreign_delay, in_flight_grace=rw.in_flight_grace,
                       experiment_quiet=rw.experiment_quiet)
         self.fixer = FixerService(fixer, rw.watch, rw.poll_interval, rw.full_pass_interval,
-                                  self.conflicts.notice if self.conflicts else None)
+                                  self._dispatch)
         self.fixer.start()
         log.info("path rewriting on (%s)", self.fixer.mode)
+
+    def _dispatch(self, kind: str, path) -> None:
+        """Watcher events the fixer does not handle itself."""
+        if kind == "copy" and self.conflicts is not None:
+            self.conflicts.notice(path)
+        if self.vault is not None:
+            self.vault.notice(kind, path)
+
+    def _start_vault(self) -> None:
+        """The vault: a local second name of every store file; deletions put back."""
+        v = self.cfg.vault
+        if not v.enabled:
+            return
+        vault = Vault(self.cfg.vault_root, self.store, v.copy_max_bytes)
+        try:
+            vault.open()
+        except VaultError as exc:
+            raise StartupError(str(exc)) from None
+        retention = self.cfg.gc.retention_days * 86400
+        self.vault = RestoreService(vault, Journal(self.state.vault_journal), self.cfg.host_id,
+                                    v.policy, self.cfg.locks.settle, v.scan_interval, retention)
+        self.vault.start()
+        log.info("vault on (%s, %s) at %s", vault.mode, v.policy, vault.root)
 
     def _start_conflicts(self) -> None:
         """Conflict copies: resolved in the background, under the cross-machine lock."""
@@ -236,6 +266,8 @@ class Daemon:
                 continue
             if now >= self._next_heartbeat:
                 self._heartbeat(now)
+            if now >= self._next_gc_check:
+                self._check_gc(now)
             if self.server is not None:
                 self._watch_server(now)
             if supervisor.due(self.sup, now):
@@ -274,6 +306,16 @@ class Daemon:
         self.peer_report = {"list": [v.__dict__ for v in views], "clash": clash,
                             "warning": peers.version_warning(beat.mlflow_version, views)}
 
+    def _check_gc(self, now: float) -> None:
+        """`mlflow gc` processes aimed at this store: shown in status while they run."""
+        self._next_gc_check = now + GC_CHECK_INTERVAL
+        found = gc_processes(str(self.store), self.cfg.server.port)
+        for proc in found:
+            if proc["pid"] not in {p["pid"] for p in self.gc_seen}:
+                log.error("`mlflow gc` is running against this store: pid %s (user %s): %s",
+                          proc["pid"], proc["user"], proc["command"])
+        self.gc_seen = found
+
     def _handle_request(self) -> None:
         req = self.state.take_request()
         if not req:
@@ -294,7 +336,7 @@ class Daemon:
             return False
         self._next_store_check = now + STORE_CHECK_INTERVAL
         check = inspect_store(self.store)
-        for service in (self.fixer, self.conflicts):
+        for service in (self.fixer, self.conflicts, self.vault):
             if service is not None and check.ok:
                 service.paused.clear()
             elif service is not None:
@@ -391,7 +433,7 @@ class Daemon:
         self.sup = supervisor.State(phase=Phase.STOPPING, starts=self.sup.starts,
                                     last_reason=self.sup.last_reason)
         self.write_status(force=True)
-        for service in (self.fixer, self.conflicts):
+        for service in (self.fixer, self.conflicts, self.vault):
             if service is not None:
                 service.stop()
         survivors = self._end_server("daemon stopping")
@@ -440,6 +482,8 @@ class Daemon:
             "portability": self.fixer.snapshot() if self.fixer else {"enabled": False},
             "peers": self.peer_report,
             "conflicts": self.conflicts.snapshot() if self.conflicts else {"enabled": False},
+            "vault": self.vault.snapshot() if self.vault else {"enabled": False},
+            "gc_processes": self.gc_seen,
             "updated_at": time.time(),
         }
 

@@ -366,9 +366,9 @@ class FixerService:
 
     def __init__(self, fixer: Fixer, watch_mode: str, poll_interval: float,
                  full_pass_interval: float,
-                 on_copy: Callable[[Path], None] | None = None) -> None:
+                 on_event: Callable[[str, Path], None] | None = None) -> None:
         self.fixer = fixer
-        self.on_copy = on_copy  # conflict copies seen by the watcher go to reconcile
+        self.on_event = on_event  # every watcher event also goes to reconcile and the vault
         self.watcher = StoreWatcher(fixer.store, watch_mode)
         self.poll_interval = poll_interval
         self.full_pass_interval = full_pass_interval
@@ -416,8 +416,8 @@ class FixerService:
                 self.fixer.check(path)
             elif kind == "dir":
                 self.fixer.check_dir(path)
-            elif kind == "copy" and self.on_copy is not None:
-                self.on_copy(path)
+            if kind is not None and self.on_event is not None:
+                self.on_event(kind, path)
             now = time.monotonic()
             if now >= next_full:
                 self.fixer.full_pass()

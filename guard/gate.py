@@ -4,6 +4,12 @@ Registering a model picks the next version number from what this machine sees of
 `models/<name>/`; two machines doing it within the sync delay pick the same number. So
 creating a registered model, a model version, or renaming a model onto a name first takes
 the cross-machine lock for that model name.
+
+On a synced store a deletion on one machine is a deletion on all of them. So requests that
+destroy data beyond undo (deleting artifacts, traces) are refused; deleting or renaming a
+registered model is either refused or sanctioned (kept in the vault, with a tombstone so no
+machine's vault puts it back), by gc.model_deletions. Soft deletes (runs, experiments, model
+versions: MLflow only marks them) pass.
 """
 
 from __future__ import annotations
@@ -15,7 +21,11 @@ from .locks import resource_name
 
 # MLflow serves each REST endpoint as /api/2.0/mlflow/... and /ajax-api/2.0/mlflow/..., both
 # optionally under a --static-prefix.
-_ENDPOINT = re.compile(r"^(?:/[^?#]*)?/(?:api|ajax-api)/2\.0/mlflow/(?P<op>[a-z-]+/[a-z-]+)/?$")
+_ENDPOINT = re.compile(r"^(?:/[^?#]*)?/(?:api|ajax-api)/[23]\.0/mlflow/(?P<op>[a-z-]+/[a-z-]+)/?$")
+_ARTIFACT = re.compile(r"^(?:/[^?#]*)?/(?:api|ajax-api)/2\.0/mlflow-artifacts/artifacts(?:/|$)")
+REFUSED = "refused"
+GC_HINT = ("runs and experiments deleted in MLflow (the deleted stage) are removed for good by "
+           "`guardctl gc`, which keeps every machine's copy consistent")
 # operation -> the request field naming the model whose versions it may number
 _MODEL_FIELD = {
     "registered-models/create": "name",
@@ -42,11 +52,51 @@ def model_lock(method: str, path: str, body: bytes) -> str | None:
 def model_resource(field: str, body: bytes) -> str | None:
     """The lock resource for the model named by `field` in the JSON `body`; None for a body
     that is not JSON or names no model (MLflow itself rejects those)."""
+    name = model_name(field, body)
+    return None if name is None else resource_name("model", name)
+
+
+# operation -> the request field naming the registered model it removes from the store
+_REMOVES_MODEL = {"registered-models/delete": "name", "registered-models/rename": "name"}
+_MODEL_DELETES = {"registered-models/delete", "model-versions/delete"}
+
+
+def _operation(path: str) -> str | None:
+    match = _ENDPOINT.match(path)
+    return match.group("op") if match else None
+
+
+def refusal(method: str, path: str, model_deletions: str) -> str | None:
+    """Why the guard refuses this request (403), or None when it may pass."""
+    method = method.upper()
+    if method == "DELETE" and _ARTIFACT.match(path):
+        return ("deleting artifacts through the server is disabled by mlflow-sync-guard: on a "
+                "synced store it deletes them on every machine; " + GC_HINT)
+    op = _operation(path)
+    if op == "traces/delete-traces" and method == "POST":
+        return ("deleting traces is disabled by mlflow-sync-guard: it is permanent on a file "
+                "store and replays on every machine")
+    if op in _MODEL_DELETES and method == "DELETE" and model_deletions == REFUSED:
+        return ("deleting registered models and model versions is disabled on this store "
+                "(gc.model_deletions: refuse); ask the lab's admin, or set it to allow")
+    return None
+
+
+def removed_model_field(method: str, path: str) -> str | None:
+    """The field naming a registered model whose folder this request removes (delete, or
+    rename away from it): the guard keeps it in the vault and writes a tombstone first."""
+    op = _operation(path)
+    if op is None or _REMOVES_MODEL.get(op) is None:
+        return None
+    wanted = "DELETE" if op == "registered-models/delete" else "POST"
+    return _REMOVES_MODEL[op] if method.upper() == wanted else None
+
+
+def model_name(field: str, body: bytes) -> str | None:
+    """The model name in `field` of a JSON body; None when there is none."""
     try:
         doc = json.loads(body or b"{}")
     except (ValueError, UnicodeDecodeError):
         return None
     name = doc.get(field) if isinstance(doc, dict) else None
-    if not isinstance(name, str) or not name:
-        return None
-    return resource_name("model", name)
+    return name if isinstance(name, str) and name else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -85,6 +86,57 @@ def mlflow_role(cmdline: tuple[str, ...]) -> str | None:
     if any(app in arg for arg in cmdline for app in WORKER_APPS):
         return "worker"
     return None
+
+
+def _flag(args: tuple[str, ...], *flags: str) -> str | None:
+    for i, arg in enumerate(args):
+        for flag in flags:
+            if arg == flag and i + 1 < len(args):
+                return args[i + 1]
+            if arg.startswith(flag + "="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def gc_aimed_at(info: ProcInfo, store: str, port: int) -> bool:
+    """Whether this is an `mlflow gc` that deletes from `store`: named by its backend store,
+    by a tracking URI on the guard's port, or by ./mlruns in its working folder (pure)."""
+    idx = _mlflow_index(info.cmdline)
+    if idx is None:
+        return False
+    words = [a for a in info.cmdline[idx + 1:] if not a.startswith("-")]
+    if not words or words[0] != "gc":
+        return False
+    args = info.cmdline[idx + 1:]
+    backend = _flag(args, "--backend-store-uri")
+    if backend:
+        local = uri_to_local_path(backend, info.cwd)
+        if local and same_folder(local, store):
+            return True
+    tracking = _flag(args, "--tracking-uri") or ""
+    if re.search(rf"^https?://(localhost|127\.0\.0\.1|\[::1\])(:{port})(/|$)", tracking):
+        return True
+    return not backend and bool(info.cwd) and same_folder(os.path.join(info.cwd, "mlruns"),
+                                                          store)
+
+
+def gc_processes(store: str, port: int) -> list[dict]:
+    """Running `mlflow gc` processes aimed at the store (pid, user, command), for status."""
+    found = []
+    for proc in psutil.process_iter(["pid", "ppid", "create_time", "cmdline", "username"]):
+        cmdline = tuple(proc.info.get("cmdline") or ())
+        if not any("mlflow" in arg for arg in cmdline) or "gc" not in cmdline:
+            continue
+        try:
+            cwd = proc.cwd()
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess, OSError):
+            cwd = None
+        info = ProcInfo(proc.pid, proc.info.get("ppid") or 0, proc.info.get("create_time") or 0,
+                        cmdline, cwd, proc.info.get("username"))
+        if gc_aimed_at(info, store, port):
+            found.append({"pid": info.pid, "user": info.username, "command": info.command[:300],
+                          "started_at": info.create_time})
+    return found
 
 
 def served_store(info: ProcInfo) -> str | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 
+from .app import SANCTIONS_ENV, Sanctions
 from .config import Config
 from .locks import ENV as LOCKS_ENV
 from .locks import LockSettings
@@ -47,6 +48,8 @@ def server_env(cfg: Config) -> dict[str, str]:
     env[ALLOW_FILE_STORE_ENV] = "true"
     env[OWNER_ENV] = str(cfg.state_dir)
     env[LOCKS_ENV] = LockSettings.from_config(cfg).to_env()
+    env[SANCTIONS_ENV] = Sanctions(str(cfg.store), str(cfg.vault_root), cfg.host_id,
+                                   cfg.gc.model_deletions).to_env()
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

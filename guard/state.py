@@ -61,6 +61,7 @@ class StateDir:
     rewrite_journal = property(lambda self: self.root / "journal" / "rewrites.jsonl")
     conflict_journal = property(lambda self: self.root / "journal" / "conflicts.jsonl")
     quarantine = property(lambda self: self.root / "quarantine")
+    vault_journal = property(lambda self: self.root / "journal" / "vault.jsonl")
 
     def create(self) -> None:
         try:

@@ -47,6 +47,18 @@ def assess(doc: dict | None, daemon_alive: bool, server_alive: bool, health_ok: 
     return Verdict(HEALTHY, "serving")
 
 
+def protection(doc: dict) -> Verdict | None:
+    """A serving guard whose deletion protection is failing or under attack is degraded."""
+    gcs = doc.get("gc_processes") or []
+    if gcs:
+        return Verdict(DEGRADED, f"`mlflow gc` is running against the store (pid "
+                                 f"{gcs[0]['pid']}); use `guardctl gc`")
+    vault = doc.get("vault") or {}
+    if vault.get("error"):
+        return Verdict(DEGRADED, vault["error"])
+    return None
+
+
 def report(cfg: Config, probe_timeout: float = 3.0) -> dict:
     """Everything `guardctl status` shows, as plain data (the --json output)."""
     state = StateDir(cfg.state_dir)
@@ -67,6 +79,8 @@ def report(cfg: Config, probe_timeout: float = 3.0) -> dict:
         if daemon_ok and server.get("url"):
             health_ok, health_detail = probe_health(server["url"], probe_timeout)
     verdict = assess(doc, daemon_ok, server_ok, health_ok)
+    if verdict.label == HEALTHY:
+        verdict = protection(doc or {}) or verdict
     store = (doc or {}).get("store") or (str(cfg.store) if cfg.store else None)
     strays = []
     if store:
@@ -102,6 +116,8 @@ def report(cfg: Config, probe_timeout: float = 3.0) -> dict:
         "portability": (doc or {}).get("portability") if daemon_ok else None,
         "peers": (doc or {}).get("peers") if daemon_ok else None,
         "conflicts": (doc or {}).get("conflicts") if daemon_ok else None,
+        "vault": (doc or {}).get("vault") if daemon_ok else None,
+        "gc_processes": (doc or {}).get("gc_processes") or [] if daemon_ok else [],
         "status_age_s": round(now - doc["updated_at"], 1) if doc and doc.get("updated_at") else None,
     }
 
@@ -128,6 +144,7 @@ def render(r: dict) -> str:
     lines.extend(_portability_lines(r.get("portability")))
     lines.extend(_peer_lines(r.get("peers")))
     lines.extend(_conflict_lines(r.get("conflicts")))
+    lines.extend(_vault_lines(r.get("vault"), r.get("gc_processes") or []))
     if r["strays"]:
         lines.append("  STRAYS    MLflow servers over this store not started by the guard:")
         for p in r["strays"]:
@@ -197,4 +214,31 @@ def _conflict_lines(c: dict | None) -> list[str]:
              + ("; paused: store lost" if c.get("paused") else "")]
     if c.get("error"):
         lines.append(f"  WARNING   conflicts: {c['error']}")
+    return lines
+
+
+def _vault_lines(v: dict | None, gcs: list[dict]) -> list[str]:
+    lines = []
+    for p in gcs:
+        lines.append(f"  MLFLOW GC running against this store: pid {p['pid']} ({p['user']}): "
+                     f"{p['command'][:100]}; deletions it makes are put back from the vault; "
+                     "use `guardctl gc` instead")
+    if not v:
+        return lines
+    if v.get("enabled") is False:
+        return ["  vault     off (vault.enabled: false): deletions are not put back"] + lines
+    state = ("PAUSED: the store looks unmounted, nothing is restored" if v.get("unmounted")
+             or v.get("paused") else "building" if not v.get("ready") else "ok")
+    lines.insert(0, f"  vault     {state}; {v['mode']} mode, policy {v['policy']}, {v['path']}")
+    lines.insert(1, f"            {v['restored']} restored, {v['alerts']} alerts, "
+                    f"{v['followed']} sanctioned or moved since start; last pass "
+                    f"{_ago(v.get('last_pass'))}")
+    for entry in v.get("recent") or []:
+        lines.append(f"            {entry['action']} {entry['path']} ({entry['kind']}, "
+                     f"{_ago(entry['at'])}): {entry['reason']}")
+    if v.get("too_large"):
+        lines.append(f"  WARNING   vault: {v['too_large']} artifacts above vault.copy_max_bytes "
+                     "are not kept (copy mode)")
+    if v.get("error"):
+        lines.append(f"  WARNING   vault: {v['error']}")
     return lines

@@ -20,9 +20,9 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-from watchdog.events import (DirCreatedEvent, DirMovedEvent, FileClosedEvent, FileCreatedEvent,
-                             FileModifiedEvent, FileMovedEvent, FileSystemEvent,
-                             FileSystemEventHandler)
+from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileClosedEvent,
+                             FileCreatedEvent, FileDeletedEvent, FileModifiedEvent,
+                             FileMovedEvent, FileSystemEvent, FileSystemEventHandler)
 from watchdog.observers import Observer
 
 from .conflicts import parse_conflict_name
@@ -42,7 +42,7 @@ EVENTS, POLLING = "events", "polling"
 # Only writes and moves: the guard reads every meta.yaml it checks, and open/close-nowrite
 # events for those reads would flood the kernel queue (and wake the guard for nothing).
 WANTED = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileClosedEvent,
-          DirCreatedEvent, DirMovedEvent]
+          FileDeletedEvent, DirCreatedEvent, DirMovedEvent, DirDeletedEvent]
 
 
 class _Handler(FileSystemEventHandler):
@@ -50,6 +50,8 @@ class _Handler(FileSystemEventHandler):
         self.sink = sink
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("deleted", "moved"):
+            self.sink.put(("gone", Path(os.fsdecode(event.src_path))))  # the vault looks
         if event.event_type not in ("created", "modified", "moved", "closed"):
             return
         raw = event.dest_path if event.event_type == "moved" else event.src_path
@@ -69,8 +71,8 @@ class _InotifyBackend:
     def __init__(self, store: Path, sink: "queue.Queue[tuple[str, Path]]") -> None:
         self.store = store
         self.sink = sink
-        self.mask = (iflags.CLOSE_WRITE | iflags.MOVED_TO | iflags.CREATE | iflags.ONLYDIR
-                     | iflags.DONT_FOLLOW)
+        self.mask = (iflags.CLOSE_WRITE | iflags.MOVED_TO | iflags.CREATE | iflags.DELETE
+                     | iflags.MOVED_FROM | iflags.ONLYDIR | iflags.DONT_FOLLOW)
         self.paths: dict[int, tuple[Path, tuple[str, ...]]] = {}
         self.failed = ""
         self.overflows = 0
@@ -125,6 +127,9 @@ class _InotifyBackend:
         if base is None or not event.name:
             return
         path, rel = base[0] / event.name, base[1] + (event.name,)
+        if event.mask & (iflags.DELETE | iflags.MOVED_FROM):
+            self.sink.put(("gone", path))  # a deletion (or the first half of a move): vault.py
+            return
         if event.mask & iflags.ISDIR:
             if event.mask & (iflags.CREATE | iflags.MOVED_TO) and can_hold_meta(rel):
                 try:
@@ -144,8 +149,9 @@ class _InotifyBackend:
 
 
 class StoreWatcher:
-    """Puts ("file", path) (a meta.yaml), ("dir", path) (a folder moved or created) and
-    ("copy", path) (a sync client's conflict copy) items on `self.queue` as the store changes."""
+    """Puts ("file", path) (a meta.yaml), ("dir", path) (a folder moved or created),
+    ("copy", path) (a sync client's conflict copy) and ("gone", path) (something deleted or
+    moved away) items on `self.queue` as the store changes."""
 
     def __init__(self, store: Path, mode: str = "auto",
                  observer_factory: Callable[[], object] | None = None) -> None:

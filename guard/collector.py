@@ -1,0 +1,169 @@
+"""`guardctl gc`, the sanctioned collector: what `mlflow gc` should be on a synced store.
+
+It removes only runs and experiments that have been in MLflow's `deleted` stage for longer
+than --older-than, never one a model version points to (by run id, by logged model, or by an
+artifact path naming either). It holds the cross-machine "gc" lock, writes a tombstone per
+removal first (so no machine's vault puts it back) and moves the data into the vault's trash,
+kept gc.retention_days, rather than deleting it. `plan` is pure; `survey` reads the store.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from . import tombstones
+from .deletions import Rel
+from .layout import META, REGISTRY, TRASH
+from .metayaml import MAX_BYTES
+from .vault import move_into_trash, new_batch
+
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_MODEL_ID = re.compile(r"^m-[0-9a-f]{32}$")
+_VERSION = re.compile(r"^version-\d+$")
+
+
+@dataclass(frozen=True)
+class Item:
+    kind: str  # run | experiment
+    rel: Rel
+    id: str
+    name: str
+    deleted_at_ms: int | None  # None: MLflow did not record when (older file stores)
+    run_ids: frozenset[str] = frozenset()    # an experiment's runs
+    model_ids: frozenset[str] = frozenset()  # an experiment's logged models
+
+
+@dataclass(frozen=True)
+class Protected:
+    run_ids: frozenset[str]
+    model_ids: frozenset[str]
+
+
+def referenced_ids(doc: dict) -> tuple[set[str], set[str]]:
+    """Run ids and logged-model ids a model version's meta.yaml names, directly or inside its
+    source / storage_location (runs:/<id>/..., models:/m-<id>, .../<run_id>/artifacts/...)."""
+    runs, models = set(), set()
+    for key in ("run_id", "model_id"):
+        value = doc.get(key)
+        if isinstance(value, str) and value:
+            (runs if key == "run_id" else models).add(value)
+    for key in ("source", "storage_location"):
+        value = doc.get(key)
+        if not isinstance(value, str):
+            continue
+        for part in re.split(r"[/\\:]+", value):
+            if _RUN_ID.match(part):
+                runs.add(part)
+            elif _MODEL_ID.match(part):
+                models.add(part)
+    return runs, models
+
+
+def plan(items: list[Item], protected: Protected, now_ms: int,
+         older_than_ms: int) -> tuple[list[Item], list[tuple[Item, str]]]:
+    """(what to remove, what to keep with why) among items in the deleted stage (pure).
+
+    An experiment taken whole takes its runs; a run is listed on its own only when its
+    experiment stays."""
+    take: list[Item] = []
+    keep: list[tuple[Item, str]] = []
+    taken_exps: set[Rel] = set()
+
+    def too_new(item: Item) -> str | None:
+        if item.deleted_at_ms is None:
+            return None
+        age = now_ms - item.deleted_at_ms
+        if age < older_than_ms:
+            return f"deleted {age / 86_400_000:.1f} days ago (younger than --older-than)"
+        return None
+
+    for item in sorted(items, key=lambda i: (i.kind != "experiment", i.rel)):
+        if item.kind == "run" and any(item.rel[:len(e)] == e for e in taken_exps):
+            continue
+        why = too_new(item)
+        if item.kind == "run" and item.id in protected.run_ids:
+            why = "a registered model version points to it"
+        if item.kind == "experiment":
+            if item.run_ids & protected.run_ids or item.model_ids & protected.model_ids:
+                why = "holds a run or logged model a registered model version points to"
+        if why:
+            keep.append((item, why))
+        else:
+            take.append(item)
+            if item.kind == "experiment":
+                taken_exps.add(item.rel)
+    return take, keep
+
+
+def _read(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = yaml.safe_load(fh.read(MAX_BYTES))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _dirs(path: Path) -> list[os.DirEntry]:
+    try:
+        return [e for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+def _ms(value: object) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def survey(store: Path) -> tuple[list[Item], Protected]:
+    """The store's deleted runs and experiments, and what model versions protect."""
+    items: list[Item] = []
+    runs_protected, models_protected = set(), set()
+    for model in _dirs(store / REGISTRY):
+        for version in _dirs(Path(model.path)):
+            if _VERSION.match(version.name):
+                runs, models = referenced_ids(_read(Path(version.path) / META))
+                runs_protected |= runs
+                models_protected |= models
+    homes = [((), e) for e in _dirs(store) if e.name.isdigit()]
+    homes += [((TRASH,), e) for e in _dirs(store / TRASH) if e.name.isdigit()]
+    for base, exp in homes:
+        rel = base + (exp.name,)
+        exp_doc = _read(Path(exp.path) / META)
+        run_ids, model_ids = set(), set()
+        for child in _dirs(Path(exp.path)):
+            if child.name == "models":
+                for m in _dirs(Path(child.path)):
+                    model_ids.add(m.name)
+                    if m.name in models_protected:
+                        source = _read(Path(m.path) / META).get("source_run_id")
+                        if isinstance(source, str):
+                            runs_protected.add(source)
+                continue
+            doc = _read(Path(child.path) / META)
+            if not doc:
+                continue
+            run_ids.add(child.name)
+            if doc.get("lifecycle_stage") == "deleted":
+                items.append(Item("run", rel + (child.name,), child.name,
+                                  str(doc.get("run_name") or ""), _ms(doc.get("deleted_time"))))
+        if exp_doc.get("lifecycle_stage") == "deleted":
+            items.append(Item("experiment", rel, exp.name, str(exp_doc.get("name") or ""),
+                              _ms(exp_doc.get("last_update_time")), frozenset(run_ids),
+                              frozenset(model_ids)))
+    return items, Protected(frozenset(runs_protected), frozenset(models_protected))
+
+
+def collect(store: Path, vault_root: Path, host_id: str, take: list[Item]) -> Path:
+    """Remove `take` from the store into one trash batch, each after its tombstone."""
+    batch = new_batch(vault_root, "guardctl gc", host_id=host_id,
+                      removed=["/".join(i.rel) for i in take])
+    for item in take:
+        tombstones.write(store, host_id, item.rel, f"guardctl gc: {item.kind} {item.id}")
+        move_into_trash(store.joinpath(*item.rel), item.rel, batch)
+    return batch

@@ -1,0 +1,76 @@
+"""`guardctl gc`: remove runs and experiments deleted in MLflow long ago, safely for every machine."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+
+from ..collector import collect, plan, survey
+from ..locks import HostLock, LockSettings, LockTimeout
+from .common import add_config_options, config_from, usable_store
+
+NAME = "gc"
+HELP = ("remove runs and experiments in MLflow's deleted stage (dry run unless --yes); the "
+        "safe replacement for `mlflow gc` on a synced store")
+_AGE = re.compile(r"^(?P<n>\d+(?:\.\d+)?)(?P<unit>[dhms]?)$")
+_UNIT_S = {"d": 86400, "h": 3600, "m": 60, "s": 1, "": 86400}
+
+
+def older_than_ms(text: str) -> int:
+    """'30', '30d', '12h', '90m', '45s' -> milliseconds (a bare number is days)."""
+    match = _AGE.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(
+            f"--older-than {text!r}: write a number of days, or a number with d, h, m or s "
+            "(e.g. 30d, 12h)")
+    return int(float(match.group("n")) * _UNIT_S[match.group("unit")] * 1000)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_options(parser)
+    parser.add_argument("--older-than", type=older_than_ms, default=older_than_ms("30d"),
+                        metavar="AGE", help="only what was deleted longer ago (default 30d)")
+    parser.add_argument("--yes", action="store_true",
+                        help="act; without it, only print what would be removed")
+
+
+def _line(item, why: str = "") -> str:
+    name = f" ({item.name})" if item.name else ""
+    return f"  {item.kind:10} {'/'.join(item.rel)}{name}" + (f": {why}" if why else "")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    store = usable_store(cfg, "nothing was removed")
+    if store is None:
+        return 2
+    lock = HostLock(LockSettings.from_config(cfg), "gc")
+    try:
+        lock.acquire()
+    except LockTimeout as exc:
+        print(f"guardctl: {exc}; another machine is collecting, try again later",
+              file=sys.stderr)
+        return 1
+    try:
+        items, protected = survey(store)  # under the lock: what another gc left is gone
+        take, keep = plan(items, protected, int(time.time() * 1000), args.older_than)
+        for item, why in keep:
+            print("keep" + _line(item, why)[1:])
+        if not take:
+            print("nothing to remove")
+            return 0
+        verb = "removing" if args.yes else "would remove"
+        print(f"{verb} {len(take)}:")
+        for item in take:
+            print(_line(item))
+        if not args.yes:
+            print("dry run: nothing was changed; run again with --yes to remove these")
+            return 0
+        batch = collect(store, cfg.vault_root, cfg.host_id, take)
+        print(f"moved to {batch} (kept {cfg.gc.retention_days:g} days); tombstones written so "
+              "no machine restores them")
+        return 0
+    finally:
+        lock.release()

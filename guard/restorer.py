@@ -1,0 +1,218 @@
+"""The daemon's vault thread: keeps the vault current and puts back unsanctioned deletions.
+
+Wiring only; the decisions are deletions.py's. The watcher's events say where to look (a
+meta.yaml written: that unit's folder; something gone: its parent); a full pass every
+vault.scan_interval catches the rest (and is all there is when the store is polled). A
+disappearance is judged only after `grace` (locks.settle, the worst sync delay): a move synced
+as delete-then-create, or a tombstone still on its way, has arrived by then. Nothing is judged
+while the store is unusable or looks unmounted (every top-level folder gone at once): an
+empty mount point is never filled from the vault.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from . import tombstones
+from .deletions import ALERT, FOLLOW, RESTORE, Rel, judge
+from .journal import Journal
+from .layout import META
+from .store import inspect_store
+from .vault import Vault, prune_trash
+
+log = logging.getLogger("guard.restorer")
+SAVE_EVERY = 30.0
+RECENT = 10
+
+
+class RestoreService:
+    def __init__(self, vault: Vault, journal: Journal, host_id: str, policy: str,
+                 grace: float, scan_interval: float, retention_s: float) -> None:
+        self.vault = vault
+        self.store = vault.store
+        self.journal = journal
+        self.host_id = host_id
+        self.policy = policy
+        self.grace = grace
+        self.scan_interval = scan_interval
+        self.retention_s = retention_s
+        self.paused = threading.Event()
+        self.events: "queue.Queue[tuple[str, Path]]" = queue.Queue()
+        self.pending: dict[Rel, float] = {}
+        self.alerted: set[Rel] = set()
+        self.counts = {RESTORE: 0, FOLLOW: 0, ALERT: 0}
+        self.recent: deque = deque(maxlen=RECENT)
+        self.unmounted = False
+        self.ready = False
+        self.last_pass: float | None = None
+        self.error = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vault", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        try:
+            self.vault.close()
+        except OSError as exc:
+            log.warning("could not save the vault index: %s", exc)
+
+    def notice(self, kind: str, path: Path) -> None:
+        """A watcher event (from the fixer's watcher)."""
+        if kind in ("file", "dir", "gone"):
+            self.events.put((kind, path))
+
+    def snapshot(self) -> dict:
+        return {"enabled": True, "policy": self.policy, "mode": self.vault.mode,
+                "path": str(self.vault.root), "ready": self.ready, "paused": self.paused.is_set(),
+                "unmounted": self.unmounted, "pending": len(self.pending),
+                "restored": self.counts[RESTORE], "followed": self.counts[FOLLOW],
+                "alerts": self.counts[ALERT], "recent": list(self.recent),
+                "last_pass": self.last_pass, "too_large": self.vault.too_large,
+                "error": self.error}
+
+    # ---- the loop ----------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as exc:  # noqa: BLE001 - report, never take the daemon down
+            self.error = f"vault thread failed: {exc!r}; deletions are not restored until restart"
+            log.exception("vault thread failed")
+
+    def _loop(self) -> None:
+        while self.paused.is_set() and not self._stop.is_set():
+            self._stop.wait(0.5)
+        self._full_pass()
+        self.ready = True
+        next_full = time.monotonic() + self.scan_interval
+        next_save = time.monotonic() + SAVE_EVERY
+        while not self._stop.is_set():
+            try:
+                kind, path = self.events.get(timeout=0.25)
+            except queue.Empty:
+                kind = path = None
+            if self.paused.is_set():
+                continue
+            if kind is not None:
+                self._look(kind, path)
+            now = time.monotonic()
+            if now >= next_full:
+                self._full_pass()
+                next_full = now + self.scan_interval
+            if self.pending:
+                self._judge_due()
+            if now >= next_save:
+                self.vault.save()
+                next_save = now + SAVE_EVERY
+
+    def _rel(self, path: Path) -> Rel | None:
+        try:
+            rel = Path(os.path.relpath(path, self.store)).parts
+        except ValueError:
+            return None
+        return None if rel and rel[0] == os.pardir else tuple(p for p in rel if p != ".")
+
+    def _look(self, kind: str, path: Path) -> None:
+        rel = self._rel(path)
+        if rel is None:
+            return
+        if kind == "file" and rel and rel[-1] == META:
+            folder = rel[:-1]
+            shallow = len(folder) == 1 or (len(folder) == 2 and folder[0] == ".trash")
+            self._note(self.vault.sync(folder, recursive=not shallow))
+            if shallow:  # an experiment: its own files and tags, not every run below it
+                self._note(self.vault.sync(folder + ("tags",)))
+        elif kind == "dir":
+            self._note(self.vault.sync(rel))
+        elif kind == "gone" and rel:
+            self._note(self.vault.sync(rel[:-1], recursive=False))
+
+    def _note(self, missing: list[Rel]) -> None:
+        now = time.monotonic()
+        for rel in missing:
+            self.pending.setdefault(rel, now)
+
+    def _full_pass(self) -> None:
+        if not inspect_store(self.store).ok:
+            return
+        started = time.monotonic()
+        self._note(self.vault.sync(()))
+        self.vault.collect()
+        removed = prune_trash(self.vault.root, self.retention_s)
+        if removed:
+            self.journal.append(action="trash_pruned", batches=removed)
+        tombstones.prune(self.store, self.host_id, self.retention_s)
+        self.vault.save()
+        self.last_pass = time.time()
+        log.debug("vault pass in %.2fs", time.monotonic() - started)
+
+    def _looks_unmounted(self) -> bool:
+        """Every top-level entry the vault knows is gone at once: a drive, not a deletion."""
+        known = [name for name in self.vault.tree]
+        return bool(known) and not any(os.path.lexists(self.store / n) for n in known)
+
+    def _judge_due(self) -> None:
+        now = time.monotonic()
+        due = sorted((rel for rel, seen in self.pending.items() if now - seen >= self.grace),
+                     key=len)
+        if not due:
+            return
+        check = inspect_store(self.store)
+        self.unmounted = not check.ok or self._looks_unmounted()
+        if self.unmounted:
+            log.warning("store looks unmounted or emptied as a whole; restoring nothing (%s)",
+                        check.detail if not check.ok else "every top-level folder is gone")
+            return
+        stones = tombstones.read_all(self.store)
+
+        def exists(rel: Rel) -> bool:
+            return os.path.lexists(self.store.joinpath(*rel))
+
+        for rel in due:
+            if rel not in self.pending:
+                continue  # handled with the unit that contained it
+            if exists(rel) or not self.vault.knows(rel):
+                self.pending.pop(rel)
+                continue
+            verdict = judge(rel, exists, stones, self.vault.created, self.policy)
+            target = verdict.unit.rel if verdict.unit is not None else rel
+            for other in [r for r in self.pending if r[:len(target)] == target]:
+                self.pending.pop(other)
+            self._act(verdict, target)
+
+    def _act(self, verdict, target: Rel) -> None:
+        what = "/".join(target)
+        kind = verdict.unit.kind if verdict.unit is not None else "files"
+        if verdict.action == FOLLOW:
+            self.vault.forget(target)
+            self.counts[FOLLOW] += 1
+            log.info("vault: %s gone, %s", what, verdict.reason)
+            return
+        if verdict.action == ALERT:
+            if target in self.alerted:
+                return
+            self.alerted.add(target)
+            self.counts[ALERT] += 1
+            log.error("vault: %s %s (policy alert: not restored; the vault keeps it)", what,
+                      verdict.reason)
+            self._record("alert", what, kind, verdict.reason, 0)
+            return
+        count = self.vault.restore(target)
+        self.counts[RESTORE] += 1
+        log.warning("vault: %s %s; restored %d files", what, verdict.reason, count)
+        self._record("restored", what, kind, verdict.reason, count)
+
+    def _record(self, action: str, what: str, kind: str, reason: str, files: int) -> None:
+        entry = {"action": action, "path": what, "kind": kind, "reason": reason,
+                 "files": files, "at": time.time()}
+        self.journal.append(**entry)
+        self.recent.append(entry)

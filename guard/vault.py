@@ -1,0 +1,429 @@
+"""The vault: a local, unsynced second name for every file of the store, to put deletions back.
+
+Layout under the vault folder (vault.path, default state_dir/vault, never inside the store):
+    objects/<bucket>/<key>   one hard link per store file (key: its inode number, in hex), or,
+                             where hard links are impossible, a copy (key: c<serial>)
+    index.json.gz            the store-relative path of every kept file -> its key
+    trash/<batch>/<path>     what was removed on purpose (guardctl gc, a registry deletion),
+                             kept gc.retention_days; RECORD.json says why
+A hard link costs one directory entry, not a copy of the data, and it follows in-place writes
+(metric appends); a file MLflow replaces by rename gets a new inode, which the vault links
+again. Objects are named by inode rather than mirroring the store's folders because the
+store's 60,000 folders would cost more than every link together (4 KB per folder on ext4).
+The daemon is the only writer of the index; `guardctl gc` and the server only add to trash/.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+from filelock import FileLock, Timeout
+
+from .conflicts import parse_conflict_name
+from .deletions import Rel, Unit
+from .layout import COORDINATION, META, TEMP_PREFIX, TRASH
+from .metayaml import MAX_BYTES
+
+log = logging.getLogger("guard.vault")
+LINK, COPY = "link", "copy"
+INDEX_VERSION = 1
+CREATED_KEYS = ("creation_timestamp", "creation_time", "start_time")
+
+
+class VaultError(Exception):
+    """The vault cannot be used; worded for the person who has to fix it."""
+
+
+def skipped(rel_dir: Rel, name: str) -> bool:
+    """Names the vault never keeps: the guard's own area, temp and hidden files (sync clients'
+    and the guard's), conflict copies (reconcile.py quarantines those)."""
+    if not rel_dir and name == COORDINATION:
+        return True
+    if name.startswith((".", "~")) and not (not rel_dir and name == TRASH):
+        return True
+    return "onflict" in name and parse_conflict_name(name) is not None
+
+
+def is_artifact(rel: Rel) -> bool:
+    """Files under a run's or logged model's artifacts folder (user data of any size)."""
+    parts = rel[1:] if rel and rel[0] == TRASH else rel
+    return (len(parts) > 3 and parts[2] == "artifacts") or \
+        (len(parts) > 4 and parts[1] == "models" and parts[3] == "artifacts")
+
+
+def new_batch(vault_root: Path, reason: str, **record) -> Path:
+    """A fresh trash batch folder with its RECORD.json (what, why, when)."""
+    batch = Path(vault_root) / "trash" / (time.strftime("%Y%m%d-%H%M%S") + "-"
+                                          + uuid.uuid4().hex[:6])
+    batch.mkdir(parents=True)
+    with open(batch / "RECORD.json", "w", encoding="utf-8") as fh:
+        json.dump({"reason": reason, "at": time.time(), **record}, fh, indent=2)
+    return batch
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def copy_into_trash(src: Path, rel: Rel, batch: Path) -> int:
+    """Keep a second name (hard link, else copy) of every file under `src` in the batch."""
+    target = batch.joinpath(*rel)
+    if src.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _link_or_copy(str(src), str(target))
+        return 1
+    count = 0
+    for folder, _dirs, files in os.walk(src):
+        dest = target / os.path.relpath(folder, src)
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            _link_or_copy(os.path.join(folder, name), str(dest / name))
+            count += 1
+    return count
+
+
+def move_into_trash(src: Path, rel: Rel, batch: Path) -> None:
+    """Move a store folder into the batch: a rename on one volume, else copy then remove."""
+    target = batch.joinpath(*rel)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(src, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        shutil.copytree(src, target, symlinks=True)
+        shutil.rmtree(src)
+
+
+def prune_trash(vault_root: Path, older_than_s: float, now: float | None = None) -> list[str]:
+    """Remove trash batches older than the retention; returns their names."""
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        batches = sorted(os.scandir(Path(vault_root) / "trash"), key=lambda e: e.name)
+    except OSError:
+        return removed
+    for batch in batches:
+        try:
+            with open(os.path.join(batch.path, "RECORD.json"), encoding="utf-8") as fh:
+                at = float(json.load(fh)["at"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not ours, or half-written: leave it
+        if now - at > older_than_s:
+            shutil.rmtree(batch.path, ignore_errors=True)
+            removed.append(batch.name)
+    return removed
+
+
+class Vault:
+    def __init__(self, root: Path, store: Path, copy_max_bytes: int) -> None:
+        self.root, self.store = Path(root), Path(store)
+        self.copy_max_bytes = copy_max_bytes
+        self.objects = self.root / "objects"
+        self.index_path = self.root / "index.json.gz"
+        self.mode = LINK
+        self.tree: dict = {}
+        self.next_id = 1
+        self.dirty = False
+        self.too_large = 0  # artifacts not copied (copy mode, above copy_max_bytes)
+        self._lock = FileLock(str(self.root / "vault.lock"), timeout=0)
+
+    # ---- opening and saving ----------------------------------------------------------
+    def open(self) -> None:
+        """Take the vault (one daemon per vault), load the index, pick links or copies."""
+        try:
+            self.objects.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise VaultError(f"cannot create the vault {self.root}: {exc}; set vault.path to "
+                             "a writable local folder") from exc
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise VaultError(f"the vault {self.root} is in use by another guard daemon; give "
+                             "each daemon its own vault.path") from None
+        self.mode = LINK if self._links_work() else COPY
+        self._load()
+
+    def close(self) -> None:
+        self.save(force=True)
+        self._lock.release()
+
+    def _links_work(self) -> bool:
+        """Whether a store file can be hard-linked into the vault (same volume, a filesystem
+        with links); probed on a real store file, since the two may sit on different mounts."""
+        probe = next(self._any_store_file(), None)
+        if probe is None:
+            return os.stat(self.root).st_dev == os.stat(self.store).st_dev
+        target = self.objects / f"{TEMP_PREFIX}probe-{uuid.uuid4().hex[:8]}"
+        try:
+            os.link(probe, target)
+        except OSError:
+            return False
+        os.unlink(target)
+        return True
+
+    def _any_store_file(self) -> Iterator[str]:
+        for folder, dirs, files in os.walk(self.store):
+            dirs[:] = [d for d in dirs if d != COORDINATION]
+            for name in files:
+                yield os.path.join(folder, name)
+
+    def _load(self) -> None:
+        try:
+            with gzip.open(self.index_path, "rt", encoding="utf-8") as fh:
+                doc = json.load(fh)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, EOFError) as exc:
+            log.warning("vault index %s unreadable (%s); rebuilding it from the store",
+                        self.index_path, exc)
+            return
+        if doc.get("version") != INDEX_VERSION or doc.get("mode") != self.mode:
+            log.info("vault index is for mode %s; rebuilding for %s", doc.get("mode"), self.mode)
+            return
+        self.tree = doc.get("tree") or {}
+        self.next_id = int(doc.get("next_id") or 1)
+
+    def save(self, force: bool = False) -> None:
+        if not (self.dirty or force):
+            return
+        tmp = self.root / f"{TEMP_PREFIX}index-{uuid.uuid4().hex[:8]}"
+        with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=6) as fh:
+            json.dump({"version": INDEX_VERSION, "mode": self.mode, "store": str(self.store),
+                       "next_id": self.next_id, "tree": self.tree}, fh, separators=(",", ":"))
+        os.replace(tmp, self.index_path)
+        self.dirty = False
+
+    # ---- keeping the store's files ---------------------------------------------------
+    def _node(self, rel: Rel, create: bool = False) -> dict | None:
+        node = self.tree
+        for part in rel:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                if not create:
+                    return None
+                child = node[part] = {}
+            node = child
+        return node
+
+    def _object(self, key: int | list) -> Path:
+        if isinstance(key, list):
+            return self.objects / f"{key[0] & 0xff:02x}" / f"c{key[0]:x}"
+        return self.objects / f"{key & 0xff:02x}" / f"{key:x}"
+
+    def sync(self, rel: Rel = (), recursive: bool = True) -> list[Rel]:
+        """Keep every file under store/`rel` (new or replaced ones get a new link or copy);
+        return the paths the vault knows there that are gone from the store."""
+        node = self._node(rel, create=True)
+        missing: list[Rel] = []
+        self._sync_dir(self.store.joinpath(*rel), rel, node, recursive, missing)
+        return missing
+
+    def _sync_dir(self, path: Path, rel: Rel, node: dict, recursive: bool,
+                  missing: list[Rel]) -> None:
+        try:
+            entries = list(os.scandir(path))
+        except (FileNotFoundError, NotADirectoryError):
+            missing.append(rel)
+            return
+        except OSError as exc:
+            log.warning("vault: cannot list %s: %s", path, exc)
+            return
+        seen = set()
+        for entry in entries:
+            name = entry.name
+            if skipped(rel, name):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    seen.add(name)
+                    child = node.get(name)
+                    if not isinstance(child, dict):
+                        child = node[name] = {}
+                        self.dirty = True
+                        self._sync_dir(Path(entry.path), rel + (name,), child, True, missing)
+                    elif recursive:
+                        self._sync_dir(Path(entry.path), rel + (name,), child, True, missing)
+                elif entry.is_file(follow_symlinks=False):
+                    seen.add(name)
+                    self._keep(entry, rel + (name,), node)
+            except OSError as exc:  # vanished between listing and linking: the next pass sees
+                log.debug("vault: %s: %s", entry.path, exc)
+        missing.extend(rel + (name,) for name in node if name not in seen)
+
+    def _keep(self, entry: os.DirEntry, rel: Rel, node: dict) -> None:
+        name = rel[-1]
+        current = node.get(name)
+        if self.mode == LINK:
+            ino = entry.inode()
+            if current == ino:
+                return
+            self._link(entry.path, ino)
+            node[name] = ino
+        else:
+            st = entry.stat(follow_symlinks=False)
+            if isinstance(current, list) and current[1:] == [st.st_size, st.st_mtime_ns]:
+                return
+            if is_artifact(rel) and st.st_size > self.copy_max_bytes:
+                self.too_large += 1
+                return
+            key = [self.next_id, st.st_size, st.st_mtime_ns]
+            self.next_id += 1
+            self._copy(entry.path, self._object(key))
+            node[name] = key
+        self.dirty = True
+
+    def _link(self, src: str, ino: int) -> None:
+        obj = self._object(ino)
+        for _ in range(3):
+            try:
+                os.link(src, obj)
+                return
+            except FileNotFoundError:
+                if not os.path.exists(src):
+                    raise
+                obj.parent.mkdir(parents=True, exist_ok=True)
+            except FileExistsError:
+                if os.path.samefile(src, obj):
+                    return
+                tmp = obj.with_name(f"{TEMP_PREFIX}{obj.name}")  # a stale object: replace it
+                os.link(src, tmp)
+                os.replace(tmp, obj)
+                return
+
+    @staticmethod
+    def _copy(src: str, obj: Path) -> None:
+        obj.parent.mkdir(parents=True, exist_ok=True)
+        tmp = obj.with_name(f"{TEMP_PREFIX}{obj.name}")
+        shutil.copy2(src, tmp)
+        os.replace(tmp, obj)
+
+    # ---- what is known, and putting it back ------------------------------------------
+    def files_under(self, rel: Rel) -> Iterator[tuple[Rel, int | list]]:
+        """(path, key) of every kept file at or below `rel`."""
+        parent = self._node(rel[:-1]) if rel else self.tree
+        if parent is None:
+            return
+        top = parent.get(rel[-1]) if rel else parent
+        if top is None:
+            return
+        stack: list[tuple[Rel, object]] = [(rel, top)]
+        while stack:
+            here, value = stack.pop()
+            if isinstance(value, dict):
+                stack.extend((here + (k,), v) for k, v in value.items())
+            else:
+                yield here, value
+
+    def knows(self, rel: Rel) -> bool:
+        return next(self.files_under(rel), None) is not None
+
+    def created(self, unit: Unit) -> int | None:
+        """The creation time in the vault's copy of a unit's meta.yaml (tombstones name it)."""
+        found = dict(self.files_under(unit.meta))
+        key = found.get(unit.meta)
+        if key is None:
+            return None
+        try:
+            with open(self._object(key), encoding="utf-8") as fh:
+                text = fh.read(MAX_BYTES)
+        except OSError:
+            return None
+        for line in text.splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() in CREATED_KEYS and value.strip().isdigit():
+                return int(value.strip())
+        return None
+
+    def restore(self, rel: Rel) -> int:
+        """Put back every kept file at or below `rel` that is missing from the store; returns
+        how many. Never replaces a file that is there, never writes outside the store."""
+        count = 0
+        for path, key in list(self.files_under(rel)):
+            if any(p in ("", ".", "..") or os.sep in p or "/" in p for p in path):
+                continue
+            dest = self.store.joinpath(*path)
+            if os.path.lexists(dest):
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            obj = self._object(key)
+            try:
+                if self.mode == LINK:
+                    os.link(obj, dest)
+                else:
+                    tmp = dest.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}")
+                    shutil.copyfile(obj, tmp)
+                    os.utime(tmp, ns=(key[2], key[2]))
+                    try:
+                        os.link(tmp, dest)
+                    finally:
+                        os.unlink(tmp)
+            except FileExistsError:
+                continue
+            except FileNotFoundError:
+                log.warning("vault has no object for %s; it cannot be restored", "/".join(path))
+                continue
+            count += 1
+        return count
+
+    def keep_in_trash(self, rel: Rel, batch: Path) -> int:
+        """Give every kept file at or below `rel` a name in a trash batch (before forgetting)."""
+        count = 0
+        for path, key in self.files_under(rel):
+            target = batch.joinpath(*path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                _link_or_copy(str(self._object(key)), str(target))
+                count += 1
+            except FileNotFoundError:
+                continue
+        return count
+
+    def forget(self, rel: Rel) -> None:
+        """Drop `rel` from the index (its objects go at the next collect())."""
+        parent = self._node(rel[:-1])
+        if parent is not None and parent.pop(rel[-1], None) is not None:
+            self.dirty = True
+
+    def collect(self) -> int:
+        """Remove objects no index entry names (old versions of replaced files, forgotten
+        ones); returns how many."""
+        names = set()
+        for _, key in self.files_under(()):
+            names.add(self._object(key).name)
+        removed = 0
+        try:
+            buckets = [e.path for e in os.scandir(self.objects) if e.is_dir()]
+        except OSError:
+            return 0
+        for bucket in buckets:
+            for entry in os.scandir(bucket):
+                if entry.name not in names:
+                    try:
+                        os.unlink(entry.path)
+                        removed += 1
+                    except OSError:
+                        pass
+        return removed
+
+    def stats(self) -> dict:
+        files = sum(1 for _ in self.files_under(()))
+        return {"path": str(self.root), "mode": self.mode, "files": files,
+                "too_large": self.too_large}
+
+
+def unit_of_meta(rel: Rel) -> Rel:
+    """The folder to keep when its meta.yaml changed: the unit folder itself."""
+    return rel[:-1] if rel and rel[-1] == META else rel
