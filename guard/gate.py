@@ -70,11 +70,11 @@ def refusal(method: str, path: str, model_deletions: str) -> str | None:
     """Why the guard refuses this request (403), or None when it may pass."""
     method = method.upper()
     if method == "DELETE" and _ARTIFACT.match(path):
-        return ("deleting artifacts through the server is disabled by mlflow-sync-guard: on a "
+        return ("deleting artifacts through the server is disabled: on a "
                 "synced store it deletes them on every machine; " + GC_HINT)
     op = _operation(path)
     if op == "traces/delete-traces" and method == "POST":
-        return ("deleting traces is disabled by mlflow-sync-guard: it is permanent on a file "
+        return ("deleting traces is disabled: it is permanent on a file "
                 "store and replays on every machine")
     if op in _MODEL_DELETES and method == "DELETE" and model_deletions == REFUSED:
         return ("deleting registered models and model versions is disabled on this store "

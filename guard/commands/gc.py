@@ -36,9 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="act; without it, only print what would be removed")
 
 
-def _line(item, why: str = "") -> str:
+def _line(verb: str, item, why: str = "") -> str:
     name = f" ({item.name})" if item.name else ""
-    return f"  {item.kind:10} {'/'.join(item.rel)}{name}" + (f": {why}" if why else "")
+    return f"  {verb:7} {item.kind:10} {'/'.join(item.rel)}{name}" + (f": {why}" if why else "")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,14 +57,14 @@ def run(args: argparse.Namespace) -> int:
         items, protected = survey(store)  # under the lock: what another gc left is gone
         take, keep = plan(items, protected, int(time.time() * 1000), args.older_than)
         for item, why in keep:
-            print("keep" + _line(item, why)[1:])
+            print(_line("keep", item, why))
         if not take:
             print("nothing to remove")
             return 0
         verb = "removing" if args.yes else "would remove"
         print(f"{verb} {len(take)}:")
         for item in take:
-            print(_line(item))
+            print(_line("remove", item))
         if not args.yes:
             print("dry run: nothing was changed; run again with --yes to remove these")
             return 0
