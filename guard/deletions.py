@@ -81,9 +81,13 @@ def units_of(rel: Rel) -> list[Unit]:
 
 def mlflow_removes(rel: Rel, unit: Unit) -> bool:
     """Files MLflow deletes itself inside a live unit: tags (runs, experiments, logged models,
-    registered models, versions) and registered-model aliases."""
+    registered models, versions; a key with '/' is a nested file), registered-model aliases,
+    and an experiment's traces (trace tags, assessments; whole traces are refused at the
+    server, see gate.py)."""
     inner = rel[len(unit.rel):]
-    if len(inner) == 2 and inner[0] == "tags":
+    if len(inner) >= 2 and inner[0] == "tags":
+        return True
+    if unit.kind == "experiment" and inner[:1] == ("traces",):
         return True
     return unit.kind == "registered_model" and len(inner) == 2 and inner[0] == "aliases"
 
@@ -127,6 +131,8 @@ def judge(rel: Rel, exists: Callable[[Rel], bool], tombstones: Iterable[Tombston
     if twin is not None and exists(twin.meta):
         return Verdict(FOLLOW, gone, f"experiment moved to {'/'.join(twin.rel)}")
     stones = list(tombstones)
-    if covered(gone, stones, created(gone)):
+    # A tombstone on the twin counts too: a host that missed the move to .trash sees the
+    # experiment vanish from its old place when `guardctl gc` removes it from .trash.
+    if covered(gone, stones, created(gone)) or (twin is not None and covered(twin, stones, None)):
         return Verdict(FOLLOW, gone, "sanctioned (tombstone)")
     return Verdict(act, gone, f"{gone.kind} deleted without a tombstone")

@@ -21,9 +21,10 @@ from .locks import resource_name
 
 # MLflow serves each REST endpoint as /api/2.0/mlflow/... and /ajax-api/2.0/mlflow/..., both
 # optionally under a --static-prefix.
-_ENDPOINT = re.compile(r"^(?:/[^?#]*)?/(?:api|ajax-api)/[23]\.0/mlflow/(?P<op>[a-z-]+/[a-z-]+)/?$")
+_ENDPOINT = re.compile(r"^(?:/[^?#]*)?/(?:api|ajax-api)/2\.0/mlflow/(?P<op>[a-z-]+/[a-z-]+)/?$")
+_TRACES_DELETE = re.compile(r"^(?:/[^?#]*)?/(?:api|ajax-api)/[23]\.0/mlflow/traces/delete-traces/?$")
 _ARTIFACT = re.compile(r"^(?:/[^?#]*)?/(?:api|ajax-api)/2\.0/mlflow-artifacts/artifacts(?:/|$)")
-REFUSED = "refused"
+REFUSED = "refuse"
 GC_HINT = ("runs and experiments deleted in MLflow (the deleted stage) are removed for good by "
            "`guardctl gc`, which keeps every machine's copy consistent")
 # operation -> the request field naming the model whose versions it may number
@@ -72,10 +73,10 @@ def refusal(method: str, path: str, model_deletions: str) -> str | None:
     if method == "DELETE" and _ARTIFACT.match(path):
         return ("deleting artifacts through the server is disabled: on a "
                 "synced store it deletes them on every machine; " + GC_HINT)
-    op = _operation(path)
-    if op == "traces/delete-traces" and method == "POST":
+    if method == "POST" and _TRACES_DELETE.match(path):
         return ("deleting traces is disabled: it is permanent on a file "
                 "store and replays on every machine")
+    op = _operation(path)
     if op in _MODEL_DELETES and method == "DELETE" and model_deletions == REFUSED:
         return ("deleting registered models and model versions is disabled on this store "
                 "(gc.model_deletions: refuse); ask the lab's admin, or set it to allow")

@@ -30,6 +30,7 @@ from .config import Config
 from .leases import Lease
 from .peers import read_all
 from .state import write_json_atomic
+from .store import mkdirs_in_store
 
 log = logging.getLogger("guard.locks")
 LOCKS = "locks"
@@ -80,8 +81,14 @@ def locks_dir(store: Path) -> Path:
     return Path(store) / COORDINATION / LOCKS
 
 
+def _in_store(path: Path) -> None:
+    """Create the folders of a lock file below the coordination area, never the store."""
+    area = next(p for p in path.parents if p.name == COORDINATION)
+    mkdirs_in_store(area.parent, path.parent)
+
+
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _in_store(path)
     write_json_atomic(path, data)
 
 
@@ -218,7 +225,7 @@ class OsLock:
         self._lock = FileLock(str(self.path))
 
     def acquire(self, timeout: float) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _in_store(self.path)
         try:
             self._lock.acquire(timeout=timeout)
         except FileLockTimeout:

@@ -17,6 +17,7 @@ from pathlib import Path
 from .conflicts import parse_conflict_name
 from .layout import COORDINATION
 from .state import write_json_atomic
+from .store import mkdirs_in_store
 
 PEERS = "peers"
 
@@ -122,7 +123,7 @@ def peers_dir(store: Path) -> Path:
 def publish(store: Path, beat: Heartbeat) -> None:
     """Replace this host's heartbeat file atomically (temp name that sync tools skip)."""
     folder = peers_dir(store)
-    folder.mkdir(parents=True, exist_ok=True)
+    mkdirs_in_store(store, folder)
     write_json_atomic(folder / f"{beat.host_id}.json", beat.to_json())
 
 

@@ -106,3 +106,11 @@ def init_store(path: Path) -> str:
         store._create_default_experiment()
     (path / "models").mkdir(exist_ok=True)
     return f"created a new MLflow file store at {path}"
+
+
+def mkdirs_in_store(store: Path, folder: Path) -> None:
+    """Create `folder` below the store, but never the store itself: a sync drive that is not
+    mounted must stay an absent (or empty) folder, not get a fresh store from the guard."""
+    if not Path(store).is_dir():
+        raise FileNotFoundError(f"store {store} is not there (is the sync drive mounted?)")
+    Path(folder).mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from .deletions import Rel, Tombstone
 from .layout import COORDINATION
 from .state import write_json_atomic
+from .store import mkdirs_in_store
 
 TOMBSTONES = "tombstones"
 
@@ -28,7 +29,7 @@ def tombstone_dir(store: Path) -> Path:
 def write(store: Path, host_id: str, rel: Rel, reason: str, created: int | None = None) -> Path:
     """Sanction removing `rel` (store-relative segments) and everything below it."""
     folder = tombstone_dir(store) / host_id
-    folder.mkdir(parents=True, exist_ok=True)
+    mkdirs_in_store(store, folder)
     path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.json"
     write_json_atomic(path, {"rel": list(rel), "created": created, "reason": reason,
                              "host_id": host_id, "at": time.time()})

@@ -32,6 +32,7 @@ from .conflicts import parse_conflict_name
 from .deletions import Rel, Unit
 from .layout import COORDINATION, META, TEMP_PREFIX, TRASH
 from .metayaml import MAX_BYTES
+from .store import mkdirs_in_store
 
 log = logging.getLogger("guard.vault")
 LINK, COPY = "link", "copy"
@@ -357,7 +358,7 @@ class Vault:
             dest = self.store.joinpath(*path)
             if os.path.lexists(dest):
                 continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            mkdirs_in_store(self.store, dest.parent)
             obj = self._object(key)
             try:
                 if self.mode == LINK:

@@ -92,6 +92,7 @@ def test_a_waiting_host_times_out_naming_the_holder_then_gets_it_after_release(s
 
 def test_held_lease_is_renewed_and_removed_on_release(tmp_path):
     store = tmp_path / "mlruns"
+    store.mkdir()
     lock = lease_lock(store, "hostA", ttl=3.0, renew_every=0.3, settle=0.1)
     lock.acquire(timeout=10)
     first = read_leases(locks_dir(store) / "model-m")[0]
@@ -107,6 +108,7 @@ def test_a_crashed_holder_with_a_stale_heartbeat_does_not_block(tmp_path):
     """A host that died holding a lease (its file stays, its heartbeat goes stale) blocks the
     lock only until its heartbeat is stale_after old, not until the lease's far expiry."""
     store = tmp_path / "mlruns"
+    store.mkdir()
     now = time.time()
     dead = leases.take(leases.claim("model-m", "hostA", now - 100, 3600, "t1"), now - 99, 3600)
     (locks_dir(store) / "model-m").mkdir(parents=True)
@@ -137,6 +139,7 @@ def test_os_backend_lock_held_by_another_process(tmp_path):
     """The OS arbitrates: while a real process holds the lock nobody else gets it (the error
     names the holder); when that process dies the OS frees it."""
     store = tmp_path / "share" / "mlruns"
+    store.mkdir(parents=True)
     proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(store)], stdout=subprocess.PIPE,
                             text=True)
     try:
@@ -157,6 +160,7 @@ def test_os_backend_lock_held_by_another_process(tmp_path):
 
 def test_host_lock_serializes_this_hosts_processes(tmp_path):
     """Two processes of one host share its lease file; the local lock keeps them apart."""
+    (tmp_path / "mlruns").mkdir()
     settings = LockSettings(str(tmp_path / "mlruns"), str(tmp_path / "state"), "hostA",
                             "lease", 0.1, 10, 1, 0, 0.5, 60)
     with HostLock(settings, "model-m"):

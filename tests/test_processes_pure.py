@@ -5,6 +5,7 @@ and whose it is. No real processes are looked at; folders are real (same_folder 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from guard.processes import (
     ProcInfo,
     ProcRef,
     classify,
+    gc_aimed_at,
     mlflow_role,
     served_store,
 )
@@ -347,3 +349,117 @@ def test_classify_accepts_a_generator_and_keeps_order(world):
     procs = [proc(i, ["mlflow", "server", "--backend-store-uri", store]) for i in (5, 3, 4)]
     census = classify((p for p in procs), store, PORT, owner)
     assert pids(census.same_store) == [5, 3, 4]
+
+
+# --- gc_aimed_at ------------------------------------------------------------------------------
+
+def gc(cmdline, cwd=None) -> ProcInfo:
+    return proc(60, cmdline, cwd=None if cwd is None else str(cwd))
+
+
+@pytest.mark.parametrize("make", [
+    lambda s: ["mlflow", "gc", "--backend-store-uri", s.as_uri()],
+    lambda s: ["mlflow", "gc", f"--backend-store-uri={s.as_uri()}"],
+    lambda s: ["mlflow", "gc", "--backend-store-uri", str(s)],
+    lambda s: ["python", "-m", "mlflow", "gc", "--backend-store-uri", s.as_uri()],
+    lambda s: ["/venv/bin/python", "/venv/bin/mlflow", "gc", "--older-than", "30d",
+               "--backend-store-uri", str(s) + os.sep],
+])
+def test_gc_aimed_at_the_store_by_backend_uri(make, world, tmp_path):
+    store, _, _ = world
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert gc_aimed_at(gc(make(Path(store)), cwd=elsewhere), store, PORT)
+
+
+def test_gc_aimed_at_the_store_by_relative_backend_and_cwd(world, tmp_path):
+    store, _, _ = world
+    assert gc_aimed_at(gc(["mlflow", "gc", "--backend-store-uri", "mlruns"], cwd=tmp_path),
+                       store, PORT)
+    assert gc_aimed_at(gc(["mlflow", "gc", "--backend-store-uri", "file:mlruns"],
+                          cwd=tmp_path), store, PORT)
+
+
+def test_gc_aimed_at_the_store_through_a_symlink(world, tmp_path):
+    store, _, _ = world
+    link = tmp_path / "store-link"
+    link.symlink_to(store)
+    assert gc_aimed_at(gc(["mlflow", "gc", "--backend-store-uri", link.as_uri()]), store, PORT)
+
+
+def test_gc_of_another_store_is_not_aimed_at_ours(world, tmp_path):
+    """Even run from the folder whose ./mlruns is our store: the flag names the other one."""
+    store, other, _ = world
+    assert not gc_aimed_at(gc(["mlflow", "gc", "--backend-store-uri", other], cwd=tmp_path),
+                           store, PORT)
+    assert not gc_aimed_at(gc(["mlflow", "gc", "--backend-store-uri", "sqlite:///mlflow.db"],
+                              cwd=tmp_path), store, PORT)
+
+
+@pytest.mark.parametrize("uri", [
+    f"http://127.0.0.1:{PORT}",
+    f"http://localhost:{PORT}/",
+    f"https://[::1]:{PORT}",
+    f"http://127.0.0.1:{PORT}/mlflow",
+])
+@pytest.mark.parametrize("form", ["split", "equals"])
+def test_gc_aimed_at_the_store_by_tracking_uri_on_our_port(uri, form):
+    flag = ["--tracking-uri", uri] if form == "split" else [f"--tracking-uri={uri}"]
+    assert gc_aimed_at(gc(["mlflow", "gc", *flag]), "/nowhere/mlruns", PORT)
+
+
+@pytest.mark.parametrize("uri", [
+    f"http://127.0.0.1:{PORT + 1}",
+    f"http://127.0.0.1:{PORT}0",          # 50500: our port as a prefix
+    f"http://127.0.0.1:{str(PORT)[:-1]}",  # 505
+    f"http://tracking.example.com:{PORT}",
+    f"http://127.0.0.1.example.com:{PORT}",
+    "http://127.0.0.1",
+])
+def test_gc_with_tracking_uri_elsewhere_is_not_aimed_at_ours(uri, world, tmp_path):
+    store, _, _ = world
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert not gc_aimed_at(gc(["mlflow", "gc", "--tracking-uri", uri], cwd=elsewhere),
+                           store, PORT)
+
+
+def test_gc_without_flags_aims_at_cwd_mlruns(world, tmp_path):
+    store, _, _ = world
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert gc_aimed_at(gc(["mlflow", "gc"], cwd=tmp_path), store, PORT)
+    assert gc_aimed_at(gc(["mlflow", "gc", "--older-than", "1d"], cwd=tmp_path), store, PORT)
+    assert not gc_aimed_at(gc(["mlflow", "gc"], cwd=elsewhere), store, PORT)
+    assert not gc_aimed_at(gc(["mlflow", "gc"], cwd=None), store, PORT)
+
+
+def test_gc_with_only_a_tracking_uri_elsewhere_still_uses_cwd_mlruns(world, tmp_path):
+    """mlflow 3.17's gc opens its backend before applying --tracking-uri: with no
+    --backend-store-uri it deletes from ./mlruns whatever server the URI names."""
+    store, _, _ = world
+    assert gc_aimed_at(gc(["mlflow", "gc", "--tracking-uri", f"http://127.0.0.1:{PORT + 1}"],
+                          cwd=tmp_path), store, PORT)
+
+
+def test_gc_for_another_store_and_another_port_is_not_ours(world, tmp_path):
+    store, other, _ = world
+    cmd = ["mlflow", "gc", "--backend-store-uri", Path(other).as_uri(),
+           "--tracking-uri", f"http://127.0.0.1:{PORT + 1}"]
+    assert not gc_aimed_at(gc(cmd, cwd=tmp_path), store, PORT)
+
+
+@pytest.mark.parametrize("cmdline", [
+    ["mlflow", "server", "--backend-store-uri", "{store}", "--port", str(PORT)],
+    ["mlflow", "ui", "--backend-store-uri", "{store}"],
+    ["mlflow", "runs", "delete", "--run-id", "x"],
+    ["mlflow", "--version"],
+    ["mlflow"],
+    ["python", "cleanup.py", "gc", "--backend-store-uri", "{store}"],
+    ["python", "-m", "uvicorn", "mlflow.server.fastapi_app:app"],
+    ["mlflow", "server", "gc"],  # a positional after server: still the server command
+])
+def test_other_commands_are_not_gc(cmdline, world, tmp_path):
+    store, _, _ = world
+    args = [a.replace("{store}", store) for a in cmdline]
+    assert not gc_aimed_at(gc(args, cwd=tmp_path), store, PORT)

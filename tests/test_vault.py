@@ -191,3 +191,42 @@ def test_across_volumes_metadata_is_copied_and_artifacts_up_to_the_limit(store, 
             vault.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_an_unmounted_store_is_never_filled_from_the_vault(new_store, make_guard, tmp_path):
+    """The drive goes (the folder vanishes), an empty mount point appears, the drive comes
+    back: the daemon pauses, restores nothing, and serves the same store again."""
+    import time
+
+    from mlflow import MlflowClient
+
+    from conftest import wait_for
+
+    config = tmp_path / "guard.yaml"
+    config.write_text("server:\n  health_interval: 1\nlocks:\n  settle: 1\n  ttl: 20\n"
+                      "  renew_every: 2\npeers:\n  heartbeat_interval: 1\n  stale_after: 10\n")
+    guard = make_guard(new_store, config=config).start()
+    guard.wait_healthy()
+    client = MlflowClient(guard.url)
+    run = client.create_run("0")
+    client.log_param(run.info.run_id, "lr", "0.1")
+    client.set_terminated(run.info.run_id)
+    wait_for(lambda: (guard.status().get("vault") or {}).get("ready"), 60)
+    time.sleep(1.5)  # the watcher's events for the run have been handled
+
+    away = new_store.with_name("mlruns.unmounted")
+    new_store.rename(away)
+    wait_for(lambda: guard.status().get("phase") == "waiting for store", 30,
+             what="the daemon to notice the store is gone")
+    new_store.mkdir()  # the empty mount point
+    time.sleep(5)  # several grace periods and store checks
+    assert os.listdir(new_store) == []
+    status = guard.ctl("status").stdout
+    assert "waiting for the store" in status or "unmounted" in status
+
+    new_store.rmdir()
+    away.rename(new_store)
+    guard.wait_healthy()
+    assert client.get_run(run.info.run_id).data.params == {"lr": "0.1"}
+    journal = guard.state_dir / "journal" / "vault.jsonl"
+    assert not journal.exists() or "restored" not in journal.read_text()
