@@ -109,7 +109,9 @@ def model_version_copy(store, later: str) -> tuple[dict, dict]:
 
 
 @pytest.mark.parametrize("later", ["copy", "original"])
-def test_one_version_number_taken_twice_keeps_both_versions(store, tmp_path, later):
+def test_one_version_number_taken_twice_keeps_both_versions(store, tmp_path, later, monkeypatch):
+    # The registry's search consults the tracking store; without this it opens ./mlflow.db.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())
     ours, theirs = model_version_copy(store, later)
     NoLock.taken = []
     (record,) = reconciler(tmp_path, store).resolve_all(find_copies(store), NoLock)
