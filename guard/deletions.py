@@ -23,6 +23,8 @@ _VERSION = re.compile(r"^version-\d+$")
 _NOT_RUNS = {"models", "traces", "datasets", "tags"}
 
 Rel = tuple[str, ...]
+# What a run's or logged model's folder holds: a file gone from these is data lost.
+_DATA = {META, "params", "metrics", "artifacts", "inputs", "outputs"}
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,9 @@ def judge(rel: Rel, exists: Callable[[Rel], bool], tombstones: Iterable[Tombston
             return Verdict(FOLLOW, None, "MLflow removed a tag or alias")
         if not units:
             return Verdict(FOLLOW, None, "not part of a run, experiment, model or version")
+        inner = rel[len(units[-1].rel):]
+        if units[-1].kind in ("run", "logged_model") and inner and inner[0] not in _DATA:
+            return Verdict(FOLLOW, None, "not MLflow data (a stray file in a run's folder)")
         return Verdict(act, None, f"part of {units[-1].kind} {'/'.join(units[-1].rel)} "
                                   "removed while it still exists")
     twin = moved_twin(gone)

@@ -32,7 +32,7 @@ from .conflicts import parse_conflict_name
 from .deletions import Rel, Unit
 from .layout import COORDINATION, META, TEMP_PREFIX, TRASH
 from .metayaml import MAX_BYTES
-from .store import mkdirs_in_store
+from .store import SYNC_MARKERS, mkdirs_in_store
 
 log = logging.getLogger("guard.vault")
 LINK, COPY = "link", "copy"
@@ -44,12 +44,17 @@ class VaultError(Exception):
     """The vault cannot be used; worded for the person who has to fix it."""
 
 
+# In-flight temp files of the guard, Syncthing and the test sync client, and sync clients'
+# own folders: they are renamed or removed by their writer, which is not a deletion.
+TEMP_NAMES = (TEMP_PREFIX, ".syncthing.", "~syncthing~", ".syncsim-")
+
+
 def skipped(rel_dir: Rel, name: str) -> bool:
-    """Names the vault never keeps: the guard's own area, temp and hidden files (sync clients'
-    and the guard's), conflict copies (reconcile.py quarantines those)."""
+    """Names the vault never keeps: the guard's own area, temp files, sync clients' folders,
+    conflict copies (reconcile.py quarantines those)."""
     if not rel_dir and name == COORDINATION:
         return True
-    if name.startswith((".", "~")) and not (not rel_dir and name == TRASH):
+    if name.startswith(TEMP_NAMES) or name in SYNC_MARKERS:
         return True
     return "onflict" in name and parse_conflict_name(name) is not None
 
@@ -138,7 +143,8 @@ class Vault:
         self.tree: dict = {}
         self.next_id = 1
         self.dirty = False
-        self.too_large = 0  # artifacts not copied (copy mode, above copy_max_bytes)
+        self.garbage = 1  # objects no entry names any more (replaced, forgotten); 1: check once
+        self.large: set[Rel] = set()  # artifacts not copied (copy mode, above copy_max_bytes)
         self._lock = FileLock(str(self.root / "vault.lock"), timeout=0)
 
     # ---- opening and saving ----------------------------------------------------------
@@ -154,8 +160,12 @@ class Vault:
         except Timeout:
             raise VaultError(f"the vault {self.root} is in use by another guard daemon; give "
                              "each daemon its own vault.path") from None
-        self.mode = LINK if self._links_work() else COPY
-        self._load()
+        try:
+            self.mode = LINK if self._links_work() else COPY
+            self._load()
+        except BaseException:
+            self._lock.release()
+            raise
 
     def close(self) -> None:
         self.save(force=True)
@@ -193,6 +203,14 @@ class Vault:
             return
         if doc.get("version") != INDEX_VERSION or doc.get("mode") != self.mode:
             log.info("vault index is for mode %s; rebuilding for %s", doc.get("mode"), self.mode)
+            self.garbage = 1
+            return
+        if doc.get("store") != str(self.store):
+            # Another store (or this one mounted elsewhere): its files must never be "restored"
+            # into this store. Start over; the old objects go at the next collect().
+            log.warning("vault %s held store %s, not %s; starting a new index", self.root,
+                        doc.get("store"), self.store)
+            self.garbage = 1
             return
         self.tree = doc.get("tree") or {}
         self.next_id = int(doc.get("next_id") or 1)
@@ -201,9 +219,13 @@ class Vault:
         if not (self.dirty or force):
             return
         tmp = self.root / f"{TEMP_PREFIX}index-{uuid.uuid4().hex[:8]}"
-        with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=6) as fh:
-            json.dump({"version": INDEX_VERSION, "mode": self.mode, "store": str(self.store),
-                       "next_id": self.next_id, "tree": self.tree}, fh, separators=(",", ":"))
+        with open(tmp, "wb") as raw:
+            with gzip.open(raw, "wt", encoding="utf-8", compresslevel=6) as fh:
+                json.dump({"version": INDEX_VERSION, "mode": self.mode, "store": str(self.store),
+                           "next_id": self.next_id, "tree": self.tree}, fh,
+                          separators=(",", ":"))
+            raw.flush()
+            os.fsync(raw.fileno())
         os.replace(tmp, self.index_path)
         self.dirty = False
 
@@ -227,6 +249,10 @@ class Vault:
     def sync(self, rel: Rel = (), recursive: bool = True) -> list[Rel]:
         """Keep every file under store/`rel` (new or replaced ones get a new link or copy);
         return the paths the vault knows there that are gone from the store."""
+        if not self.store.joinpath(*rel).is_dir():  # gone already: no empty entries for it
+            return [rel] if rel and self.knows(rel) else []
+        if not rel:
+            self.large.clear()
         node = self._node(rel, create=True)
         missing: list[Rel] = []
         self._sync_dir(self.store.joinpath(*rel), rel, node, recursive, missing)
@@ -273,17 +299,19 @@ class Vault:
                 return
             self._link(entry.path, ino)
             node[name] = ino
+            self.garbage += current is not None
         else:
             st = entry.stat(follow_symlinks=False)
             if isinstance(current, list) and current[1:] == [st.st_size, st.st_mtime_ns]:
                 return
             if is_artifact(rel) and st.st_size > self.copy_max_bytes:
-                self.too_large += 1
+                self.large.add(rel)
                 return
             key = [self.next_id, st.st_size, st.st_mtime_ns]
             self.next_id += 1
             self._copy(entry.path, self._object(key))
             node[name] = key
+            self.garbage += current is not None
         self.dirty = True
 
     def _link(self, src: str, ino: int) -> None:
@@ -299,7 +327,7 @@ class Vault:
             except FileExistsError:
                 if os.path.samefile(src, obj):
                     return
-                tmp = obj.with_name(f"{TEMP_PREFIX}{obj.name}")  # a stale object: replace it
+                tmp = obj.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}")  # stale: replace
                 os.link(src, tmp)
                 os.replace(tmp, obj)
                 return
@@ -307,7 +335,7 @@ class Vault:
     @staticmethod
     def _copy(src: str, obj: Path) -> None:
         obj.parent.mkdir(parents=True, exist_ok=True)
-        tmp = obj.with_name(f"{TEMP_PREFIX}{obj.name}")
+        tmp = obj.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}")
         shutil.copy2(src, tmp)
         os.replace(tmp, obj)
 
@@ -397,10 +425,14 @@ class Vault:
         parent = self._node(rel[:-1])
         if parent is not None and parent.pop(rel[-1], None) is not None:
             self.dirty = True
+            self.garbage += 1
 
     def collect(self) -> int:
         """Remove objects no index entry names (old versions of replaced files, forgotten
-        ones); returns how many."""
+        ones); returns how many. A no-op when nothing was replaced or forgotten."""
+        if not self.garbage:
+            return 0
+        self.garbage = 0
         names = set()
         for _, key in self.files_under(()):
             names.add(self._object(key).name)
@@ -422,7 +454,11 @@ class Vault:
     def stats(self) -> dict:
         files = sum(1 for _ in self.files_under(()))
         return {"path": str(self.root), "mode": self.mode, "files": files,
-                "too_large": self.too_large}
+                "too_large": len(self.large)}
+
+    @property
+    def too_large(self) -> int:
+        return len(self.large)
 
 
 def unit_of_meta(rel: Rel) -> Rel:

@@ -353,3 +353,16 @@ def test_gc_of_a_trashed_experiment_is_sanctioned_where_the_move_was_missed():
     v = run_judge(f"{EXP}/{RUN}/meta.yaml", store(), [Tombstone((".trash", EXP))])
     assert v.unit == Unit("experiment", (EXP,))
     assert v.action == FOLLOW
+
+
+def test_a_stray_file_in_a_live_runs_folder_is_not_restored():
+    """A sync client's temp file (or a user's scratch file) next to meta.yaml is not MLflow
+    data: its disappearance is followed, while params and artifacts are put back."""
+    present = {("1", "r", "meta.yaml"), ("1", "meta.yaml")}
+    from guard.deletions import judge
+
+    def exists(rel):
+        return rel in present
+
+    assert judge(("1", "r", "upload.partial"), exists, [], lambda u: None).action == "follow"
+    assert judge(("1", "r", "params", "lr"), exists, [], lambda u: None).action == "restore"

@@ -230,3 +230,48 @@ def test_an_unmounted_store_is_never_filled_from_the_vault(new_store, make_guard
     assert client.get_run(run.info.run_id).data.params == {"lr": "0.1"}
     journal = guard.state_dir / "journal" / "vault.jsonl"
     assert not journal.exists() or "restored" not in journal.read_text()
+
+
+def test_an_index_of_another_store_is_never_restored_from(store, tmp_path):
+    """A state folder reused for another store: that store's runs must not appear here."""
+    other = tmp_path / "other" / "mlruns"
+    init_store(other)
+    gone = log_runs(other, 1)[0]
+    vault = open_vault(tmp_path / "vault", other)
+    vault.sync(())
+    vault.close()
+    log_runs(store, 1)
+    here = open_vault(tmp_path / "vault", store)
+    try:
+        assert not any(gone in rel for rel, _ in here.files_under(()))
+        assert here.sync(()) == []  # nothing of the other store is "missing" here
+        assert not list(store.glob(f"*/{gone}"))
+    finally:
+        here.close()
+
+
+def test_a_folder_gone_before_it_was_seen_leaves_no_entry(store, tmp_path):
+    log_runs(store, 1)
+    vault = open_vault(tmp_path / "vault", store)
+    try:
+        vault.sync(())
+        assert vault.sync(("0", "never-there")) == []
+        assert not vault.knows(("0", "never-there"))
+        assert vault.sync(()) == []  # and no later pass reports it
+    finally:
+        vault.close()
+
+
+def test_hidden_artifacts_are_kept_and_sync_clients_temp_files_are_not(store, tmp_path):
+    run_id = log_runs(store, 1)[0]
+    arts = next(store.glob(f"*/{run_id}")) / "artifacts"
+    (arts / ".hydra").mkdir()
+    (arts / ".hydra" / "config.yaml").write_text("lr: 0.1\n")
+    (arts / ".syncthing.notes.txt.tmp").write_text("partial")
+    vault = open_vault(tmp_path / "vault", store)
+    try:
+        vault.sync(())
+        kept = {rel[-1] for rel, _ in vault.files_under(())}
+        assert "config.yaml" in kept and ".syncthing.notes.txt.tmp" not in kept
+    finally:
+        vault.close()
