@@ -410,6 +410,24 @@ def test_state_dir_inside_store_is_refused(tmp_path):
     assert str(store / ".guard") in msg
 
 
+@pytest.mark.parametrize("vault", ["{store}/vault", "{store}", "{parent}"])
+def test_a_vault_overlapping_the_store_is_refused(tmp_path, vault):
+    """The vault is this machine's unsynced copy: inside the store it would sync (and hold
+    the store twice); around it, it would hold itself."""
+    store = tmp_path / "sync" / "mlruns"
+    where = vault.format(store=store, parent=tmp_path / "sync")
+    path = write(tmp_path / "c.yaml", f"store: {store}\nvault:\n  path: {where}\n")
+    msg = config_error(str(path))
+    assert "the vault" in msg and "overlaps the store" in msg and "vault.path" in msg
+
+
+def test_the_vault_defaults_to_the_state_folder(tmp_path):
+    cfg = load_config(overrides={"store": str(tmp_path / "mlruns"),
+                                 "state_dir": str(tmp_path / "state")}, env={})
+    assert cfg.vault_root == tmp_path / "state" / "vault"
+    assert cfg.vault.policy == "restore" and cfg.gc.model_deletions == "allow"
+
+
 def test_state_dir_equal_to_store_is_refused(tmp_path):
     store = tmp_path / "mlruns"
     msg = config_error(overrides={"store": str(store), "state_dir": str(store)})

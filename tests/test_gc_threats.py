@@ -256,3 +256,22 @@ def test_guardctl_gc_removes_exactly_the_eligible_runs_and_no_peer_restores_them
     assert list((a.state_dir / "vault" / "trash").glob(f"*/{exp_id}/{old}/meta.yaml"))
     assert old not in journal(a) + journal(b)  # sanctioned: no vault put it back
     assert readable_everywhere((a, b), active, tmp_path)
+
+
+def test_a_running_mlflow_gc_aimed_at_the_store_shows_in_status(lab):
+    """A real process whose command line is `... mlflow gc --backend-store-uri file:///<store>`
+    (it sleeps instead of deleting): status names it with pid and user and turns DEGRADED."""
+    (a, _b), _, _syncer = lab
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "mlflow",
+                             "gc", "--backend-store-uri", a.store.as_uri()])
+    try:
+        doc = wait_for(lambda: [p for p in a.status().get("gc_processes") or []
+                                if p["pid"] == proc.pid], 30, what="status to list the gc")
+        assert doc[0]["user"]
+        res = a.ctl("status")
+        assert res.returncode == 1 and "DEGRADED" in res.stdout
+        assert f"MLFLOW GC running against this store: pid {proc.pid}" in res.stdout
+    finally:
+        proc.kill()
+        proc.wait(10)
+    wait_for(lambda: not a.status().get("gc_processes"), 30, what="the gc to leave status")
