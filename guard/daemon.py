@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from importlib import metadata
+from pathlib import Path
 
 import psutil
 from filelock import FileLock, Timeout
@@ -223,7 +224,7 @@ class Daemon:
         self.fixer.start()
         log.info("path rewriting on (%s)", self.fixer.mode)
 
-    def _dispatch(self, kind: str, path) -> None:
+    def _dispatch(self, kind: str, path: Path) -> None:
         """Watcher events the fixer does not handle itself."""
         if kind == "copy" and self.conflicts is not None:
             self.conflicts.notice(path)
