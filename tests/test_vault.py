@@ -275,3 +275,44 @@ def test_hidden_artifacts_are_kept_and_sync_clients_temp_files_are_not(store, tm
         assert "config.yaml" in kept and ".syncthing.notes.txt.tmp" not in kept
     finally:
         vault.close()
+
+
+def test_policy_alert_reports_without_restoring_and_refuse_blocks_model_deletion(
+        new_store, make_guard, tmp_path):
+    """vault.policy alert: a run removed by hand is reported (journal, status), not put back.
+    gc.model_deletions refuse: deleting a registered model through the server is a 403."""
+    import shutil
+
+    import pytest as _pytest
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from conftest import wait_for
+
+    config = tmp_path / "guard.yaml"
+    config.write_text("server:\n  health_interval: 1\nlocks:\n  settle: 1\n  ttl: 20\n"
+                      "  renew_every: 2\npeers:\n  heartbeat_interval: 1\n  stale_after: 10\n"
+                      "vault:\n  policy: alert\ngc:\n  model_deletions: refuse\n")
+    guard = make_guard(new_store, config=config).start()
+    guard.wait_healthy()
+    client = MlflowClient(guard.url)
+    run = client.create_run("0")
+    client.set_terminated(run.info.run_id)
+    client.create_registered_model("precious")
+    wait_for(lambda: (guard.status().get("vault") or {}).get("ready"), 60)
+    import time
+    time.sleep(1.5)
+
+    with _pytest.raises(MlflowException, match="gc.model_deletions: refuse"):
+        client.delete_registered_model("precious")
+    assert (new_store / "models" / "precious" / "meta.yaml").is_file()
+
+    shutil.rmtree(new_store / "0" / run.info.run_id)
+    journal = guard.state_dir / "journal" / "vault.jsonl"
+    wait_for(lambda: journal.exists() and '"alert"' in journal.read_text(), 30,
+             what="the alert in the vault journal")
+    assert run.info.run_id in journal.read_text()
+    time.sleep(3)
+    assert not (new_store / "0" / run.info.run_id).exists()  # reported, not restored
+    status = guard.ctl("status").stdout
+    assert "1 alerts" in status and f"alert 0/{run.info.run_id}" in status
