@@ -18,9 +18,10 @@ from typing import Any
 
 from . import tombstones
 from .gate import model_field, model_name, model_resource, refusal, removed_model_field
-from .layout import REGISTRY
+from .layout import META, REGISTRY
 from .locks import ENV, HostLock, LockSettings, LockTimeout
-from .vault import copy_into_trash, new_batch
+from .metayaml import read_doc
+from .vault import copy_into_trash, created_of, new_batch
 
 log = logging.getLogger("guard.app")
 SANCTIONS_ENV = "MLFLOW_GUARD_SANCTIONS"
@@ -58,14 +59,7 @@ def keep_registered_model(sanctions: Sanctions, name: str, why: str) -> tuple[in
     if not folder.is_dir() or Path(os.path.realpath(folder)).parent != \
             Path(os.path.realpath(store / REGISTRY)):
         return None  # nothing there (MLflow answers 404), or a name that leaves the registry
-    created = None
-    try:
-        for line in (folder / "meta.yaml").read_text(encoding="utf-8").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "creation_timestamp" and value.strip().isdigit():
-                created = int(value.strip())
-    except OSError:
-        pass
+    created = created_of(read_doc(folder / META))
     batch = new_batch(Path(sanctions.vault), why, path=f"{REGISTRY}/{name}")
     copy_into_trash(folder, (REGISTRY, name), batch)
     log.info("%s: kept models/%s in %s", why, name, batch)

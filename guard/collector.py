@@ -14,12 +14,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from . import tombstones
 from .deletions import Rel
 from .layout import META, REGISTRY, TRASH
-from .metayaml import MAX_BYTES
+from .metayaml import read_doc
 from .vault import move_into_trash, new_batch
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -100,15 +98,6 @@ def plan(items: list[Item], protected: Protected, now_ms: int,
     return take, keep
 
 
-def _read(path: Path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            doc = yaml.safe_load(fh.read(MAX_BYTES))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
 def _dirs(path: Path) -> list[os.DirEntry]:
     try:
         return [e for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
@@ -127,25 +116,25 @@ def survey(store: Path) -> tuple[list[Item], Protected]:
     for model in _dirs(store / REGISTRY):
         for version in _dirs(Path(model.path)):
             if _VERSION.match(version.name):
-                runs, models = referenced_ids(_read(Path(version.path) / META))
+                runs, models = referenced_ids(read_doc(Path(version.path) / META))
                 runs_protected |= runs
                 models_protected |= models
     homes = [((), e) for e in _dirs(store) if e.name.isdigit()]
     homes += [((TRASH,), e) for e in _dirs(store / TRASH) if e.name.isdigit()]
     for base, exp in homes:
         rel = base + (exp.name,)
-        exp_doc = _read(Path(exp.path) / META)
+        exp_doc = read_doc(Path(exp.path) / META)
         run_ids, model_ids = set(), set()
         for child in _dirs(Path(exp.path)):
             if child.name == "models":
                 for m in _dirs(Path(child.path)):
                     model_ids.add(m.name)
                     if m.name in models_protected:
-                        source = _read(Path(m.path) / META).get("source_run_id")
+                        source = read_doc(Path(m.path) / META).get("source_run_id")
                         if isinstance(source, str):
                             runs_protected.add(source)
                 continue
-            doc = _read(Path(child.path) / META)
+            doc = read_doc(Path(child.path) / META)
             if not doc:
                 continue
             run_ids.add(child.name)

@@ -122,6 +122,15 @@ def read(path: Path) -> tuple[bytes, dict]:
     return raw, parse(raw)
 
 
+def read_doc(path: Path) -> dict:
+    """The parsed mapping of a meta.yaml, or {} when it is missing or not usable (for readers
+    that only look: the vault, the collector, the server's sanctions)."""
+    try:
+        return read(Path(path))[1]
+    except (OSError, MetaError):
+        return {}
+
+
 def replace_if_unchanged(path: Path, new: bytes, expected: bytes,
                          limit: int | None = MAX_BYTES) -> bool:
     """Atomically replace `path` with `new` unless its content is no longer `expected`

@@ -31,13 +31,22 @@ from filelock import FileLock, Timeout
 from .conflicts import parse_conflict_name
 from .deletions import Rel, Unit
 from .layout import COORDINATION, META, TEMP_PREFIX, TRASH
-from .metayaml import MAX_BYTES
+from .metayaml import read_doc
 from .store import SYNC_MARKERS, mkdirs_in_store
 
 log = logging.getLogger("guard.vault")
 LINK, COPY = "link", "copy"
 INDEX_VERSION = 1
 CREATED_KEYS = ("creation_timestamp", "creation_time", "start_time")
+
+
+def created_of(doc: dict) -> int | None:
+    """A unit's creation time from its meta.yaml (the key differs per kind)."""
+    for key in CREATED_KEYS:
+        value = doc.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 class VaultError(Exception):
@@ -365,16 +374,7 @@ class Vault:
         key = found.get(unit.meta)
         if key is None:
             return None
-        try:
-            with open(self._object(key), encoding="utf-8") as fh:
-                text = fh.read(MAX_BYTES)
-        except OSError:
-            return None
-        for line in text.splitlines():
-            name, _, value = line.partition(":")
-            if name.strip() in CREATED_KEYS and value.strip().isdigit():
-                return int(value.strip())
-        return None
+        return created_of(read_doc(self._object(key)))
 
     def restore(self, rel: Rel) -> int:
         """Put back every kept file at or below `rel` that is missing from the store; returns

@@ -6,6 +6,7 @@ server tree the daemon recorded; nothing is ever ended by name (the machine is s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -209,6 +210,47 @@ def shared_guard(tmp_path_factory):
         yield guard
     finally:
         guard.teardown()
+
+
+LAB_SETTLE = 1.5  # locks.settle in a lab: above the simulated sync delay (0.3 s) plus a scan
+
+
+@contextlib.contextmanager
+def guarded_lab(root: Path, hosts: list[str], guarded: int, extra_config: str = ""):
+    """Hosts with a store each at a different path, synced with a 0.3 s delay; the first
+    `guarded` run a real guard daemon (fast heartbeats, settle LAB_SETTLE). Yields (guards,
+    stores, syncer); stops everything it started."""
+    from syncsim import Syncer
+
+    from guard.layout import COORDINATION
+
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    stores = [root / name / "sync" / "mlruns" for name in hosts]
+    for store in stores:
+        store.mkdir(parents=True)
+    # Heartbeats are rewritten every 0.5 s: synced, but never waited for by settle().
+    syncer = Syncer(stores, delay=0.3, host_names=hosts,
+                    volatile=(f"{COORDINATION}/peers/",)).start()
+    init_store(stores[0])
+    syncer.settle(30)
+    guards = []
+    try:
+        for name, store in zip(hosts[:guarded], stores):
+            config = root / f"{name}.yaml"
+            config.write_text(f"host_id: {name}\nserver:\n  health_interval: 1\n"
+                              "peers:\n  heartbeat_interval: 0.5\n  stale_after: 5\n"
+                              f"locks:\n  settle: {LAB_SETTLE}\n  ttl: 20\n  renew_every: 2\n"
+                              "  timeout: 60\nconflicts:\n  scan_interval: 1\n" + extra_config)
+            guards.append(Guard(store, root / f"state-{name}", free_port(), config=config))
+        for guard in guards:
+            guard.start()
+        for guard in guards:
+            guard.wait_healthy()
+        yield guards, stores, syncer
+    finally:
+        for guard in guards:
+            guard.teardown()
+        syncer.stop()
 
 
 @pytest.fixture

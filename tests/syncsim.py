@@ -274,6 +274,13 @@ class Syncer:
                 raise AssertionError(self._describe_unsettled(timeout))
             time.sleep(min(self.interval / 2, 0.05))
 
+    def settled(self, timeout: float = 5.0) -> bool:
+        """settle() for polling loops: False, not an error, while changes are in flight."""
+        try:
+            return self.settle(timeout)
+        except AssertionError:
+            return False
+
     def counters(self) -> tuple[int, int, int]:
         """(replayed, deleted, conflicts), handy to check that nothing moves."""
         return (self.replayed, self.deleted, self.conflicts)

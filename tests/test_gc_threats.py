@@ -17,53 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Guard, free_port, guardctl, wait_for
-from guard.layout import COORDINATION
-from guard.store import init_store
+from conftest import LAB_SETTLE, Guard, guarded_lab, guardctl, wait_for
 
-SETTLE = 1.5  # locks.settle, and so the vault's grace before it judges a disappearance
+SETTLE = LAB_SETTLE  # locks.settle, and so the vault's grace before it judges a disappearance
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    from syncsim import Syncer
-
-    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    root = tmp_path_factory.mktemp("gc-lab")
-    stores = [root / name / "sync" / "mlruns" for name in ("hostA", "hostB", "hostC")]
-    for store in stores:
-        store.mkdir(parents=True)
-    syncer = Syncer(stores, delay=0.3, host_names=["hostA", "hostB", "hostC"],
-                    volatile=(f"{COORDINATION}/peers/",)).start()
-    init_store(stores[0])
-    syncer.settle(30)
-    guards = []
-    try:
-        for name, store in zip(("hostA", "hostB"), stores):
-            config = root / f"{name}.yaml"
-            config.write_text(
-                f"host_id: {name}\nserver:\n  health_interval: 1\n"
-                "rewrite:\n  foreign_delay: 3600\n"  # keep hostC's own paths: `mlflow gc` there
-                "peers:\n  heartbeat_interval: 0.5\n  stale_after: 5\n"
-                f"locks:\n  settle: {SETTLE}\n  ttl: 20\n  renew_every: 2\n  timeout: 60\n"
-                "conflicts:\n  scan_interval: 1\nvault:\n  scan_interval: 5\n")
-            guards.append(Guard(store, root / f"state-{name}", free_port(), config=config))
-        for guard in guards:
-            guard.start()
-        for guard in guards:
-            guard.wait_healthy()
+    hosts = ["hostA", "hostB", "hostC"]  # hostC runs no guard
+    # foreign_delay: keep hostC's own paths, so `mlflow gc` there can delete for real.
+    with guarded_lab(tmp_path_factory.mktemp("gc-lab"), hosts, 2,
+                     "rewrite:\n  foreign_delay: 3600\nvault:\n  scan_interval: 5\n") as lab:
+        guards, stores, syncer = lab
         yield guards, stores[2], syncer
-    finally:
-        for guard in guards:
-            guard.teardown()
-        syncer.stop()
-
-
-def synced_now(syncer) -> bool:
-    try:
-        return syncer.settle(5)
-    except AssertionError:
-        return False
 
 
 def client(where):
@@ -123,14 +89,14 @@ def run_dir(store: Path, exp_id: str, run_id: str) -> Path:
 def test_mlflow_gc_on_a_machine_without_the_guard_is_undone_on_every_machine(lab, tmp_path):
     (a, b), store_c, syncer = lab
     exp_id, run_id = log_run(store_c, "laptop", tmp_path)  # file:// paths of hostC
-    wait_for(lambda: synced_now(syncer) and readable_everywhere((a, b), run_id, tmp_path), 60,
+    wait_for(lambda: syncer.settled() and readable_everywhere((a, b), run_id, tmp_path), 60,
              what="hostC's run to reach both guards")
     client(store_c).delete_run(run_id)
     res = mlflow_gc("--backend-store-uri", store_c.as_uri(), "--tracking-uri", store_c.as_uri())
     assert res.returncode == 0 and f"Run with ID {run_id} has been permanently deleted" \
         in res.stdout, res.stderr[-2000:]
     assert not run_dir(store_c, exp_id, run_id).exists()  # gone on hostC, and so synced away
-    wait_for(lambda: synced_now(syncer) and run_dir(store_c, exp_id, run_id).is_dir()
+    wait_for(lambda: syncer.settled() and run_dir(store_c, exp_id, run_id).is_dir()
              and readable_everywhere((a, b), run_id, tmp_path), 60,
              what="the vaults to put the run back, and the sync to carry it to every host")
     assert run_id in journal(a) + journal(b)
@@ -144,7 +110,7 @@ def test_mlflow_gc_pointed_at_the_guards_server_deletes_nothing(lab, tmp_path):
     res = mlflow_gc("--backend-store-uri", a.store.as_uri(), "--tracking-uri", a.url)
     assert res.returncode != 0 and "403" in res.stderr and "guardctl gc" in res.stderr
     assert run_dir(a.store, exp_id, run_id).is_dir()
-    wait_for(lambda: synced_now(syncer) and readable_everywhere((a, b), run_id, tmp_path), 60,
+    wait_for(lambda: syncer.settled() and readable_everywhere((a, b), run_id, tmp_path), 60,
              what="the run, untouched, on both hosts")
 
 
@@ -157,16 +123,16 @@ def test_an_artifact_delete_request_is_refused_with_403(lab, tmp_path):
     res = requests.delete(url, timeout=30)
     assert res.status_code == 403 and "guardctl gc" in res.json()["message"]
     assert requests.get(url, timeout=30).status_code == 200  # downloads still pass
-    wait_for(lambda: synced_now(syncer) and readable_everywhere((a, b), run_id, tmp_path), 60,
+    wait_for(lambda: syncer.settled() and readable_everywhere((a, b), run_id, tmp_path), 60,
              what="the artifact on both hosts")
 
 
 def test_a_run_folder_removed_by_hand_comes_back_on_both_hosts(lab, tmp_path):
     (a, b), _, syncer = lab
     exp_id, run_id = log_run(a, "through-a", tmp_path)
-    wait_for(lambda: synced_now(syncer) and readable_everywhere((a, b), run_id, tmp_path), 60)
+    wait_for(lambda: syncer.settled() and readable_everywhere((a, b), run_id, tmp_path), 60)
     shutil.rmtree(run_dir(a.store, exp_id, run_id))
-    wait_for(lambda: synced_now(syncer) and readable_everywhere((a, b), run_id, tmp_path), 60,
+    wait_for(lambda: syncer.settled() and readable_everywhere((a, b), run_id, tmp_path), 60,
              what="the removed run to be restored and synced")
     assert f"{exp_id}/{run_id}" in journal(a) + journal(b)
     assert "restored" in a.ctl("status").stdout
@@ -175,10 +141,10 @@ def test_a_run_folder_removed_by_hand_comes_back_on_both_hosts(lab, tmp_path):
 def test_an_experiment_deleted_on_another_machine_comes_back_through_the_sync(lab, tmp_path):
     (a, b), store_c, syncer = lab
     exp_id, run_id = log_run(a, "whole-experiment", tmp_path)
-    wait_for(lambda: synced_now(syncer) and (store_c / exp_id / run_id / "meta.yaml").exists(),
+    wait_for(lambda: syncer.settled() and (store_c / exp_id / run_id / "meta.yaml").exists(),
              60)
     shutil.rmtree(store_c / exp_id)  # hostC, without a guard, removes the whole experiment
-    wait_for(lambda: synced_now(syncer) and (store_c / exp_id / "meta.yaml").exists()
+    wait_for(lambda: syncer.settled() and (store_c / exp_id / "meta.yaml").exists()
              and readable_everywhere((a, b), run_id, tmp_path), 60,
              what="the experiment back on every host")
     assert client(b).get_experiment(exp_id).lifecycle_stage == "active"
@@ -187,10 +153,10 @@ def test_an_experiment_deleted_on_another_machine_comes_back_through_the_sync(la
 def test_soft_deleting_an_experiment_is_not_undone(lab, tmp_path):
     (a, b), _, syncer = lab
     exp_id, run_id = log_run(a, "soft", tmp_path)
-    wait_for(lambda: synced_now(syncer) and (b.store / exp_id).is_dir(), 60)
+    wait_for(lambda: syncer.settled() and (b.store / exp_id).is_dir(), 60)
     client(a).delete_experiment(exp_id)  # MLflow moves it to .trash/<exp>
     time.sleep(SETTLE * 3)
-    wait_for(lambda: synced_now(syncer), 60)
+    wait_for(lambda: syncer.settled(), 60)
     for guard in (a, b):
         assert not (guard.store / exp_id).exists()
         assert (guard.store / ".trash" / exp_id / run_id / "meta.yaml").is_file()
@@ -205,11 +171,11 @@ def test_registered_model_deletion_is_kept_in_the_vault_and_not_undone_by_peers(
     c.create_model_version("doomed", f"runs:/{run_id}/model", run_id)
     c.create_registered_model("kept")
     mv = c.create_model_version("kept", f"runs:/{run_id}/model", run_id)
-    wait_for(lambda: synced_now(syncer) and (b.store / "models" / "doomed").is_dir(), 60)
+    wait_for(lambda: syncer.settled() and (b.store / "models" / "doomed").is_dir(), 60)
     c.delete_registered_model("doomed")
     c.delete_model_version("kept", mv.version)  # the file store only marks a version deleted
     time.sleep(SETTLE * 3)
-    wait_for(lambda: synced_now(syncer), 60)
+    wait_for(lambda: syncer.settled(), 60)
     for guard in (a, b):
         names = [m.name for m in client(guard).search_registered_models()]
         assert "doomed" not in names and "kept" in names
@@ -231,7 +197,7 @@ def test_guardctl_gc_removes_exactly_the_eligible_runs_and_no_peer_restores_them
     c.create_model_version("production", f"runs:/{registered}/model", registered)
     for run_id in (old, registered):
         c.delete_run(run_id)
-    wait_for(lambda: synced_now(syncer) and (b.store / exp_id / old).is_dir(), 60)
+    wait_for(lambda: syncer.settled() and (b.store / exp_id / old).is_dir(), 60)
 
     def listed(out: str, verb: str) -> set[str]:
         return {line.split()[2] for line in out.splitlines() if line.startswith(f"  {verb} ")}
@@ -248,7 +214,7 @@ def test_guardctl_gc_removes_exactly_the_eligible_runs_and_no_peer_restores_them
     removed = listed(done.stdout, "remove")
     assert f"{exp_id}/{old}" in removed and f"{exp_id}/{registered}" not in removed
     time.sleep(SETTLE * 3)
-    wait_for(lambda: synced_now(syncer), 60)
+    wait_for(lambda: syncer.settled(), 60)
     for store in (a.store, b.store, store_c):
         assert not (store / exp_id / old).exists()
         assert (store / exp_id / registered / "meta.yaml").is_file()

@@ -3,61 +3,22 @@ guard daemon and real MLflow clients: cross-machine safety end to end."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
 
 from clients import read_through_server, result_of, start_register_client, start_training_client
-from conftest import Guard, free_port, guardctl, wait_for
-from guard.layout import COORDINATION
+from conftest import guarded_lab, guardctl, wait_for
 from guard.reconcile import RENUMBERED_TAG, find_copies
-from guard.store import init_store
 
-SETTLE = 1.5  # locks.settle: above the simulated sync delay (0.3 s) plus a scan
-HEARTBEATS = f"{COORDINATION}/peers/"  # rewritten every 0.5 s: synced, never "settled"
-
-
-def synced_now(syncer) -> bool:
-    """settle() for a wait_for loop: False instead of an error while changes are in flight."""
-    try:
-        return syncer.settle(5)
-    except AssertionError:
-        return False
 
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory):
     """hostA and hostB: a store each at a different path, synced, each with a guard."""
-    from syncsim import Syncer
-
-    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    root = tmp_path_factory.mktemp("two-hosts")
-    stores = [root / name / "sync" / "mlruns" for name in ("hostA", "hostB")]
-    for store in stores:
-        store.mkdir(parents=True)
-    syncer = Syncer(stores, delay=0.3, host_names=["hostA", "hostB"],
-                    volatile=(HEARTBEATS,)).start()
-    init_store(stores[0])
-    syncer.settle(30)
-    guards = []
-    try:
-        for name, store in zip(("hostA", "hostB"), stores):
-            config = root / f"{name}.yaml"
-            config.write_text(f"host_id: {name}\nserver:\n  health_interval: 1\n"
-                              "peers:\n  heartbeat_interval: 0.5\n  stale_after: 5\n"
-                              f"locks:\n  settle: {SETTLE}\n  ttl: 20\n  renew_every: 2\n"
-                              "  timeout: 60\nconflicts:\n  scan_interval: 1\n")
-            guards.append(Guard(store, root / f"state-{name}", free_port(), config=config))
-        for guard in guards:
-            guard.start()
-        for guard in guards:
-            guard.wait_healthy()
+    with guarded_lab(tmp_path_factory.mktemp("two-hosts"), ["hostA", "hostB"], 2) as lab:
+        guards, _stores, syncer = lab
         yield guards, syncer
-    finally:
-        for guard in guards:
-            guard.teardown()
-        syncer.stop()
 
 
 def versions_on(url: str, name: str) -> list[tuple[str, str, str]]:
@@ -100,7 +61,7 @@ def test_same_version_number_on_both_hosts_while_sync_is_down_keeps_both(hosts):
     made = [result_of(proc) for proc in procs]
     assert [r[0]["version"] for r in made] == ["1", "1"]  # the collision the guard must fix
     syncer.resume()
-    wait_for(lambda: synced_now(syncer) and no_copies_left((a, b))
+    wait_for(lambda: syncer.settled() and no_copies_left((a, b))
              and all(len(versions_on(g.url, "offline")) == 2 for g in (a, b)), 90,
              what="the duplicate version to be renumbered on both hosts")
     syncer.settle(30)
@@ -123,7 +84,7 @@ def test_both_hosts_logging_to_one_run_while_sync_is_down_keep_every_point(hosts
 
     run = MlflowClient(a.url).create_run("0")
     run_id = run.info.run_id
-    wait_for(lambda: synced_now(syncer) and (b.store / "0" / run_id / "meta.yaml").exists(), 30)
+    wait_for(lambda: syncer.settled() and (b.store / "0" / run_id / "meta.yaml").exists(), 30)
     syncer.pause()
     for guard, steps in ((a, range(0, 3)), (b, range(3, 6))):
         client = MlflowClient(guard.url)
@@ -133,7 +94,7 @@ def test_both_hosts_logging_to_one_run_while_sync_is_down_keep_every_point(hosts
     syncer.resume()
 
     def every_point_everywhere() -> bool:
-        return synced_now(syncer) and no_copies_left((a, b)) and all(
+        return syncer.settled() and no_copies_left((a, b)) and all(
             sorted(m.step for m in MlflowClient(g.url).get_metric_history(run_id, "loss"))
             == list(range(6)) for g in (a, b))
 
@@ -152,7 +113,7 @@ def test_training_on_both_hosts_at_once_every_record_readable_everywhere(hosts, 
     made = [result_of(proc, 600) for proc in procs]
     versions = [v["version"] for result in made for v in result["versions"]]
     assert sorted(versions, key=int) == ["1", "2", "3", "4"]  # distinct, by the model lock
-    wait_for(lambda: synced_now(syncer) and no_copies_left((a, b)), 60, what="sync and cleanup")
+    wait_for(lambda: syncer.settled() and no_copies_left((a, b)), 60, what="sync and cleanup")
     from mlflow import MlflowClient
 
     runs = [run for result in made for run in result["runs"]]
