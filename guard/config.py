@@ -22,6 +22,9 @@ ENV_CONFIG = "MLFLOW_GUARD_CONFIG"
 APP_DIR = "mlflow-guard"
 HOST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# The daemon's components, each a `guard.<name>` logger whose level log.levels can set.
+LOG_COMPONENTS = ("daemon", "server", "service", "notify", "processes", "fixer", "watch",
+                  "reconcile", "locks", "restorer", "vault", "app")
 
 
 class ConfigError(Exception):
@@ -60,7 +63,7 @@ def system_config_path() -> Path:
 @dataclass(frozen=True)
 class Field:
     key: str
-    kind: str  # path | str | host_id | int | float | port | level | bool | choice
+    kind: str  # path | str | host_id | int | float | port | level | levels | bool | choice
     default: Callable[[], Any] | Any
     minimum: float | None = None
     choices: tuple[str, ...] = ()
@@ -113,6 +116,7 @@ FIELDS: tuple[Field, ...] = (
     Field("log.level", "level", "INFO"),
     Field("log.max_bytes", "int", 10 * 1024 * 1024, minimum=1024),
     Field("log.backups", "int", 5, minimum=0),
+    Field("log.levels", "levels", dict),
 )
 FIELD_BY_KEY = {f.key: f for f in FIELDS}
 SECTIONS = {f.key.split(".")[0] for f in FIELDS if "." in f.key}
@@ -192,6 +196,7 @@ class LogConfig:
     level: str
     max_bytes: int
     backups: int
+    levels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -341,6 +346,8 @@ def check_value(f: Field, value: Any, origin: str, base_dir: Path | None) -> Any
                 raise ConfigError(f"{where} is {value!r}; use one of {', '.join(LOG_LEVELS)}")
             return value.upper()
         return value
+    if f.kind == "levels":
+        return _check_levels(value, where)
     if f.kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false, got {value!r}")
@@ -361,6 +368,24 @@ def check_value(f: Field, value: Any, origin: str, base_dir: Path | None) -> Any
     if f.minimum is not None and value < f.minimum:
         raise ConfigError(f"{where} is {value}; it must be at least {f.minimum:g}")
     return value
+
+
+def _check_levels(value: Any, where: str) -> dict[str, str]:
+    """log.levels: a mapping of component to level, both checked."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping of component to level, e.g. "
+                          f"{{vault: DEBUG}}; got {value!r}")
+    out = {}
+    for component, level in value.items():
+        if component not in LOG_COMPONENTS:
+            hint = difflib.get_close_matches(str(component), LOG_COMPONENTS, n=1)
+            did = f"did you mean '{hint[0]}'?" if hint else f"use one of {', '.join(LOG_COMPONENTS)}"
+            raise ConfigError(f"{where} names the unknown component {component!r}; {did}")
+        if not isinstance(level, str) or level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"{where}: the level of {component!r} is {level!r}; use one of "
+                              f"{', '.join(LOG_LEVELS)}")
+        out[str(component)] = level.upper()
+    return out
 
 
 def _is_within(child: Path, parent: Path) -> bool:

@@ -16,20 +16,21 @@ import threading
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Sequence
 
 import psutil
 from filelock import FileLock, Timeout
 
-from . import __version__, peers, supervisor
+from . import __version__, notify, peers, readiness, supervisor
 from .config import Config
 from .fixer import Fixer, FixerService
 from .journal import Journal
 from .locks import LockSettings
-from .logs import setup_logging
+from .logs import server_output_logger, setup_logging
 from .processes import Census, ProcRef, alive, classify, end_tree, gc_processes, snapshot
 from .reconcile import ConflictService, Reconciler
 from .restorer import RestoreService
-from .server import ServerProcess, output_logger, probe_health, server_url
+from .server import ServerProcess, probe_health, server_url
 from .state import StateDir, read_json, write_json_atomic
 from .store import inspect_store
 from .supervisor import Phase
@@ -87,8 +88,15 @@ def describe(procs) -> str:
 
 
 class Daemon:
-    def __init__(self, cfg: Config, wait_for_store: bool = False) -> None:
+    def __init__(self, cfg: Config, wait_for_store: bool = False,
+                 reporter: readiness.Reporter | None = None,
+                 log_handlers: Sequence[logging.Handler] = ()) -> None:
+        """`reporter` hears readiness and liveness (by default systemd, when it started us);
+        `log_handlers` get the daemon's log too (the Windows Event Log)."""
         self.cfg = cfg
+        self.log_handlers = log_handlers
+        self.reporter = reporter if reporter is not None else notify.from_environment()
+        self.told = readiness.Told()
         self.store = cfg.require_store()
         self.wait_for_store = wait_for_store
         self.state = StateDir(cfg.state_dir)
@@ -134,7 +142,7 @@ class Daemon:
                 f"{self.state.root}; `guardctl status` shows it, `guardctl stop` ends it"
             ) from None
         try:
-            setup_logging(self.state.guard_log, self.cfg.log)
+            setup_logging(self.state.guard_log, self.cfg.log, self.log_handlers)
             self._install_signals()
             log.info("mlflow-guard %s starting (pid %s) for store %s", __version__,
                      self.me.pid, self.store)
@@ -179,6 +187,7 @@ class Daemon:
                 log.warning("%s", self.message)
                 last_report = time.monotonic()
             self.write_status(force=True)
+            self._tell()
             self.stopping.wait(1.0)
         return False
 
@@ -261,6 +270,7 @@ class Daemon:
     # ---- the loop ---------------------------------------------------------------------
     def _loop(self) -> None:
         while not self.stopping.is_set():
+            self._tell()
             self._handle_request()
             now = time.time()
             if self._store_lost(now):
@@ -275,6 +285,17 @@ class Daemon:
                 self._start_server(now)
             self.write_status()
             self.stopping.wait(TICK)
+
+    def _tell(self) -> None:
+        """Readiness, liveness and a status line for the service manager, if there is one.
+        Called from the loop's own thread, so a hung loop stops the watchdog pings."""
+        if self.reporter is None:
+            return
+        advice, self.told = readiness.advise(
+            self.sup.phase, bool(self.health.get("ok")), self.url, self.message, self.told,
+            time.monotonic(), self.reporter.every)
+        if advice != readiness.Advice():
+            self.reporter.send(advice)
 
     def _heartbeat(self, now: float, state: str = "running") -> None:
         """Publish this host's heartbeat, read the other hosts', and notice a host_id clash."""
@@ -398,8 +419,8 @@ class Daemon:
         if self.sup.starts:
             log.warning("restarting the server (restart %d; last: %s)", self.sup.starts,
                         self.sup.last_reason)
-        self.server = ServerProcess(self.cfg, output_logger(
-            self.state.server_log, self.cfg.log.max_bytes, self.cfg.log.backups))
+        self.server = ServerProcess(self.cfg, server_output_logger(self.state.server_log,
+                                                                   self.cfg.log))
         self.server.start()
         self.sup = supervisor.started(self.sup, now)
         self.health = {"ok": False, "detail": "starting", "at": None}
@@ -434,6 +455,7 @@ class Daemon:
         self.sup = supervisor.State(phase=Phase.STOPPING, starts=self.sup.starts,
                                     last_reason=self.sup.last_reason)
         self.write_status(force=True)
+        self._tell()
         for service in (self.fixer, self.conflicts, self.vault):
             if service is not None:
                 service.stop()

@@ -1,29 +1,81 @@
-"""One logging setup for the daemon: a rotating file in the state folder plus stderr."""
+"""One logging setup for the daemon and everything it runs.
+
+- `guard.log` in the state folder, rotating at log.max_bytes with log.backups old files;
+- stderr, which systemd hands to the journal: there each line carries its syslog priority
+  (`<3>` for errors) and no timestamp of its own, so `journalctl -p err` works;
+- a level per component (log.levels, e.g. `vault: DEBUG`) over the default log.level;
+- `server.log`, the MLflow server's own output verbatim, rotating by the same settings.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from typing import Iterable, Mapping
 
-from .config import LogConfig
+from .config import LOG_COMPONENTS, LogConfig
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+JOURNAL_FORMAT = "%(levelname)s %(name)s: %(message)s"
+PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+            logging.CRITICAL: 2}
 
 
-def setup_logging(path: Path, cfg: LogConfig) -> None:
-    """Send the `guard` loggers to `path` (rotating) and to stderr (for journald or a console)."""
-    logger = logging.getLogger("guard")
-    logger.setLevel(cfg.level)
-    logger.propagate = False
+class JournalFormatter(logging.Formatter):
+    """journald reads a leading `<N>` on a stream line as the line's syslog priority."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{PRIORITY.get(record.levelno, 6)}>" + super().format(record)
+
+
+def stderr_is_journal(env: Mapping[str, str] | None = None) -> bool:
+    """True when stderr is the journal stream systemd connected (JOURNAL_STREAM=dev:inode)."""
+    stream = (os.environ if env is None else env).get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return stream == f"{st.st_dev}:{st.st_ino}"
+
+
+def _reset(logger: logging.Logger) -> None:
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
+
+
+def setup_logging(path: Path, cfg: LogConfig, extra: Iterable[logging.Handler] = ()) -> None:
+    """Send the `guard` loggers to `path`, to stderr and to `extra` handlers (the Windows
+    Event Log keeps its own level)."""
+    logger = logging.getLogger("guard")
+    logger.setLevel(cfg.level)
+    logger.propagate = False
+    _reset(logger)
+    for component in LOG_COMPONENTS:
+        logging.getLogger(f"guard.{component}").setLevel(cfg.levels.get(component, logging.NOTSET))
     path.parent.mkdir(parents=True, exist_ok=True)
     file_handler = RotatingFileHandler(path, maxBytes=cfg.max_bytes, backupCount=cfg.backups,
                                        encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter(FORMAT))
     stream_handler = logging.StreamHandler(sys.stderr)
-    for handler in (file_handler, stream_handler):
-        handler.setFormatter(logging.Formatter(FORMAT))
+    stream_handler.setFormatter(JournalFormatter(JOURNAL_FORMAT) if stderr_is_journal()
+                                else logging.Formatter(FORMAT))
+    for handler in (file_handler, stream_handler, *extra):
         logger.addHandler(handler)
+
+
+def server_output_logger(path: Path, cfg: LogConfig) -> logging.Logger:
+    """A logger that writes the server's own output, verbatim, to a rotating file."""
+    logger = logging.getLogger("guard.server.output")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    _reset(logger)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = RotatingFileHandler(path, maxBytes=cfg.max_bytes, backupCount=cfg.backups,
+                                  encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    return logger

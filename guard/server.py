@@ -13,8 +13,6 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from logging.handlers import RotatingFileHandler
-from pathlib import Path
 
 import psutil
 
@@ -76,21 +74,6 @@ def probe_health(url: str, timeout: float) -> tuple[bool, str]:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         return False, str(reason)
-
-
-def output_logger(path: Path, max_bytes: int, backups: int) -> logging.Logger:
-    """A logger that writes the server's own output, verbatim, to a rotating file."""
-    logger = logging.getLogger("guard.server.output")
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        handler.close()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(handler)
-    return logger
 
 
 class ServerProcess:

@@ -18,7 +18,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileClosedEvent,
                              FileCreatedEvent, FileDeletedEvent, FileModifiedEvent,
@@ -65,6 +65,22 @@ class _Handler(FileSystemEventHandler):
             self.sink.put(("copy", path))
 
 
+def watched_folders(path: Path, rel: tuple[str, ...] = ()
+                    ) -> Iterator[tuple[Path, tuple[str, ...]]]:
+    """`path` and every folder below it that can hold a meta.yaml (what inotify watches on
+    Linux), symlinks not followed; each folder is yielded before it is listed, so a watch set
+    on it at once sees anything created while its children are walked."""
+    yield path, rel
+    try:
+        with os.scandir(path) as it:
+            subdirs = [e.name for e in it if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return
+    for name in subdirs:
+        if can_hold_meta(rel + (name,)):
+            yield from watched_folders(path / name, rel + (name,))
+
+
 class _InotifyBackend:
     """Linux: non-recursive inotify watches on exactly the folders that can hold a meta.yaml."""
 
@@ -90,19 +106,14 @@ class _InotifyBackend:
         self._inotify.close()
 
     def _add_tree(self, path: Path, rel: tuple[str, ...]) -> None:
-        wd = self._inotify.add_watch(str(path), self.mask)
-        self.paths[wd] = (path, rel)  # a folder moved within the store keeps its wd: re-mapped
-        try:
-            with os.scandir(path) as it:
-                subdirs = [e.name for e in it if e.is_dir(follow_symlinks=False)]
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            return
-        for name in subdirs:
-            if can_hold_meta(rel + (name,)):
-                try:
-                    self._add_tree(path / name, rel + (name,))
-                except FileNotFoundError:
-                    pass
+        for folder, sub in watched_folders(path, rel):
+            try:
+                wd = self._inotify.add_watch(str(folder), self.mask)
+            except FileNotFoundError:
+                if folder == path:
+                    raise
+                continue  # gone meanwhile; the walk then finds nothing below it
+            self.paths[wd] = (folder, sub)  # a folder moved in the store keeps its wd: re-mapped
 
     def _run(self) -> None:
         while not self._stop.is_set():

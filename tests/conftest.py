@@ -88,9 +88,10 @@ class Guard:
     """One real `guardctl run` daemon over a store, with helpers to observe it."""
 
     def __init__(self, store: Path, state_dir: Path, port: int, config: Path | None = None,
-                 extra: tuple[str, ...] = ()) -> None:
+                 extra: tuple[str, ...] = (), env: dict | None = None) -> None:
         self.store, self.state_dir, self.port, self.config = store, state_dir, port, config
         self.extra = extra
+        self.env = env or {}
         self.proc: subprocess.Popen | None = None
         self.seen_server_pids: set[int] = set()
 
@@ -110,7 +111,7 @@ class Guard:
         log = open(self.state_dir.parent / f"guard-run-{self.state_dir.name}.log", "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "guard.cli", "run", "--store", str(self.store), *self.opts,
-             *self.extra], stdout=log, stderr=subprocess.STDOUT)
+             *self.extra], stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
         log.close()
         return self
 

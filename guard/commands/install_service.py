@@ -1,0 +1,184 @@
+"""`guardctl install-service`: install the daemon as a systemd unit or a Windows service."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+from .. import units
+from ..config import Config, ConfigError
+from .common import add_config_options, config_from
+
+NAME = "install-service"
+HELP = "install the daemon as a service: a systemd unit (--systemd) or a Windows service"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    kind = parser.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--systemd", action="store_true", help="write a systemd unit")
+    kind.add_argument("--windows", action="store_true", help="install the Windows service")
+    add_config_options(parser)
+    parser.add_argument("--user", action="store_true",
+                        help="systemd: a user unit for `systemctl --user` instead of a system unit")
+    parser.add_argument("--run-as", metavar="NAME",
+                        help="systemd system unit: the account that owns the sync folder "
+                             "(default: the user who ran sudo, or you)")
+    parser.add_argument("--output", metavar="PATH",
+                        help="systemd: write the unit here instead ('-' prints it)")
+    parser.add_argument("--enable", action="store_true",
+                        help="also run the systemctl commands that enable and start it")
+    parser.add_argument("--account", metavar="NAME",
+                        help=r"Windows: run the service as this account (.\name or DOMAIN\name), "
+                             "the one that owns the Synology Drive folder; asks for its password")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.windows:
+        return _install_windows(args)
+    try:
+        return _install_systemd(args)
+    except OSError as exc:
+        print(f"guardctl: {exc}", file=sys.stderr)
+        return 1
+
+
+def _target_user(args: argparse.Namespace) -> str | None:
+    if args.user:
+        return None
+    import getpass
+
+    name = args.run_as or os.environ.get("SUDO_USER") or getpass.getuser()
+    if name == "root" and not args.run_as:
+        raise ConfigError("a system unit runs as the account that owns the sync folder, not "
+                          "root: pass --run-as NAME (or use --user for your own user unit)")
+    return name
+
+
+@contextlib.contextmanager
+def _home_of(user: str | None) -> Iterator[None]:
+    """Expand '~' in the config as the service's account will (sudo may keep root's HOME)."""
+    if user is None or sys.platform == "win32":
+        yield
+        return
+    import pwd
+
+    try:
+        home = pwd.getpwnam(user).pw_dir
+    except KeyError:
+        raise ConfigError(f"no account named {user!r} on this machine (--run-as)") from None
+    saved = {k: os.environ.get(k) for k in ("HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME")}
+    os.environ["HOME"] = home
+    os.environ.pop("XDG_STATE_HOME", None)
+    os.environ.pop("XDG_CONFIG_HOME", None)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _service_config(args: argparse.Namespace, user: str | None) -> Config:
+    with _home_of(user):
+        cfg = config_from(args)
+    if cfg.file is None:
+        raise ConfigError("a service needs a config file naming the store: write one (see "
+                          "config.example.yaml) and pass --config PATH")
+    cfg.require_store()
+    return cfg
+
+
+def _unit_path(args: argparse.Namespace) -> Path | None:
+    if args.output == "-":
+        return None
+    if args.output:
+        return Path(args.output).expanduser().absolute()
+    if args.user:
+        base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+        return Path(base) / "systemd" / "user" / f"{units.SERVICE_NAME}.service"
+    return Path("/etc/systemd/system") / f"{units.SERVICE_NAME}.service"
+
+
+def _own_folders(cfg: Config, user: str | None) -> None:
+    """Create the state folder and vault for the service's account: ReadWritePaths needs
+    them to exist, and a folder root created for another account would be unwritable."""
+    for folder in (cfg.state_dir, cfg.vault_root):
+        missing = [p for p in [folder, *folder.parents] if not p.exists()]
+        folder.mkdir(parents=True, exist_ok=True)
+        if user and os.geteuid() == 0:
+            import pwd
+
+            entry = pwd.getpwnam(user)
+            for path in missing:
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _install_systemd(args: argparse.Namespace) -> int:
+    if sys.platform == "win32":
+        print("guardctl: systemd units are for Linux; on Windows use --windows", file=sys.stderr)
+        return 2
+    user = _target_user(args)
+    cfg = _service_config(args, user)
+    spec = units.UnitSpec(
+        python=sys.executable, config=str(cfg.file), user=user,
+        writable=tuple(dict.fromkeys(str(p) for p in (cfg.store, cfg.state_dir, cfg.vault_root))),
+        stop_grace=cfg.server.stop_grace)
+    text = units.render(spec)
+    path = _unit_path(args)
+    if path is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except PermissionError:
+        print(f"guardctl: cannot write {path}: permission denied; a system unit needs root: "
+              f"sudo {sys.executable} -m guard.cli install-service --systemd --config "
+              f"{cfg.file}   (or --user for a user unit)", file=sys.stderr)
+        return 1
+    _own_folders(cfg, user)
+    print(f"wrote {path}")
+    print(f"  runs {sys.executable} -m guard.cli run --config {cfg.file} --wait-for-store"
+          + (f" as {user}" if user else ""))
+    steps = units.commands(args.user, _login_name() if args.user else None)
+    if not args.enable:
+        print("to start it now and at every boot:")
+        for step in steps:
+            print("  " + ("" if args.user else "sudo ") + " ".join(step))
+        return 0
+    for step in steps:
+        print("+ " + " ".join(step))
+        done = subprocess.run(step, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"guardctl: `{' '.join(step)}` failed ({done.returncode}): "
+                  f"{(done.stderr or done.stdout).strip()}", file=sys.stderr)
+            return 1
+    print(f"enabled and started; `guardctl status` shows it, "
+          f"`journalctl {'--user ' if args.user else ''}-u {units.SERVICE_NAME}` its log")
+    return 0
+
+
+def _login_name() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+def _install_windows(args: argparse.Namespace) -> int:
+    try:
+        from windows_service import install
+    except ImportError as exc:
+        hint = "" if sys.platform == "win32" else "; on Linux use --systemd"
+        print(f"guardctl: the Windows service needs pywin32 ({exc}): run `pip install "
+              f"mlflow-sync-guard[windows]` (or `pip install pywin32`) on Windows{hint}",
+              file=sys.stderr)
+        return 2
+    cfg = _service_config(args, None)
+    return install.install(cfg, args.account)

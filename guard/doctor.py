@@ -1,0 +1,615 @@
+"""`guardctl doctor`: can the guard run on this machine, and will it run well?
+
+The setup problems of a synced store show up late and far from their cause: an unmounted drive
+turns into a fresh store that syncs over the real one, a network filesystem hides other
+machines' writes from file events, clocks that disagree shorten the cross-machine leases. The
+doctor looks for them before `guardctl run`, and writes nothing.
+
+The checks are pure functions over plain facts (the dataclasses below), each returning a
+Finding; `gather` is the thin shell that collects the facts. The facts a test cannot change on
+a shared machine (the inotify limit, the process list, the mounts) come from `Probes`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata, util
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import psutil
+
+from .config import Config, ConfigError, find_config_file
+from .daemon import port_bindable, running_daemon_pid
+from .watch import watched_folders
+from .peers import Heartbeat, peers_dir
+from .processes import ProcRef, classify, snapshot
+from .state import StateDir, read_json
+from .store import StoreState, inspect_store
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+OFF = "off"  # the watch mode when path rewriting, the one user of file events, is off
+LABELS = {OK: "ok", WARN: "WARN", FAIL: "FAIL"}
+
+MLFLOW_RANGE = ((3, 0), (4,))  # pyproject: mlflow>=3.0,<4
+APP_GROUP, APP_NAME, APP_VALUE = "mlflow.app", "guard", "guard.app:create_app"
+
+# Executable names (lowercase, without .exe/.app) a sync client's processes start with.
+SYNC_CLIENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Synology Drive", ("cloud-drive-", "synologydrive", "synology-drive", "synology drive")),
+    ("Syncthing", ("syncthing",)),
+    ("Dropbox", ("dropbox",)),
+    ("OneDrive", ("onedrive",)),
+    ("Nextcloud", ("nextcloud",)),
+)
+
+# Filesystems where file events do not report what other machines write: network shares,
+# VM/WSL host shares, and FUSE mounts (a sync client's on-demand drive, sshfs, rclone...).
+NETWORK_FS = frozenset({
+    "nfs", "nfs4", "cifs", "smb", "smb2", "smb3", "smbfs", "afpfs", "afs", "webdav", "davfs",
+    "9p", "v9fs", "drvfs", "virtiofs", "vboxsf", "vmhgfs", "prl_fs", "ceph", "glusterfs",
+    "lustre", "gpfs", "ncpfs", "sshfs", "fuse",
+})
+LOCAL_FUSE = frozenset({"fuseblk", "fuse.ntfs-3g", "fuse.exfat", "fuse.lxcfs"})
+
+WATCH_LIMIT_FILE = "/proc/sys/fs/inotify/max_user_watches"
+WATCH_HEADROOM = 0.8  # above this share of the limit, other programs may run out of watches
+SUGGESTED_WATCHES = 524288
+
+
+@dataclass(frozen=True)
+class Finding:
+    name: str
+    level: str  # ok | warn | fail
+    detail: str
+    fix: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+# ---- facts ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ConfigFacts:
+    file: str | None  # the config file used, None when there is none
+    source: str  # why that file: --config, $MLFLOW_GUARD_CONFIG, user config...; or "none found"
+    error: str | None = None  # the ConfigError text
+    store: str | None = None
+
+
+@dataclass(frozen=True)
+class StoreFacts:
+    path: str
+    state: str  # a StoreState value
+    detail: str  # inspect_store's explanation
+    writable: bool
+
+
+@dataclass(frozen=True)
+class Partition:
+    mountpoint: str
+    fstype: str
+    device: str = ""
+    opts: str = ""
+
+
+@dataclass(frozen=True)
+class MountFacts:
+    path: str  # the store's real path
+    mount: Partition | None  # the mount holding it, None when no mount entry matches
+    watch_mode: str  # rewrite.watch, or "off" when rewriting (and so watching) is off
+
+
+@dataclass(frozen=True)
+class WatchFacts:
+    folders: int  # store folders the guard would set an inotify watch on
+    limit: int | None  # fs.inotify.max_user_watches, None when unreadable
+    watch_mode: str
+
+
+@dataclass(frozen=True)
+class Listener:
+    pid: int
+    command: str
+
+
+@dataclass(frozen=True)
+class PortFacts:
+    host: str
+    port: int
+    bindable: bool
+    daemon_pid: int | None  # this guard's daemon, from its status file
+    ours: tuple[Listener, ...] = ()  # this guard's server processes
+    same_store: tuple[Listener, ...] = ()  # hand-started MLflow servers over the store
+    foreign: tuple[Listener, ...] = ()  # anything else listening on the port
+
+
+@dataclass(frozen=True)
+class MlflowFacts:
+    version: str | None  # None: not installed
+    importable: bool
+    entry_points: tuple[str, ...]  # values registered as `guard` in the mlflow.app group
+
+
+@dataclass(frozen=True)
+class VolumeFacts:
+    store_dev: int
+    vault: str
+    vault_dev: int | None  # st_dev of the vault's nearest existing folder, None if unknown
+    vault_enabled: bool
+    vault_from_state_dir: bool  # vault.path unset: the vault lives in state_dir
+
+
+@dataclass(frozen=True)
+class PeerClock:
+    host_id: str
+    ctime: float  # when the heartbeat file changed here, by our clock
+    last_seen: float  # when the peer wrote it, by its clock
+
+
+@dataclass(frozen=True)
+class ClockFacts:
+    peers: tuple[PeerClock, ...]
+    now: float
+    skew: float  # locks.skew
+    stale_after: float  # peers.stale_after
+    interval: float  # peers.heartbeat_interval
+
+
+@dataclass(frozen=True)
+class Facts:
+    config: ConfigFacts
+    mlflow: MlflowFacts
+    sync_clients: tuple[str, ...]
+    linux: bool = True
+    store: StoreFacts | None = None
+    port: PortFacts | None = None
+    mount: MountFacts | None = None
+    watches: WatchFacts | None = None
+    volume: VolumeFacts | None = None
+    clocks: ClockFacts | None = None
+
+
+# ---- pure checks ----------------------------------------------------------------------------
+
+def check_config(f: ConfigFacts) -> Finding:
+    if f.error:
+        return Finding("config", FAIL, f.error,
+                       "correct the file or path the message names (config.example.yaml "
+                       "shows every key); `guardctl config` shows the result once it loads")
+    where = f"{f.file} ({f.source})" if f.file else "no config file found, defaults and flags"
+    if not f.store:
+        return Finding("config", FAIL, f"{where}: no store configured",
+                       "set `store:` to the synced mlruns folder in the config file (or pass "
+                       "--store PATH)")
+    return Finding("config", OK, f"{where}; store {f.store}")
+
+
+def check_store(f: StoreFacts) -> Finding:
+    state = StoreState(f.state)
+    if state in (StoreState.MISSING, StoreState.EMPTY):
+        what = "does not exist" if state is StoreState.MISSING else "is an empty folder"
+        return Finding(
+            "store", FAIL,
+            f"{f.path} {what}: that is what an unmounted or not yet synced drive looks like "
+            "(the filesystem, watch, vault and clock checks need it and were skipped)",
+            "mount the drive or start the sync client and let it finish; for a brand-new store "
+            f"run `guardctl init --store {f.path}`; or start with `guardctl run "
+            "--wait-for-store` to wait for the store to appear")
+    if state is not StoreState.OK:
+        return Finding("store", FAIL, f.detail,
+                       "point `store:` (or --store) at the synced mlruns folder")
+    if not f.writable:
+        return Finding("store", FAIL, f"{f.path} is an MLflow file store, but this user cannot "
+                                      "write to it",
+                       "run the guard as the user who owns the synced folder, or give this "
+                       "user write permission")
+    return Finding("store", OK, f"{f.path} is an MLflow file store, writable")
+
+
+def _exe_name(text: str) -> str:
+    base = text.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].lower()
+    for suffix in (".exe", ".app"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    return base
+
+
+def sync_clients_seen(procs: Iterable[tuple[str, Sequence[str]]]) -> tuple[str, ...]:
+    """The sync clients among (process name, command line) pairs, matched on the executable's
+    name only (so `vim dropbox.txt` is not Dropbox)."""
+    seen = set()
+    for name, cmdline in procs:
+        names = {_exe_name(name)} | ({_exe_name(cmdline[0])} if cmdline else set())
+        for client, prefixes in SYNC_CLIENTS:
+            if any(n.startswith(p) for n in names if n for p in prefixes):
+                seen.add(client)
+    return tuple(sorted(seen))
+
+
+def check_sync_client(seen: Sequence[str]) -> Finding:
+    if seen:
+        return Finding("sync client", OK, f"{', '.join(seen)} running")
+    looked = ", ".join(client for client, _ in SYNC_CLIENTS)
+    return Finding("sync client", WARN,
+                   f"no sync client process seen (looked for {looked}); that is fine when "
+                   "the store is a NAS share mounted on every machine",
+                   "if the store is a synced folder, start its sync client: the store only "
+                   "stays shared while it runs")
+
+
+def mount_of(path: str, partitions: Sequence[Partition]) -> Partition | None:
+    """The mount holding `path` (a real path): the longest mountpoint that is a prefix of it;
+    of equal ones the last listed, which is the one mounted on top."""
+    best: Partition | None = None
+    for part in partitions:
+        mp = part.mountpoint
+        sep = "\\" if "\\" in mp else "/"
+        if path == mp or path.startswith(mp.rstrip(sep) + sep):
+            if best is None or len(mp) >= len(best.mountpoint):
+                best = part
+    return best
+
+
+def is_network_fs(fstype: str, opts: str = "") -> bool:
+    """Whether file events on this filesystem miss other machines' writes."""
+    kind = fstype.lower()
+    if "remote" in opts.lower().split(","):  # Windows: a mapped network drive
+        return True
+    if kind in LOCAL_FUSE:
+        return False
+    return kind in NETWORK_FS or kind.startswith("fuse.")
+
+
+def check_filesystem(f: MountFacts) -> Finding:
+    if f.mount is None:
+        return Finding("filesystem", WARN,
+                       f"cannot tell which filesystem holds {f.path} (no mount entry matches)",
+                       "if the store is on a network share, set `rewrite.watch: polling`")
+    where = f"{f.path} is on {f.mount.fstype or 'an unknown filesystem'} ({f.mount.mountpoint})"
+    if not is_network_fs(f.mount.fstype, f.mount.opts):
+        return Finding("filesystem", OK, f"{where}, a local filesystem")
+    if f.watch_mode == "polling":
+        return Finding("filesystem", OK, f"{where}, a network filesystem; rewrite.watch is "
+                                         "polling, as it should be there")
+    if f.watch_mode == OFF:
+        return Finding("filesystem", OK, f"{where}, a network filesystem; no file events are "
+                                         "used (rewrite.enabled: false)")
+    return Finding(
+        "filesystem", WARN,
+        f"{where}, a network filesystem: file events (inotify) do not report other machines' "
+        "writes there, so the guard would see synced changes only in its full passes",
+        "set `rewrite.watch: polling` in the config file")
+
+
+def suggested_watches(folders: int) -> int:
+    need = SUGGESTED_WATCHES
+    while need < 2 * folders:
+        need *= 2
+    return need
+
+
+def check_watches(f: WatchFacts) -> Finding:
+    if f.watch_mode == "polling":
+        return Finding("inotify watches", OK, "not used (rewrite.watch: polling)")
+    if f.watch_mode == OFF:
+        return Finding("inotify watches", OK, "not used (rewrite.enabled: false)")
+    if f.limit is None:
+        return Finding("inotify watches", OK,
+                       f"{f.folders} store folders to watch; the limit is unknown "
+                       f"({WATCH_LIMIT_FILE} is unreadable)")
+    n = suggested_watches(f.folders)
+    fix = (f"sudo sysctl fs.inotify.max_user_watches={n}; to keep it after a reboot: "
+           f"echo fs.inotify.max_user_watches={n} | sudo tee /etc/sysctl.d/90-mlflow-guard.conf")
+    counts = f"the guard would watch {f.folders} store folders, the limit " \
+             f"(fs.inotify.max_user_watches) is {f.limit}"
+    if f.folders > f.limit:
+        return Finding("inotify watches", WARN,
+                       f"{counts}: it falls back to polling", fix)
+    if f.folders > WATCH_HEADROOM * f.limit:
+        return Finding("inotify watches", WARN,
+                       f"{counts}: more than {WATCH_HEADROOM:.0%} of it, and other programs "
+                       "(editors, IDEs, sync clients) need watches too", fix)
+    return Finding("inotify watches", OK, f"{f.folders} store folders to watch, limit {f.limit}")
+
+
+def _named(listeners: Sequence[Listener]) -> str:
+    return "; ".join(f"pid {p.pid} ({p.command[:160] or 'command not visible'})"
+                     for p in listeners)
+
+
+def check_port(f: PortFacts) -> Finding:
+    where = f"{f.host}:{f.port}"
+    fix = "stop that process, or choose another port (server.port in the config, or --port)"
+    if f.foreign:
+        return Finding("port", FAIL, f"{where} is taken by {_named(f.foreign)}, which is not "
+                                     "an MLflow server over this store", fix)
+    if f.same_store:
+        return Finding("port", WARN,
+                       f"a hand-started MLflow server over this store is running: "
+                       f"{_named(f.same_store)}; the guard ends it when it starts",
+                       "stop it yourself and point clients at the guard's server, or let "
+                       "`guardctl run` end it")
+    mine = f.daemon_pid is not None or bool(f.ours)
+    daemon = f" (daemon pid {f.daemon_pid})" if f.daemon_pid else ""
+    if not f.bindable:
+        if mine:
+            return Finding("port", OK, f"{where} is in use by this guard's own server{daemon}")
+        return Finding("port", FAIL, f"{where} is in use by a process this user cannot see", fix)
+    if mine:
+        return Finding("port", OK, f"{where} is free; this guard is running{daemon} and its "
+                                   "server is not listening yet")
+    return Finding("port", OK, f"{where} is free")
+
+
+def _release(version: str) -> tuple[int, ...]:
+    match = re.match(r"^\s*v?(\d+(?:\.\d+)*)", version)
+    return tuple(int(x) for x in match.group(1).split(".")) if match else ()
+
+
+def mlflow_supported(version: str) -> bool:
+    """Whether `version` is in the supported range (>=3.0,<4)."""
+    release = _release(version)
+    low, high = MLFLOW_RANGE
+    return bool(release) and low <= release < high
+
+
+def check_mlflow(f: MlflowFacts) -> Finding:
+    reinstall = "reinstall mlflow-sync-guard (pip install .), which installs a supported mlflow"
+    if f.version is None or not f.importable:
+        return Finding("mlflow", FAIL, "mlflow is not installed in this Python environment",
+                       reinstall)
+    if not mlflow_supported(f.version):
+        return Finding("mlflow", FAIL,
+                       f"mlflow {f.version} is outside the supported range >=3.0,<4",
+                       'pip install "mlflow>=3.0,<4"')
+    if APP_VALUE not in f.entry_points:
+        found = f" (registered: {', '.join(f.entry_points)})" if f.entry_points else ""
+        return Finding("mlflow", FAIL,
+                       f"mlflow {f.version}, but the `{APP_NAME}` app is not registered in the "
+                       f"{APP_GROUP} entry points{found}: `mlflow server --app-name guard` "
+                       "cannot start", "reinstall mlflow-sync-guard (pip install .)")
+    return Finding("mlflow", OK, f"mlflow {f.version}, the guard app is registered")
+
+
+def check_volume(f: VolumeFacts) -> Finding:
+    if not f.vault_enabled:
+        return Finding("vault volume", OK, "vault off (vault.enabled: false)")
+    if f.vault_dev is None:
+        return Finding("vault volume", WARN, f"cannot look at the vault folder {f.vault}",
+                       "set vault.path to a local folder on the store's volume")
+    if f.vault_dev == f.store_dev:
+        return Finding("vault volume", OK,
+                       f"vault {f.vault} is on the store's volume: it can hard-link files")
+    setting = "vault.path (or state_dir)" if f.vault_from_state_dir else "vault.path"
+    return Finding("vault volume", WARN,
+                   f"vault {f.vault} is on another volume than the store: hard links are "
+                   "impossible, so the vault copies every file (slower, more disk)",
+                   f"set {setting} to a folder on the same volume as the store, outside it")
+
+
+def clock_problems(f: ClockFacts) -> list[str]:
+    """What the heartbeats say about other hosts' clocks. ctime - last_seen is the sync lag
+    plus the skew: far below zero, the peer's clock is ahead; far above the lag a recent
+    heartbeat can have, it is behind (or the sync is very slow)."""
+    out = []
+    for p in sorted(f.peers, key=lambda p: p.host_id):
+        d = p.ctime - p.last_seen
+        if d < -f.skew:
+            out.append(f"{p.host_id}'s clock is ahead of ours by at least {-d:.1f} s")
+        elif f.now - p.ctime <= 2 * f.interval and d > f.skew + f.stale_after:
+            out.append(f"{p.host_id}'s clock is behind ours by up to {d:.1f} s (or the sync "
+                       "is that slow)")
+    return out
+
+
+def check_clocks(f: ClockFacts) -> Finding:
+    if not f.peers:
+        return Finding("clocks", OK, "no other machines seen yet")
+    problems = clock_problems(f)
+    if not problems:
+        hosts = ", ".join(sorted(p.host_id for p in f.peers))
+        return Finding("clocks", OK, f"heartbeats of {hosts} agree with our clock")
+    return Finding("clocks", WARN,
+                   "; ".join(problems) + f": the cross-machine leases assume clocks agree "
+                   f"within locks.skew ({f.skew:g} s)",
+                   "turn on network time sync on every machine: `sudo timedatectl set-ntp "
+                   "true` (Linux), 'Set time automatically' (Windows, macOS)")
+
+
+def run_checks(facts: Facts) -> list[Finding]:
+    """Every check whose facts were gathered, in the order they are shown."""
+    out = [check_config(facts.config)]
+    if facts.store is not None:
+        out.append(check_store(facts.store))
+    out.append(check_sync_client(facts.sync_clients))
+    if facts.mount is not None:
+        out.append(check_filesystem(facts.mount))
+    if facts.watches is not None and facts.linux:
+        out.append(check_watches(facts.watches))
+    if facts.port is not None:
+        out.append(check_port(facts.port))
+    out.append(check_mlflow(facts.mlflow))
+    if facts.volume is not None:
+        out.append(check_volume(facts.volume))
+    if facts.clocks is not None:
+        out.append(check_clocks(facts.clocks))
+    return out
+
+
+def exit_code(findings: Sequence[Finding]) -> int:
+    """1 when anything blocks running the guard, else 0 (warnings allowed)."""
+    return 1 if any(f.level == FAIL for f in findings) else 0
+
+
+def render(findings: Sequence[Finding]) -> str:
+    lines = []
+    for f in findings:
+        lines.append(f"{LABELS[f.level]:<6}{f.name}: {f.detail}")
+        if f.fix and f.level != OK:
+            lines.append(f"      fix: {f.fix}")
+    fails = sum(f.level == FAIL for f in findings)
+    warns = sum(f.level == WARN for f in findings)
+    oks = len(findings) - fails - warns
+    verdict = "the guard cannot run until the failures are fixed" if fails else \
+        "nothing blocks running the guard"
+    warnings = "1 warning" if warns == 1 else f"{warns} warnings"
+    lines.append(f"{fails} failed, {warnings}, {oks} ok: {verdict}")
+    return "\n".join(lines)
+
+
+def to_json(findings: Sequence[Finding]) -> str:
+    return json.dumps([f.to_json() for f in findings], indent=2)
+
+
+# ---- the shell: facts from the real system --------------------------------------------------
+
+def read_watch_limit() -> int | None:
+    try:
+        with open(WATCH_LIMIT_FILE, encoding="ascii") as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def process_names() -> list[tuple[str, tuple[str, ...]]]:
+    out = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        out.append((proc.info.get("name") or "", tuple(proc.info.get("cmdline") or ())))
+    return out
+
+
+def disk_partitions() -> list[Partition]:
+    return [Partition(p.mountpoint, p.fstype, p.device, p.opts)
+            for p in psutil.disk_partitions(all=True)]
+
+
+@dataclass(frozen=True)
+class Probes:
+    """The facts a test on a shared machine cannot change, as replaceable callables."""
+
+    watch_limit: Callable[[], int | None] = read_watch_limit
+    processes: Callable[[], list[tuple[str, tuple[str, ...]]]] = process_names
+    partitions: Callable[[], list[Partition]] = disk_partitions
+    now: Callable[[], float] = time.time
+    linux: bool = field(default_factory=lambda: sys.platform.startswith("linux"))
+
+
+def config_facts(cfg: Config | None, error: str | None, explicit: str | None) -> ConfigFacts:
+    """What the config check needs: the file used and why, or the error loading it."""
+    if cfg is None:
+        return ConfigFacts(None, "", error or "configuration not loaded")
+    source = "none found"
+    if cfg.file is not None:
+        try:
+            source = find_config_file(explicit)[1]
+        except ConfigError:
+            source = "found"
+    return ConfigFacts(str(cfg.file) if cfg.file else None, source, None,
+                       str(cfg.store) if cfg.store else None)
+
+
+def count_watch_folders(store: Path) -> int:
+    """How many inotify watches the guard sets on this store."""
+    return sum(1 for _ in watched_folders(store))
+
+
+def _dev_of_nearest(path: Path) -> int | None:
+    for folder in (path, *path.parents):
+        try:
+            return os.stat(folder).st_dev
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+    return None
+
+
+def read_peer_clocks(store: Path, me: str) -> tuple[PeerClock, ...]:
+    """(host, file ctime, last_seen) of every other host's heartbeat file."""
+    out = []
+    try:
+        entries = list(os.scandir(peers_dir(store)))
+    except OSError:
+        return ()
+    for entry in entries:
+        if not entry.name.endswith(".json") or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            with open(entry.path, encoding="utf-8") as fh:
+                beat = Heartbeat.from_json(json.load(fh))
+            ctime = os.stat(entry.path).st_ctime
+        except (OSError, ValueError):
+            continue
+        if beat is not None and entry.name == f"{beat.host_id}.json" and beat.host_id != me:
+            out.append(PeerClock(beat.host_id, ctime, beat.last_seen))
+    return tuple(out)
+
+
+def gather_mlflow() -> MlflowFacts:
+    try:
+        version: str | None = metadata.version("mlflow")
+    except metadata.PackageNotFoundError:
+        version = None
+    importable = util.find_spec("mlflow") is not None
+    values = tuple(sorted({ep.value for ep in metadata.entry_points(group=APP_GROUP)
+                           if ep.name == APP_NAME}))
+    return MlflowFacts(version, importable, values)
+
+
+def gather_port(cfg: Config) -> PortFacts:
+    state = StateDir(cfg.state_dir)
+    records = [ProcRef.from_json(r) for r in (read_json(state.pids) or {}).get("server", [])
+               if isinstance(r, dict) and "pid" in r and "create_time" in r]
+    census = classify(snapshot(), str(cfg.require_store()), cfg.server.port,
+                      str(cfg.state_dir), records)
+
+    def listeners(procs) -> tuple[Listener, ...]:
+        return tuple(Listener(p.pid, p.command) for p in procs)
+
+    return PortFacts(cfg.server.host, cfg.server.port,
+                     port_bindable(cfg.server.host, cfg.server.port),
+                     running_daemon_pid(state), listeners(census.ours),
+                     listeners(census.same_store), listeners(census.foreign_on_port))
+
+
+def gather(cfg: Config | None, probes: Probes = Probes(),
+           config: ConfigFacts | None = None) -> Facts:
+    """Collect every fact the checks need, reading only: nothing is written anywhere."""
+    config = config or config_facts(cfg, None, None)
+    base = dict(config=config, mlflow=gather_mlflow(),
+                sync_clients=sync_clients_seen(probes.processes()), linux=probes.linux)
+    if cfg is None:
+        return Facts(**base)
+    if cfg.store is None:
+        return Facts(**base)
+    port = gather_port(cfg)
+    store = cfg.store
+    check = inspect_store(store)
+    store_facts = StoreFacts(str(store), check.state.value, check.detail,
+                             check.ok and os.access(store, os.W_OK))
+    if not check.ok:
+        return Facts(**base, store=store_facts, port=port)
+    real = os.path.realpath(store)
+    parts = probes.partitions()
+    if sys.platform == "win32":
+        real = os.path.normcase(real)
+        parts = [Partition(os.path.normcase(p.mountpoint), p.fstype, p.device, p.opts)
+                 for p in parts]
+    mode = cfg.rewrite.watch if cfg.rewrite.enabled else OFF
+    volume = VolumeFacts(os.stat(store).st_dev, str(cfg.vault_root),
+                         _dev_of_nearest(cfg.vault_root), cfg.vault.enabled,
+                         cfg.vault.path is None)
+    clocks = ClockFacts(read_peer_clocks(store, cfg.host_id), probes.now(), cfg.locks.skew,
+                        cfg.peers.stale_after, cfg.peers.heartbeat_interval)
+    watches = WatchFacts(count_watch_folders(store), probes.watch_limit(), mode) \
+        if probes.linux else None
+    mount = MountFacts(real, mount_of(real, parts), mode)
+    return Facts(**base, store=store_facts, port=port, mount=mount, watches=watches,
+                 volume=volume, clocks=clocks)

@@ -1,0 +1,401 @@
+"""The pure checks behind `guardctl doctor`: plain facts in, findings out (no processes, no
+disks)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from guard.doctor import (
+    FAIL,
+    OK,
+    WARN,
+    ClockFacts,
+    ConfigFacts,
+    Facts,
+    Finding,
+    Listener,
+    MlflowFacts,
+    MountFacts,
+    Partition,
+    PeerClock,
+    PortFacts,
+    StoreFacts,
+    VolumeFacts,
+    WatchFacts,
+    check_clocks,
+    check_config,
+    check_filesystem,
+    check_mlflow,
+    check_port,
+    check_store,
+    check_sync_client,
+    check_volume,
+    check_watches,
+    exit_code,
+    is_network_fs,
+    mlflow_supported,
+    mount_of,
+    render,
+    run_checks,
+    suggested_watches,
+    sync_clients_seen,
+    to_json,
+)
+
+# --- config ------------------------------------------------------------------------------------
+
+
+def test_config_error_is_a_fail_with_the_error_text():
+    f = check_config(ConfigFacts(None, "", "config file /x.yaml is not valid YAML at line 3"))
+    assert f.level == FAIL and "not valid YAML at line 3" in f.detail and f.fix
+
+
+def test_config_without_store_fails_and_says_how_to_set_one():
+    f = check_config(ConfigFacts("/etc/mlflow-guard/config.yaml", "system config"))
+    assert f.level == FAIL and "no store configured" in f.detail
+    assert "/etc/mlflow-guard/config.yaml (system config)" in f.detail
+    assert "store:" in f.fix and "--store" in f.fix
+
+
+def test_config_ok_names_the_file_and_why():
+    f = check_config(ConfigFacts("/home/a/.config/mlflow-guard/config.yaml", "user config",
+                                 store="/data/mlruns"))
+    assert f.level == OK
+    assert "config.yaml (user config)" in f.detail and "/data/mlruns" in f.detail
+    none = check_config(ConfigFacts(None, "none found", store="/data/mlruns"))
+    assert none.level == OK and "no config file" in none.detail
+
+
+# --- store -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state, words", [("missing", "does not exist"),
+                                          ("empty", "empty folder")])
+def test_missing_or_empty_store_looks_unmounted(state, words):
+    f = check_store(StoreFacts("/mnt/nas/mlruns", state, "", False))
+    assert f.level == FAIL and words in f.detail and "unmounted" in f.detail
+    assert "guardctl init --store /mnt/nas/mlruns" in f.fix and "--wait-for-store" in f.fix
+
+
+def test_folder_that_is_not_a_store_fails_with_inspect_detail():
+    f = check_store(StoreFacts("/home/a", "not an MLflow file store",
+                               "/home/a is not an MLflow file store: expected ...", True))
+    assert f.level == FAIL and f.detail.startswith("/home/a is not an MLflow file store")
+
+
+def test_read_only_store_fails():
+    f = check_store(StoreFacts("/data/mlruns", "ok", "", writable=False))
+    assert f.level == FAIL and "cannot write" in f.detail
+
+
+def test_writable_store_is_ok():
+    f = check_store(StoreFacts("/data/mlruns", "ok", "", writable=True))
+    assert f == Finding("store", OK, "/data/mlruns is an MLflow file store, writable")
+
+
+# --- sync client -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, cmdline, client", [
+    ("cloud-drive-dae", ("/opt/Synology/SynologyDrive/bin/cloud-drive-daemon",), "Synology Drive"),
+    ("cloud-drive-ui", ("/opt/Synology/SynologyDrive/bin/cloud-drive-ui",), "Synology Drive"),
+    ("SynologyDrive.exe", (r"C:\Program Files\SynologyDrive\SynologyDrive.exe",),
+     "Synology Drive"),
+    ("synology-drive", ("synology-drive",), "Synology Drive"),
+    ("syncthing", ("/usr/bin/syncthing", "serve", "--no-browser"), "Syncthing"),
+    ("syncthing.exe", (), "Syncthing"),
+    ("dropbox", ("/home/a/.dropbox-dist/dropbox-lnx.x86_64-190.4.6383/dropbox",), "Dropbox"),
+    ("Dropbox.exe", (), "Dropbox"),
+    ("OneDrive.exe", (r"C:\Users\a\AppData\Local\Microsoft\OneDrive\OneDrive.exe",),
+     "OneDrive"),
+    ("onedrive", ("/usr/bin/onedrive", "--monitor"), "OneDrive"),
+    ("nextcloud", ("/usr/bin/nextcloud", "--background"), "Nextcloud"),
+    ("nextcloud.exe", (), "Nextcloud"),
+])
+def test_each_sync_client_is_recognised(name, cmdline, client):
+    assert sync_clients_seen([(name, cmdline)]) == (client,)
+
+
+@pytest.mark.parametrize("name, cmdline", [
+    ("vim", ("vim", "/home/a/Dropbox/notes.txt")),
+    ("python3", ("python3", "test_syncthing.py")),
+    ("bash", ("bash", "-c", "onedrive --help")),
+    ("", ()),
+    ("systemd", ("/sbin/init",)),
+])
+def test_other_processes_are_not_sync_clients(name, cmdline):
+    assert sync_clients_seen([(name, cmdline)]) == ()
+
+
+def test_several_clients_are_listed_once_each():
+    procs = [("dropbox", ()), ("syncthing", ()), ("syncthing", ("syncthing", "serve")),
+             ("bash", ())]
+    assert sync_clients_seen(procs) == ("Dropbox", "Syncthing")
+
+
+def test_sync_client_seen_is_ok_none_is_a_warning_fine_for_a_nas():
+    assert check_sync_client(("Syncthing",)).level == OK
+    f = check_sync_client(())
+    assert f.level == WARN and "NAS share" in f.detail and f.fix
+
+
+# --- filesystem --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fstype", ["nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "drvfs",
+                                    "afpfs", "davfs", "fuse.sshfs", "fuse.rclone", "NFS"])
+def test_network_filesystems(fstype):
+    assert is_network_fs(fstype)
+
+
+@pytest.mark.parametrize("fstype", ["ext4", "xfs", "btrfs", "zfs", "apfs", "NTFS", "tmpfs",
+                                    "fuseblk", "overlay", ""])
+def test_local_filesystems(fstype):
+    assert not is_network_fs(fstype)
+
+
+def test_windows_mapped_drive_is_network_by_its_remote_option():
+    assert is_network_fs("NTFS", "rw,remote")
+    assert not is_network_fs("NTFS", "rw,fixed")
+
+
+def test_mount_of_takes_the_longest_mountpoint_on_a_path_boundary():
+    parts = [Partition("/", "ext4"), Partition("/mnt/c", "9p"), Partition("/mnt/cd", "nfs"),
+             Partition("/mnt/c/sub", "ext4")]
+    assert mount_of("/mnt/c/mlruns", parts).fstype == "9p"
+    assert mount_of("/mnt/cd/mlruns", parts).fstype == "nfs"
+    assert mount_of("/mnt/c", parts).fstype == "9p"
+    assert mount_of("/mnt/cx/mlruns", parts).fstype == "ext4"
+    assert mount_of("/mnt/c/sub/x", parts).mountpoint == "/mnt/c/sub"
+    assert mount_of("/x", [Partition("/data", "ext4")]) is None
+
+
+def test_mount_of_prefers_the_later_of_two_equal_mountpoints():
+    parts = [Partition("/mnt/nas", "ext4"), Partition("/mnt/nas", "cifs")]
+    assert mount_of("/mnt/nas/mlruns", parts).fstype == "cifs"
+
+
+def test_mount_of_windows_drives():
+    parts = [Partition("c:\\", "NTFS"), Partition("z:\\", "NTFS", opts="rw,remote")]
+    assert mount_of("z:\\lab\\mlruns", parts).mountpoint == "z:\\"
+    assert mount_of("c:\\users\\a\\mlruns", parts).mountpoint == "c:\\"
+
+
+def test_network_store_with_events_warns_to_poll():
+    f = check_filesystem(MountFacts("/mnt/nas/mlruns", Partition("/mnt/nas", "nfs4"), "auto"))
+    assert f.level == WARN and "nfs4" in f.detail and "other machines" in f.detail
+    assert "rewrite.watch: polling" in f.fix
+
+
+def test_network_store_already_polling_is_ok():
+    f = check_filesystem(MountFacts("/mnt/c/mlruns", Partition("/mnt/c", "9p"), "polling"))
+    assert f.level == OK and "polling" in f.detail
+
+
+def test_network_store_without_rewriting_uses_no_events():
+    f = check_filesystem(MountFacts("/mnt/nas/mlruns", Partition("/mnt/nas", "cifs"), "off"))
+    assert f.level == OK and "rewrite.enabled: false" in f.detail
+    assert check_watches(WatchFacts(10**6, 8192, "off")).level == OK
+
+
+def test_local_store_is_ok_and_unknown_mount_warns():
+    assert check_filesystem(MountFacts("/d/mlruns", Partition("/", "ext4"), "auto")).level == OK
+    assert check_filesystem(MountFacts("/d/mlruns", None, "auto")).level == WARN
+
+
+# --- inotify watches ---------------------------------------------------------------------------
+
+
+def test_more_folders_than_the_limit_warns_with_the_sysctl_fix():
+    f = check_watches(WatchFacts(folders=9000, limit=8192, watch_mode="auto"))
+    assert f.level == WARN and "9000" in f.detail and "8192" in f.detail
+    assert "falls back to polling" in f.detail
+    assert "sudo sysctl fs.inotify.max_user_watches=524288" in f.fix
+    assert "/etc/sysctl.d/" in f.fix
+
+
+def test_most_of_the_limit_warns_too():
+    f = check_watches(WatchFacts(folders=7000, limit=8192, watch_mode="events"))
+    assert f.level == WARN and "other programs" in f.detail and "sysctl" in f.fix
+
+
+def test_plenty_of_watches_is_ok():
+    f = check_watches(WatchFacts(folders=6000, limit=8192, watch_mode="auto"))
+    assert f.level == OK and "6000" in f.detail
+
+
+def test_watches_do_not_matter_when_polling_or_unknown():
+    assert check_watches(WatchFacts(10**6, 8192, "polling")).level == OK
+    assert check_watches(WatchFacts(10, None, "auto")).level == OK
+
+
+def test_suggested_limit_grows_with_huge_stores():
+    assert suggested_watches(100) == 524288
+    assert suggested_watches(400000) == 1048576
+    f = check_watches(WatchFacts(folders=400000, limit=8192, watch_mode="auto"))
+    assert "max_user_watches=1048576" in f.fix
+
+
+# --- port --------------------------------------------------------------------------------------
+
+
+def port(**kw) -> PortFacts:
+    values = dict(host="127.0.0.1", port=5050, bindable=True, daemon_pid=None)
+    values.update(kw)
+    return PortFacts(**values)
+
+
+def test_free_port_is_ok():
+    f = check_port(port())
+    assert f.level == OK and "127.0.0.1:5050 is free" in f.detail
+
+
+def test_port_held_by_our_own_server_is_ok():
+    f = check_port(port(bindable=False, daemon_pid=4242,
+                        ours=(Listener(4300, "mlflow server --port 5050"),)))
+    assert f.level == OK and "this guard's own server" in f.detail and "4242" in f.detail
+    assert check_port(port(bindable=False, ours=(Listener(4300, "mlflow"),))).level == OK
+
+
+def test_hand_started_server_over_the_store_warns():
+    f = check_port(port(bindable=False, same_store=(
+        Listener(777, "mlflow server --backend-store-uri /data/mlruns --port 5050"),)))
+    assert f.level == WARN and "pid 777" in f.detail and "ends it" in f.detail
+
+
+def test_foreign_listener_fails_naming_pid_and_command():
+    f = check_port(port(bindable=False, daemon_pid=4242,
+                        foreign=(Listener(555, "python -m http.server 5050"),)))
+    assert f.level == FAIL and "pid 555" in f.detail and "http.server" in f.detail
+    assert "server.port" in f.fix and "--port" in f.fix
+
+
+def test_invisible_listener_fails():
+    f = check_port(port(bindable=False))
+    assert f.level == FAIL and "cannot see" in f.detail
+
+
+# --- mlflow ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["3.0.0", "3.0", "3.17.2", "3.99.1rc1"])
+def test_supported_mlflow(version):
+    assert mlflow_supported(version)
+
+
+@pytest.mark.parametrize("version", ["2.22.1", "4.0.0", "4.0.0rc1", "10.1", "", "dev"])
+def test_unsupported_mlflow(version):
+    assert not mlflow_supported(version)
+
+
+def test_mlflow_checks():
+    good = MlflowFacts("3.17.2", True, ("guard.app:create_app",))
+    assert check_mlflow(good).level == OK
+    missing = check_mlflow(MlflowFacts(None, False, ()))
+    assert missing.level == FAIL and "not installed" in missing.detail
+    old = check_mlflow(MlflowFacts("2.22.1", True, ("guard.app:create_app",)))
+    assert old.level == FAIL and "2.22.1" in old.detail and "mlflow>=3.0,<4" in old.fix
+    no_app = check_mlflow(MlflowFacts("3.17.2", True, ()))
+    assert no_app.level == FAIL and "--app-name guard" in no_app.detail
+    assert no_app.fix == "reinstall mlflow-sync-guard (pip install .)"
+    other = check_mlflow(MlflowFacts("3.17.2", True, ("other.app:create_app",)))
+    assert other.level == FAIL and "other.app:create_app" in other.detail
+
+
+# --- vault volume ------------------------------------------------------------------------------
+
+
+def test_vault_on_the_store_volume_is_ok_elsewhere_warns():
+    assert check_volume(VolumeFacts(42, "/s/vault", 42, True, True)).level == OK
+    f = check_volume(VolumeFacts(42, "/s/vault", 7, True, True))
+    assert f.level == WARN and "hard links are impossible" in f.detail and "copies" in f.detail
+    assert "vault.path (or state_dir)" in f.fix
+    explicit = check_volume(VolumeFacts(42, "/v", 7, True, False))
+    assert "state_dir" not in explicit.fix and "vault.path" in explicit.fix
+
+
+def test_vault_off_or_unreadable():
+    assert check_volume(VolumeFacts(42, "/s/vault", 7, False, True)).level == OK
+    assert check_volume(VolumeFacts(42, "/s/vault", None, True, True)).level == WARN
+
+
+# --- clocks ------------------------------------------------------------------------------------
+
+NOW = 1_700_000_000.0
+
+
+def clocks(*peers: PeerClock, now: float = NOW) -> ClockFacts:
+    return ClockFacts(tuple(peers), now, skew=2.0, stale_after=60.0, interval=5.0)
+
+
+def test_no_peers_is_ok():
+    f = check_clocks(clocks())
+    assert f.level == OK and "no other machines" in f.detail
+
+
+def test_peer_clock_ahead_warns():
+    # written at 10:00:10 by the peer's clock, arrived here at 10:00:03 by ours
+    f = check_clocks(clocks(PeerClock("hostB", NOW - 2, NOW + 5)))
+    assert f.level == WARN and "hostB's clock is ahead of ours by at least 7.0 s" in f.detail
+    assert "locks.skew (2 s)" in f.detail and "timedatectl set-ntp true" in f.fix
+
+
+def test_peer_clock_behind_warns_on_a_recent_heartbeat():
+    f = check_clocks(clocks(PeerClock("hostC", NOW - 1, NOW - 1 - 120)))
+    assert f.level == WARN and "hostC's clock is behind ours" in f.detail
+
+
+def test_old_heartbeat_with_a_large_gap_is_not_evidence():
+    assert check_clocks(clocks(PeerClock("hostC", NOW - 3600, NOW - 3600 - 120))).level == OK
+
+
+def test_sync_lag_and_small_skew_are_within_tolerance():
+    f = check_clocks(clocks(PeerClock("hostB", NOW - 1, NOW - 1 + 1.5),  # 1.5 s ahead
+                            PeerClock("hostC", NOW - 2, NOW - 2 - 30)))  # 30 s sync lag
+    assert f.level == OK and "hostB, hostC" in f.detail
+
+
+def test_several_problems_are_all_named():
+    f = check_clocks(clocks(PeerClock("b", NOW, NOW + 10), PeerClock("c", NOW, NOW - 100),
+                            PeerClock("d", NOW, NOW)))
+    assert f.level == WARN and "b's clock is ahead" in f.detail and "c's clock is behind" \
+        in f.detail and "d's" not in f.detail
+
+
+# --- the whole report --------------------------------------------------------------------------
+
+MLFLOW_OK = MlflowFacts("3.17.2", True, ("guard.app:create_app",))
+
+
+def test_run_checks_shows_only_what_was_gathered():
+    facts = Facts(config=ConfigFacts(None, "", "bad yaml"), mlflow=MLFLOW_OK, sync_clients=())
+    assert [f.name for f in run_checks(facts)] == ["config", "sync client", "mlflow"]
+
+
+def test_watch_check_is_linux_only():
+    base = dict(config=ConfigFacts("/c.yaml", "--config", store="/s"), mlflow=MLFLOW_OK,
+                sync_clients=("Dropbox",), watches=WatchFacts(10, 5, "auto"))
+    assert "inotify watches" in [f.name for f in run_checks(Facts(**base, linux=True))]
+    assert "inotify watches" not in [f.name for f in run_checks(Facts(**base, linux=False))]
+
+
+def test_exit_code_fails_only_on_fail():
+    assert exit_code([Finding("a", OK, ""), Finding("b", WARN, "", "x")]) == 0
+    assert exit_code([Finding("a", OK, ""), Finding("b", FAIL, "", "x")]) == 1
+
+
+def test_render_lines_fixes_and_summary():
+    text = render([Finding("store", OK, "fine", "unused"), Finding("port", FAIL, "taken", "stop"),
+                   Finding("clocks", WARN, "skewed", "ntp")])
+    lines = text.splitlines()
+    assert lines[0] == "ok    store: fine"
+    assert lines[1:5] == ["FAIL  port: taken", "      fix: stop", "WARN  clocks: skewed",
+                          "      fix: ntp"]
+    assert lines[5].startswith("1 failed, 1 warning, 1 ok") and "cannot run" in lines[5]
+
+
+def test_json_is_a_list_of_findings():
+    data = json.loads(to_json([Finding("port", FAIL, "taken", "stop")]))
+    assert data == [{"name": "port", "level": "fail", "detail": "taken", "fix": "stop"}]
