@@ -26,11 +26,11 @@ import psutil
 
 from .config import Config, ConfigError, find_config_file
 from .daemon import port_bindable, running_daemon_pid
-from .watch import watched_folders
-from .peers import Heartbeat, peers_dir
+from .peers import read_with_arrival
 from .processes import ProcRef, classify, snapshot
 from .state import StateDir, read_json
 from .store import StoreState, inspect_store
+from .watch import watched_folders
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 OFF = "off"  # the watch mode when path rewriting, the one user of file events, is off
@@ -533,23 +533,8 @@ def _dev_of_nearest(path: Path) -> int | None:
 
 def read_peer_clocks(store: Path, me: str) -> tuple[PeerClock, ...]:
     """(host, file ctime, last_seen) of every other host's heartbeat file."""
-    out = []
-    try:
-        entries = list(os.scandir(peers_dir(store)))
-    except OSError:
-        return ()
-    for entry in entries:
-        if not entry.name.endswith(".json") or not entry.is_file(follow_symlinks=False):
-            continue
-        try:
-            with open(entry.path, encoding="utf-8") as fh:
-                beat = Heartbeat.from_json(json.load(fh))
-            ctime = os.stat(entry.path).st_ctime
-        except (OSError, ValueError):
-            continue
-        if beat is not None and entry.name == f"{beat.host_id}.json" and beat.host_id != me:
-            out.append(PeerClock(beat.host_id, ctime, beat.last_seen))
-    return tuple(out)
+    return tuple(PeerClock(beat.host_id, arrived, beat.last_seen)
+                 for beat, arrived in read_with_arrival(store) if beat.host_id != me)
 
 
 def gather_mlflow() -> MlflowFacts:

@@ -129,6 +129,12 @@ def publish(store: Path, beat: Heartbeat) -> None:
 
 def read_all(store: Path) -> list[Heartbeat]:
     """Every well-formed heartbeat; a file must be named after its own host (no copies)."""
+    return [beat for beat, _ in read_with_arrival(store)]
+
+
+def read_with_arrival(store: Path) -> list[tuple[Heartbeat, float]]:
+    """Every well-formed heartbeat with its file's ctime: when it arrived here, by this
+    machine's clock (a sync client can set mtime, not ctime)."""
     beats = []
     try:
         entries = list(os.scandir(peers_dir(store)))
@@ -140,8 +146,9 @@ def read_all(store: Path) -> list[Heartbeat]:
         try:
             with open(entry.path, encoding="utf-8") as fh:
                 beat = Heartbeat.from_json(json.load(fh))
+                arrived = os.fstat(fh.fileno()).st_ctime
         except (OSError, ValueError):
             continue
         if beat is not None and entry.name == f"{beat.host_id}.json":
-            beats.append(beat)
+            beats.append((beat, arrived))
     return beats
