@@ -49,6 +49,8 @@ def server_env(cfg: Config) -> dict[str, str]:
     env[SANCTIONS_ENV] = Sanctions(str(cfg.store), str(cfg.vault_root), cfg.host_id,
                                    cfg.gc.model_deletions).to_env()
     env.setdefault("PYTHONUNBUFFERED", "1")
+    for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+        env.pop(key, None)  # the daemon alone speaks for the service (gunicorn would too)
     return env
 
 

@@ -16,6 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 from conftest import any_alive, free_port, read_status, wait_for
@@ -103,6 +104,7 @@ def test_systemd_hears_ready_only_when_healthy_then_watchdog_pings_while_healthy
 
         # The server hangs (SIGSTOP): probes fail, and the pings stop.
         tree = {r["pid"] for r in read_status(guard.state_dir)["server"]["tree"]}
+        assert not any("NOTIFY_SOCKET" in psutil.Process(p).environ() for p in tree)
         for pid in tree:
             os.kill(pid, signal.SIGSTOP)
             stopped.append(pid)
