@@ -198,3 +198,41 @@ def test_windows_install_without_pywin32_says_what_to_install(tmp_path, new_stor
     assert res.returncode == 2
     assert "pywin32" in res.stderr and "pip install" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def _fake_commands(tmp_path: Path, exit_code: int = 0) -> tuple[dict, Path]:
+    """systemctl and loginctl stand-ins that record their arguments (no systemd runs here)."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    for name in ("systemctl", "loginctl"):
+        script = bin_dir / name
+        script.write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\n'
+                          + (f'echo "System has not been booted with systemd" >&2\n'
+                             f'exit {exit_code}\n' if exit_code else ""))
+        script.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    return env, log
+
+
+def test_enable_runs_the_printed_commands_and_reports_a_failure(tmp_path, new_store):
+    import getpass
+
+    cfg = _config(tmp_path, new_store)
+    env, log = _fake_commands(tmp_path)
+    res = guardctl("install-service", "--systemd", "--user", "--config", str(cfg), "--enable",
+                   env=env)
+    assert res.returncode == 0, res.stderr
+    assert log.read_text().splitlines() == [
+        "systemctl --user daemon-reload", "systemctl --user enable --now mlflow-guard.service",
+        f"loginctl enable-linger {getpass.getuser()}"]
+    assert "enabled and started" in res.stdout
+
+    failing = tmp_path / "second"
+    failing.mkdir()
+    env, log = _fake_commands(failing, exit_code=1)
+    res = guardctl("install-service", "--systemd", "--user", "--config", str(cfg), "--enable",
+                   env=env)
+    assert res.returncode == 1
+    assert "`systemctl --user daemon-reload` failed (1): System has not been booted" in res.stderr
+    assert log.read_text().splitlines() == ["systemctl --user daemon-reload"]  # stopped there
