@@ -51,8 +51,7 @@ class ServiceHost:
     def send(self, advice: Advice) -> None:
         if advice.ready:
             self.manager.report(RUNNING)
-            self.manager.event(logging.INFO, f"serving MLflow at {self.daemon.url}"
-                               if self.daemon else "running")
+            self.manager.event(logging.INFO, f"serving MLflow at {self.daemon.url}")
         elif advice.extend and not self._stop_asked.is_set():
             self.manager.report(START_PENDING, wait_hint_ms=int(self.every * 3000))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import os
 import subprocess
 import sys
@@ -50,8 +51,6 @@ def run(args: argparse.Namespace) -> int:
 def _target_user(args: argparse.Namespace) -> str | None:
     if args.user:
         return None
-    import getpass
-
     name = args.run_as or os.environ.get("SUDO_USER") or getpass.getuser()
     if name == "root" and not args.run_as:
         raise ConfigError("a system unit runs as the account that owns the sync folder, not "
@@ -147,7 +146,7 @@ def _install_systemd(args: argparse.Namespace) -> int:
     print(f"wrote {path}")
     print(f"  runs {sys.executable} -m guard.cli run --config {cfg.file} --wait-for-store"
           + (f" as {user}" if user else ""))
-    steps = units.commands(args.user, _login_name() if args.user else None)
+    steps = units.commands(args.user, getpass.getuser() if args.user else None)
     if not args.enable:
         print("to start it now and at every boot:")
         for step in steps:
@@ -163,12 +162,6 @@ def _install_systemd(args: argparse.Namespace) -> int:
     print(f"enabled and started; `guardctl status` shows it, "
           f"`journalctl {'--user ' if args.user else ''}-u {units.SERVICE_NAME}` its log")
     return 0
-
-
-def _login_name() -> str:
-    import getpass
-
-    return getpass.getuser()
 
 
 def _install_windows(args: argparse.Namespace) -> int:
