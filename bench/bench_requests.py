@@ -38,9 +38,9 @@ from pathlib import Path
 from benchlib import HOST, BenchError, end_started, fmt, free_port, wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from guard.config import load_config  # noqa: E402
-from guard.server import probe_health, server_command, server_env  # noqa: E402
-from guard.store import init_store  # noqa: E402
+from guard.core.config import load_config  # noqa: E402
+from guard.supervision.server import probe_health, server_command, server_env  # noqa: E402
+from guard.core.store import init_store  # noqa: E402
 
 
 class Server:

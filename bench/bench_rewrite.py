@@ -80,14 +80,14 @@ from benchlib import (BenchError, descendants, find_guardctl, fmt, free_port, re
                       stop_daemon, tail, wait_until)
 
 try:
-    from guard.fixer import Fixer
-    from guard.journal import Journal
-    from guard.reconcile import find_copies
+    from guard.portability.fixer import Fixer
+    from guard.core.journal import Journal
+    from guard.sync.reconcile import find_copies
 except ImportError:  # run from a checkout without the editable install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from guard.fixer import Fixer
-    from guard.journal import Journal
-    from guard.reconcile import find_copies
+    from guard.portability.fixer import Fixer
+    from guard.core.journal import Journal
+    from guard.sync.reconcile import find_copies
 
 FOREIGN_ROOT = "file:///C:/Users/alice/SynologyDrive/lab/mlruns"
 PORTABLE = b"mlflow-artifacts:/"

@@ -78,8 +78,8 @@ from bench_rewrite import EXPERIMENTS, StoreGenerator  # noqa: E402
 from benchlib import (BenchError, descendants, end_started, find_guardctl, fmt,  # noqa: E402
                       free_port, read_status, stop_daemon, tail, wait_until)
 
-from guard.fixer import Fixer  # noqa: E402
-from guard.vault import COPY, LINK, Vault  # noqa: E402
+from guard.portability.fixer import Fixer  # noqa: E402
+from guard.protection.vault import COPY, LINK, Vault  # noqa: E402
 
 PORTABLE_ROOT = "mlflow-artifacts:"  # StoreGenerator writes f"{root}/<exp>/<run>/artifacts"
 COPY_MAX_BYTES = 100 * 1024 * 1024  # vault.copy_max_bytes default

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import psutil
 
-from guard.processes import end_tree as end_refs
-from guard.processes import ref_of
+from guard.supervision.processes import end_tree as end_refs
+from guard.supervision.processes import ref_of
 
 HOST = "127.0.0.1"
 

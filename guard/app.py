@@ -16,12 +16,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import tombstones
-from .gate import model_field, model_name, model_resource, refusal, removed_model_field
-from .layout import META, REGISTRY
-from .locks import ENV, HostLock, LockSettings, LockTimeout
-from .metayaml import read_doc
-from .vault import copy_into_trash, created_of, new_batch
+from guard.protection import tombstones
+from guard.protection.gate import model_field, model_name, model_resource, refusal, removed_model_field
+from guard.core.layout import META, REGISTRY
+from guard.sync.locks import ENV, HostLock, LockSettings, LockTimeout
+from guard.core.metayaml import read_doc
+from guard.protection.vault import copy_into_trash, created_of, new_batch
 
 log = logging.getLogger("guard.app")
 SANCTIONS_ENV = "MLFLOW_GUARD_SANCTIONS"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__
-from .commands import COMMANDS
-from .config import ConfigError
+from guard import __version__
+from guard.commands import COMMANDS
+from guard.core.config import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:

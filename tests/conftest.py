@@ -18,8 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from guard.processes import ProcRef, end_tree
-from guard.store import init_store
+from guard.supervision.processes import ProcRef, end_tree
+from guard.core.store import init_store
 
 SERVER_TIMEOUT = 120.0
 # A store written by a direct MLflow 3.17 client (file: tracking URI) under /tmp/d3/rootA/mlruns,
@@ -223,7 +223,7 @@ def guarded_lab(root: Path, hosts: list[str], guarded: int, extra_config: str = 
     stores, syncer); stops everything it started."""
     from syncsim import Syncer
 
-    from guard.layout import COORDINATION
+    from guard.core.layout import COORDINATION
 
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     stores = [root / name / "sync" / "mlruns" for name in hosts]

@@ -1,10 +1,10 @@
-"""guard.collector's pure part: which ids a model version protects, and what `guardctl gc` takes."""
+"""guard.protection.collector's pure part: which ids a model version protects, and what `guardctl gc` takes."""
 
 from __future__ import annotations
 
 import pytest
 
-from guard.collector import Item, Protected, plan, referenced_ids
+from guard.protection.collector import Item, Protected, plan, referenced_ids
 
 RUN = "0123456789abcdef0123456789abcdef"
 RUN2 = "fedcba9876543210fedcba9876543210"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-import guard.config as gc
-from guard.config import ENV_CONFIG, Config, ConfigError, load_config
+import guard.core.config as gc
+from guard.core.config import ENV_CONFIG, Config, ConfigError, load_config
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from guard import metayaml
-from guard.conflicts import (
+from guard.core import metayaml
+from guard.sync.conflicts import (
     ALIAS, EXPERIMENT_META, KEEP_ORIGINAL, KINDS, LOGGED_MODEL_META, MERGE, METRIC,
     MODEL_VERSION_META, NEEDS_PERSON, OTHER, PARAM, REGISTERED_MODEL_META, RENUMBER, RUN_META,
     TAG, TAKE_COPY, ConflictName, Resolution, kind_of, parse_conflict_name, resolve,

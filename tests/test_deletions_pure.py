@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from guard.deletions import (
+from guard.protection.deletions import (
     ALERT,
     FOLLOW,
     RESTORE,
@@ -359,7 +359,7 @@ def test_a_stray_file_in_a_live_runs_folder_is_not_restored():
     """A sync client's temp file (or a user's scratch file) next to meta.yaml is not MLflow
     data: its disappearance is followed, while params and artifacts are put back."""
     present = {("1", "r", "meta.yaml"), ("1", "meta.yaml")}
-    from guard.deletions import judge
+    from guard.protection.deletions import judge
 
     def exists(rel):
         return rel in present

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, guardctl
-from guard import doctor
+from guard.service import doctor
 from guard.cli import build_parser
 from guard.commands import doctor as doctor_cmd
-from guard.peers import Heartbeat, publish
-from guard.store import store_uri
+from guard.sync.peers import Heartbeat, publish
+from guard.core.store import store_uri
 
 
 def write_config(tmp_path: Path, store: Path, port: int | None = None, extra: str = "") -> Path:
@@ -143,7 +143,7 @@ def test_low_watch_limit_warns_with_the_sysctl_fix_and_does_not_block(tmp_path, 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux only")
 def test_watch_count_matches_the_watches_the_guard_sets(tmp_path):
-    from guard.watch import EVENTS, StoreWatcher
+    from guard.core.watch import EVENTS, StoreWatcher
 
     from conftest import copy_direct_store
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from guard.doctor import (
+from guard.service.doctor import (
     FAIL,
     OK,
     WARN,

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from guard.fixer import MALFORMED, PENDING, REWRITTEN, SKIPPED, Fixer, iter_meta_files, undo
-from guard.journal import Journal, read_journal
-from guard.metayaml import TEMP_PREFIX, dump, parse
-from guard.watch import EVENTS, POLLING, StoreWatcher
+from guard.portability.fixer import MALFORMED, PENDING, REWRITTEN, SKIPPED, Fixer, iter_meta_files, undo
+from guard.core.journal import Journal, read_journal
+from guard.core.metayaml import TEMP_PREFIX, dump, parse
+from guard.core.watch import EVENTS, POLLING, StoreWatcher
 from conftest import DIRECT_STORE, copy_direct_store
 
 REAL_STORE = DIRECT_STORE
@@ -264,7 +264,7 @@ def test_deeply_nested_value_does_not_crash_a_pass(store, journal_path):
 PASS_IN_CHILD = """
 import sys
 from pathlib import Path
-from guard.fixer import Fixer
+from guard.portability.fixer import Fixer
 fixer = Fixer(Path(sys.argv[1]), None, "hostB")
 fixer.full_pass()
 print(fixer.total, sorted(fixer.problems))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from guard.gate import GC_HINT, model_lock, model_name, refusal, removed_model_field
+from guard.protection.gate import GC_HINT, model_lock, model_name, refusal, removed_model_field
 
 
 def body(**kw) -> bytes:

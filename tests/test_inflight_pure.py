@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from guard.rewrite import experiment_wait, in_flight
+from guard.portability.rewrite import experiment_wait, in_flight
 
 NOW = 1_800_000_000_000  # ms
 HOUR = 3_600_000

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from guard.leases import (
+from guard.sync.leases import (
     CLAIM,
     CLAIMING,
     HELD,

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from conftest import guardctl
-from guard import leases
-from guard.locks import HostLock, LeaseLock, LockSettings, LockTimeout, OsLock, list_locks, \
+from guard.sync import leases
+from guard.sync.locks import HostLock, LeaseLock, LockSettings, LockTimeout, OsLock, list_locks, \
     locks_dir, read_leases, resource_name
-from guard.peers import Heartbeat, publish
+from guard.sync.peers import Heartbeat, publish
 
 SETTLE = 1.0  # the simulated sync needs delay (0.2 s) + a scan interval (0.1 s) and some slack
 
@@ -127,7 +127,7 @@ def test_a_crashed_holder_with_a_stale_heartbeat_does_not_block(tmp_path):
 HOLDER = """
 import sys, time
 from pathlib import Path
-from guard.locks import OsLock
+from guard.sync.locks import OsLock
 lock = OsLock(Path(sys.argv[1]), "nas-host", "model-m")
 lock.acquire(10)
 print("held", flush=True)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from guard.config import ConfigError, LogConfig, load_config
-from guard.logs import setup_logging
+from guard.core.config import ConfigError, LogConfig, load_config
+from guard.core.logs import setup_logging
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +53,7 @@ def test_stderr_to_the_journal_carries_syslog_priorities(tmp_path):
     """systemd sets JOURNAL_STREAM to stderr's device:inode; a log file stands in here."""
     script = (
         "import logging, os, sys; from pathlib import Path\n"
-        "from guard.config import LogConfig; from guard.logs import setup_logging\n"
+        "from guard.core.config import LogConfig; from guard.core.logs import setup_logging\n"
         "st = os.fstat(2); os.environ['JOURNAL_STREAM'] = f'{st.st_dev}:{st.st_ino}'\n"
         "setup_logging(Path(sys.argv[1]), LogConfig('INFO', 1 << 20, 1, {}))\n"
         "logging.getLogger('guard.daemon').error('server exited')\n"

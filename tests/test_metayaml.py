@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from guard import metayaml
-from guard.metayaml import MAX_BYTES, TEMP_PREFIX, MetaError, dump, parse, read, \
+from guard.core import metayaml
+from guard.core.metayaml import MAX_BYTES, TEMP_PREFIX, MetaError, dump, parse, read, \
     replace_if_unchanged
 from conftest import DIRECT_STORE, copy_direct_store
 
@@ -69,7 +69,7 @@ def test_parse_rejects(raw, reason):
 
 PARSE_IN_CHILD = """
 import sys
-from guard.metayaml import MetaError, parse
+from guard.core.metayaml import MetaError, parse
 raw = open(sys.argv[1], "rb").read()
 try:
     doc = parse(raw)

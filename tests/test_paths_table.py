@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from guard.paths import LocalPath, parse_local, portable_uri, safe_segments
-from guard.rewrite import KEEP, REWRITE, UNPORTABLE, UNSAFE, decide
+from guard.core.paths import LocalPath, parse_local, portable_uri, safe_segments
+from guard.portability.rewrite import KEEP, REWRITE, UNPORTABLE, UNSAFE, decide
 
 POSIX, WIN = False, True
 

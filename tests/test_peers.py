@@ -7,7 +7,7 @@ import os
 import signal
 
 from conftest import guardctl, wait_for
-from guard.layout import COORDINATION
+from guard.core.layout import COORDINATION
 
 
 def peer_list(guard) -> list[dict]:

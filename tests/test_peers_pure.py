@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from guard.fixer import iter_meta_files
-from guard.layout import COORDINATION, can_hold_meta, classify_meta, is_experiment_folder
-from guard.peers import Heartbeat, assess, clash, minor, version_warning
+from guard.portability.fixer import iter_meta_files
+from guard.core.layout import COORDINATION, can_hold_meta, classify_meta, is_experiment_folder
+from guard.sync.peers import Heartbeat, assess, clash, minor, version_warning
 
 
 def beat(host: str, last_seen: float, mlflow: str = "3.17.2", state: str = "running"):

@@ -12,9 +12,9 @@ import yaml
 
 from clients import read_through_server, run_direct_client
 from conftest import Guard, free_port, guardctl, wait_for
-from guard import metayaml
-from guard.fixer import iter_meta_files
-from guard.layout import classify_meta
+from guard.core import metayaml
+from guard.portability.fixer import iter_meta_files
+from guard.core.layout import classify_meta
 
 CUSTOM = "file:///data/elsewhere/artifacts"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from guard.processes import (
+from guard.supervision.processes import (
     MLFLOW_STORE_ENV,
     OWNER_ENV,
     Census,

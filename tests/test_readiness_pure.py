@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from guard.readiness import Advice, Told, advise, status_line
-from guard.supervisor import Phase
+from guard.service.readiness import Advice, Told, advise, status_line
+from guard.supervision.supervisor import Phase
 
 URL = "http://127.0.0.1:5050"
 

@@ -10,10 +10,10 @@ import time
 import pytest
 
 from conftest import copy_direct_store, guardctl
-from guard import metayaml
-from guard.journal import Journal
-from guard.layout import COORDINATION
-from guard.reconcile import RENUMBERED_TAG, Reconciler, find_copies, read_records
+from guard.core import metayaml
+from guard.core.journal import Journal
+from guard.core.layout import COORDINATION
+from guard.sync.reconcile import RENUMBERED_TAG, Reconciler, find_copies, read_records
 
 EXP = "401878344117323602"
 RUN = "57718c19fb0047259fbe7565bb4c52ea"

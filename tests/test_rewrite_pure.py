@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from guard.layout import classify_meta, version_target
-from guard.paths import parse_local
-from guard.rewrite import UNPORTABLE, UNSAFE, Change, Finding, Plan, apply, plan_file
+from guard.core.layout import classify_meta, version_target
+from guard.core.paths import parse_local
+from guard.portability.rewrite import UNPORTABLE, UNSAFE, Change, Finding, Plan, apply, plan_file
 
 EXP = "401878344117323602"
 RUN = "57718c19fb0047259fbe7565bb4c52ea"

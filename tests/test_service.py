@@ -20,8 +20,8 @@ import psutil
 import pytest
 
 from conftest import any_alive, free_port, read_status, wait_for
-from guard.config import load_config
-from guard.servicehost import RUNNING, START_PENDING, STOP_PENDING, STOPPED, ServiceHost
+from guard.core.config import load_config
+from guard.service.servicehost import RUNNING, START_PENDING, STOP_PENDING, STOPPED, ServiceHost
 
 
 def healthy(port: int) -> bool:
@@ -222,7 +222,7 @@ def test_windows_service_that_cannot_start_never_reports_running(tmp_path, new_s
         holder.wait(10)
 
 
-@pytest.mark.parametrize("module", ["guard", "guard.cli", "guard.servicehost",
+@pytest.mark.parametrize("module", ["guard", "guard.cli", "guard.service.servicehost",
                                     "guard.commands.install_service", "windows_service"])
 def test_the_package_imports_without_pywin32(module):
     code = (f"import sys; sys.modules['win32service'] = None; import {module}; "

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from guard.paths import same_folder, uri_to_local_path
-from guard.status import (
+from guard.core.paths import same_folder, uri_to_local_path
+from guard.daemon.status import (
     DEGRADED,
     HEALTHY,
     NOT_RUNNING,
@@ -15,7 +15,7 @@ from guard.status import (
     assess,
     render,
 )
-from guard.timefmt import duration
+from guard.core.timefmt import duration
 
 
 def doc(**kw) -> dict:

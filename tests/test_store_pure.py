@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from guard.store import (
+from guard.core.store import (
     ALLOW_FILE_STORE_ENV,
     SYNC_MARKERS,
     StoreCheck,

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from guard.supervisor import (
+from guard.supervision.supervisor import (
     Phase,
     Policy,
     State,

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from guard.deletions import Tombstone
-from guard.layout import COORDINATION
-from guard.tombstones import parse, prune, read_all, tombstone_dir, write
+from guard.protection.deletions import Tombstone
+from guard.core.layout import COORDINATION
+from guard.protection.tombstones import parse, prune, read_all, tombstone_dir, write
 
 RUN = ("123", "0123456789abcdef0123456789abcdef")
 

@@ -9,7 +9,7 @@ import pytest
 
 from clients import read_through_server, result_of, start_register_client, start_training_client
 from conftest import guarded_lab, guardctl, wait_for
-from guard.reconcile import RENUMBERED_TAG, find_copies
+from guard.sync.reconcile import RENUMBERED_TAG, find_copies
 
 
 

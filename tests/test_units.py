@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import guardctl
-from guard import units
+from guard.service import units
 
 ROOT = Path(__file__).resolve().parent.parent
 ANALYZE = shutil.which("systemd-analyze")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from guard.store import init_store
-from guard.vault import COPY, LINK, Vault
+from guard.core.store import init_store
+from guard.protection.vault import COPY, LINK, Vault
 
 
 def log_runs(store: Path, n: int = 2, big: int = 0) -> list[str]:
@@ -143,7 +143,7 @@ def test_the_index_survives_a_restart_and_finds_deletions_made_while_down(store,
 
 
 def test_one_vault_per_daemon(store, tmp_path):
-    from guard.vault import VaultError
+    from guard.protection.vault import VaultError
 
     log_runs(store, 1)
     first = open_vault(tmp_path / "vault", store)

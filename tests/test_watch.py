@@ -7,7 +7,7 @@ import queue
 import sys
 import time
 
-from guard.watch import EVENTS, StoreWatcher
+from guard.core.watch import EVENTS, StoreWatcher
 
 
 def drain(q, wait: float) -> list:
@@ -50,7 +50,7 @@ def test_reads_are_silent_writes_and_moves_are_seen(tmp_path):
 
 
 def test_only_folders_that_can_hold_a_meta_yaml_are_watched():
-    from guard.layout import can_hold_meta
+    from guard.core.layout import can_hold_meta
     yes = [(), ("0",), ("123",), (".trash",), (".trash", "5"), (".trash", "5", "r1"),
            ("123", "abc"), ("123", "models"), ("123", "models", "m-1"), ("models",),
            ("models", "clf"), ("models", "clf", "version-3"), (".trash", "5", "models", "m-1")]

@@ -9,9 +9,9 @@ import sys
 import win32service
 import win32serviceutil
 
-from guard.config import Config
+from guard.core.config import Config
 
-from .service import SERVICE_NAME, MlflowGuardService
+from windows_service.service import SERVICE_NAME, MlflowGuardService
 
 CLASS = f"{MlflowGuardService.__module__}.{MlflowGuardService.__name__}"
 

@@ -14,8 +14,8 @@ import servicemanager
 import win32service
 import win32serviceutil
 
-from guard.config import load_config
-from guard.servicehost import RUNNING, START_PENDING, STOP_PENDING, STOPPED, ServiceHost
+from guard.core.config import load_config
+from guard.service.servicehost import RUNNING, START_PENDING, STOP_PENDING, STOPPED, ServiceHost
 
 SERVICE_NAME = "mlflow-guard"
 STATES = {START_PENDING: win32service.SERVICE_START_PENDING,
@@ -25,7 +25,7 @@ STATES = {START_PENDING: win32service.SERVICE_START_PENDING,
 
 
 class _Manager:
-    """guard.servicehost.ServiceManager over pywin32."""
+    """guard.service.servicehost.ServiceManager over pywin32."""
 
     def __init__(self, service: "MlflowGuardService") -> None:
         self.service = service

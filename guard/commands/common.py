@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..config import Config, load_config
-from ..store import inspect_store
+from guard.core.config import Config, load_config
+from guard.core.store import inspect_store
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:

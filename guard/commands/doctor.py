@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from .. import doctor
-from ..config import ConfigError
-from .common import add_config_options, config_from
+from guard.service import doctor
+from guard.core.config import ConfigError
+from guard.commands.common import add_config_options, config_from
 
 NAME = "doctor"
 HELP = "check the setup (config, store, sync client, filesystem, port, mlflow, clocks); " \

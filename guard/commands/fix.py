@@ -7,11 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from ..daemon import running_daemon_pid
-from ..fixer import Fixer, undo
-from ..journal import Journal
-from ..state import StateDir
-from .common import add_config_options, config_from, usable_store
+from guard.daemon.loop import running_daemon_pid
+from guard.portability.fixer import Fixer, undo
+from guard.core.journal import Journal
+from guard.core.state import StateDir
+from guard.commands.common import add_config_options, config_from, usable_store
 
 NAME = "fix"
 HELP = "rewrite machine-specific artifact paths in meta.yaml once, and print a summary"

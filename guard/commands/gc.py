@@ -7,9 +7,9 @@ import re
 import sys
 import time
 
-from ..collector import collect, plan, survey
-from ..locks import HostLock, LockSettings, LockTimeout
-from .common import add_config_options, config_from, usable_store
+from guard.protection.collector import collect, plan, survey
+from guard.sync.locks import HostLock, LockSettings, LockTimeout
+from guard.commands.common import add_config_options, config_from, usable_store
 
 NAME = "gc"
 HELP = ("remove runs and experiments in MLflow's deleted stage (dry run unless --yes); the "

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..store import init_store
+from guard.core.store import init_store
 
 NAME = "init"
 HELP = "create a new empty MLflow file store (never done implicitly)"

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from .. import units
-from ..config import Config, ConfigError
-from .common import add_config_options, config_from
+from guard.service import units
+from guard.core.config import Config, ConfigError
+from guard.commands.common import add_config_options, config_from
 
 NAME = "install-service"
 HELP = "install the daemon as a service: a systemd unit (--systemd) or a Windows service"

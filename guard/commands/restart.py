@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..processes import ProcRef, alive
-from ..state import StateDir, read_json
-from .common import add_config_options, config_from
+from guard.supervision.processes import ProcRef, alive
+from guard.core.state import StateDir, read_json
+from guard.commands.common import add_config_options, config_from
 
 NAME = "restart"
 HELP = "restart the MLflow server (resumes after a crash loop)"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..status import render, report
-from .common import add_config_options, config_from
+from guard.daemon.status import render, report
+from guard.commands.common import add_config_options, config_from
 
 NAME = "status"
 HELP = "show whether the daemon and its MLflow server are healthy (exit 0/1/3)"

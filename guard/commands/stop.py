@@ -6,9 +6,9 @@ import argparse
 import sys
 import time
 
-from ..processes import ProcRef, alive, end_tree, resolve
-from ..state import StateDir, read_json
-from .common import add_config_options, config_from
+from guard.supervision.processes import ProcRef, alive, end_tree, resolve
+from guard.core.state import StateDir, read_json
+from guard.commands.common import add_config_options, config_from
 
 NAME = "stop"
 HELP = "stop the daemon and its whole MLflow server tree"

@@ -16,12 +16,12 @@ import urllib.request
 
 import psutil
 
-from .app import SANCTIONS_ENV, Sanctions
-from .config import Config
-from .locks import ENV as LOCKS_ENV
-from .locks import LockSettings
-from .processes import OWNER_ENV, ProcRef, end_tree, ref_of, resolve, tree_of
-from .store import ALLOW_FILE_STORE_ENV, store_uri
+from guard.app import SANCTIONS_ENV, Sanctions
+from guard.core.config import Config
+from guard.sync.locks import ENV as LOCKS_ENV
+from guard.sync.locks import LockSettings
+from guard.supervision.processes import OWNER_ENV, ProcRef, end_tree, ref_of, resolve, tree_of
+from guard.core.store import ALLOW_FILE_STORE_ENV, store_uri
 
 log = logging.getLogger("guard.server")
 

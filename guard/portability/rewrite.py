@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .layout import MetaKind, version_target
-from .paths import PORTABLE_SCHEME, LocalPath, parse_local, portable_uri, safe_segments
+from guard.core.layout import MetaKind, version_target
+from guard.core.paths import PORTABLE_SCHEME, LocalPath, parse_local, portable_uri, safe_segments
 
 KEEP, REWRITE, UNPORTABLE, UNSAFE = "keep", "rewrite", "unportable", "unsafe"
 

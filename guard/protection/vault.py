@@ -28,11 +28,11 @@ from typing import Iterator
 
 from filelock import FileLock, Timeout
 
-from .conflicts import parse_conflict_name
-from .deletions import Rel, Unit
-from .layout import COORDINATION, META, TEMP_PREFIX, TRASH
-from .metayaml import read_doc
-from .store import SYNC_MARKERS, mkdirs_in_store
+from guard.sync.conflicts import parse_conflict_name
+from guard.protection.deletions import Rel, Unit
+from guard.core.layout import COORDINATION, META, TEMP_PREFIX, TRASH
+from guard.core.metayaml import read_doc
+from guard.core.store import SYNC_MARKERS, mkdirs_in_store
 
 log = logging.getLogger("guard.vault")
 LINK, COPY = "link", "copy"

@@ -57,7 +57,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from .timefmt import duration
+from guard.core.timefmt import duration
 
 CLAIMING, HELD = "claiming", "held"
 WAIT, CLAIM, SETTLE, TAKE, WITHDRAW, HOLD = "wait", "claim", "settle", "take", "withdraw", "hold"

@@ -24,13 +24,13 @@ from urllib.parse import quote
 from filelock import FileLock
 from filelock import Timeout as FileLockTimeout
 
-from . import leases
-from .layout import COORDINATION
-from .config import Config
-from .leases import Lease
-from .peers import read_all
-from .state import write_json_atomic
-from .store import mkdirs_in_store
+from guard.sync import leases
+from guard.core.layout import COORDINATION
+from guard.core.config import Config
+from guard.sync.leases import Lease
+from guard.sync.peers import read_all
+from guard.core.state import write_json_atomic
+from guard.core.store import mkdirs_in_store
 
 log = logging.getLogger("guard.locks")
 LOCKS = "locks"

@@ -13,9 +13,9 @@ import logging
 import threading
 from typing import Protocol
 
-from .config import Config
-from .daemon import AlreadyRunning, Daemon, StartupError
-from .readiness import Advice
+from guard.core.config import Config
+from guard.daemon.loop import AlreadyRunning, Daemon, StartupError
+from guard.service.readiness import Advice
 
 log = logging.getLogger("guard.service")
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from .layout import META, REGISTRY, TRASH, is_experiment_folder
+from guard.core.layout import META, REGISTRY, TRASH, is_experiment_folder
 
 RESTORE, FOLLOW, ALERT = "restore", "follow", "alert"
 _VERSION = re.compile(r"^version-\d+$")

@@ -25,8 +25,8 @@ from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, Fi
                              FileMovedEvent, FileSystemEvent, FileSystemEventHandler)
 from watchdog.observers import Observer
 
-from .conflicts import parse_conflict_name
-from .layout import META, can_hold_meta
+from guard.sync.conflicts import parse_conflict_name
+from guard.core.layout import META, can_hold_meta
 
 try:
     from inotify_simple import INotify

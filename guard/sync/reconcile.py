@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ContextManager, Iterable
 
-from . import conflicts, metayaml
-from .conflicts import ConflictName, parse_conflict_name
-from .journal import Journal, read_journal
-from .layout import COORDINATION, META, REGISTRY, TEMP_PREFIX
-from .locks import HostLock, LockSettings, LockTimeout, resource_name
-from .quarantine import Quarantine
+from guard.sync import conflicts
+from guard.core import metayaml
+from guard.sync.conflicts import ConflictName, parse_conflict_name
+from guard.core.journal import Journal, read_journal
+from guard.core.layout import COORDINATION, META, REGISTRY, TEMP_PREFIX
+from guard.sync.locks import HostLock, LockSettings, LockTimeout, resource_name
+from guard.sync.quarantine import Quarantine
 
 log = logging.getLogger("guard.reconcile")
 RENUMBERED_TAG = "mlflow-guard.renumbered_from"

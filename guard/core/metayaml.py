@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from .layout import TEMP_PREFIX
+from guard.core.layout import TEMP_PREFIX
 
 try:
     from yaml import CSafeDumper as Dumper

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .layout import TEMP_PREFIX
+from guard.core.layout import TEMP_PREFIX
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -21,20 +21,24 @@ from typing import Sequence
 import psutil
 from filelock import FileLock, Timeout
 
-from . import __version__, notify, peers, readiness, supervisor
-from .config import Config
-from .fixer import Fixer, FixerService
-from .journal import Journal
-from .locks import LockSettings
-from .logs import server_output_logger, setup_logging
-from .processes import Census, ProcRef, alive, classify, end_tree, gc_processes, snapshot
-from .reconcile import ConflictService, Reconciler
-from .restorer import RestoreService
-from .server import ServerProcess, probe_health, server_url
-from .state import StateDir, read_json, write_json_atomic
-from .store import inspect_store
-from .supervisor import Phase
-from .vault import Vault, VaultError
+from guard import __version__
+from guard.service import notify
+from guard.sync import peers
+from guard.service import readiness
+from guard.supervision import supervisor
+from guard.core.config import Config
+from guard.portability.fixer import Fixer, FixerService
+from guard.core.journal import Journal
+from guard.sync.locks import LockSettings
+from guard.core.logs import server_output_logger, setup_logging
+from guard.supervision.processes import Census, ProcRef, alive, classify, end_tree, gc_processes, snapshot
+from guard.sync.reconcile import ConflictService, Reconciler
+from guard.protection.restorer import RestoreService
+from guard.supervision.server import ServerProcess, probe_health, server_url
+from guard.core.state import StateDir, read_json, write_json_atomic
+from guard.core.store import inspect_store
+from guard.supervision.supervisor import Phase
+from guard.protection.vault import Vault, VaultError
 
 log = logging.getLogger("guard.daemon")
 

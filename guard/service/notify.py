@@ -11,7 +11,7 @@ import os
 import socket
 from typing import Mapping
 
-from .readiness import Advice
+from guard.service.readiness import Advice
 
 log = logging.getLogger("guard.notify")
 

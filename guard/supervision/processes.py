@@ -16,7 +16,7 @@ from typing import Iterable
 
 import psutil
 
-from .paths import same_folder, uri_to_local_path
+from guard.core.paths import same_folder, uri_to_local_path
 
 log = logging.getLogger("guard.processes")
 

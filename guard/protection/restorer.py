@@ -19,12 +19,12 @@ import time
 from collections import deque
 from pathlib import Path
 
-from . import tombstones
-from .deletions import ALERT, FOLLOW, RESTORE, Rel, judge
-from .journal import Journal
-from .layout import META
-from .store import inspect_store
-from .vault import Vault, prune_trash
+from guard.protection import tombstones
+from guard.protection.deletions import ALERT, FOLLOW, RESTORE, Rel, judge
+from guard.core.journal import Journal
+from guard.core.layout import META
+from guard.core.store import inspect_store
+from guard.protection.vault import Vault, prune_trash
 
 log = logging.getLogger("guard.restorer")
 SAVE_EVERY = 30.0

@@ -26,9 +26,9 @@ import math
 import re
 from dataclasses import dataclass
 
-from . import metayaml
-from .layout import META, REGISTRY, TRASH, classify_meta, version_target
-from .paths import PORTABLE_SCHEME, parse_local
+from guard.core import metayaml
+from guard.core.layout import META, REGISTRY, TRASH, classify_meta, version_target
+from guard.core.paths import PORTABLE_SCHEME, parse_local
 
 # ---- conflict-copy names ------------------------------------------------------------------
 

@@ -21,12 +21,12 @@ from collections import Counter, deque
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import metayaml
-from .journal import Journal, read_journal
-from .layout import META, REGISTRY, TRASH, classify_meta, is_experiment_folder
-from .paths import parse_local, safe_segments
-from .rewrite import apply, experiment_wait, in_flight, plan_file
-from .watch import EVENTS, StoreWatcher
+from guard.core import metayaml
+from guard.core.journal import Journal, read_journal
+from guard.core.layout import META, REGISTRY, TRASH, classify_meta, is_experiment_folder
+from guard.core.paths import parse_local, safe_segments
+from guard.portability.rewrite import apply, experiment_wait, in_flight, plan_file
+from guard.core.watch import EVENTS, StoreWatcher
 
 log = logging.getLogger("guard.fixer")
 

@@ -14,10 +14,10 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from .conflicts import parse_conflict_name
-from .layout import COORDINATION
-from .state import write_json_atomic
-from .store import mkdirs_in_store
+from guard.sync.conflicts import parse_conflict_name
+from guard.core.layout import COORDINATION
+from guard.core.state import write_json_atomic
+from guard.core.store import mkdirs_in_store
 
 PEERS = "peers"
 

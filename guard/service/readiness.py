@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from .supervisor import Phase
+from guard.supervision.supervisor import Phase
 
 # Phases in which the daemon is deliberately busy: waiting for a drive, (re)starting the server.
 WORKING = frozenset({Phase.WAITING_STORE, Phase.STARTING, Phase.BACKOFF})

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 
-from .locks import resource_name
+from guard.sync.locks import resource_name
 
 # MLflow serves each REST endpoint as /api/2.0/mlflow/... and /ajax-api/2.0/mlflow/..., both
 # optionally under a --static-prefix.

@@ -16,7 +16,7 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from .config import LOG_COMPONENTS, LogConfig
+from guard.core.config import LOG_COMPONENTS, LogConfig
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JOURNAL_FORMAT = "%(levelname)s %(name)s: %(message)s"

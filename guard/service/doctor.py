@@ -24,13 +24,13 @@ from typing import Callable, Iterable, Sequence
 
 import psutil
 
-from .config import Config, ConfigError, find_config_file
-from .daemon import port_bindable, running_daemon_pid
-from .peers import read_with_arrival
-from .processes import ProcRef, classify, snapshot
-from .state import StateDir, read_json
-from .store import StoreState, inspect_store
-from .watch import watched_folders
+from guard.core.config import Config, ConfigError, find_config_file
+from guard.daemon.loop import port_bindable, running_daemon_pid
+from guard.sync.peers import read_with_arrival
+from guard.supervision.processes import ProcRef, classify, snapshot
+from guard.core.state import StateDir, read_json
+from guard.core.store import StoreState, inspect_store
+from guard.core.watch import watched_folders
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 OFF = "off"  # the watch mode when path rewriting, the one user of file events, is off

@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .config import Config
-from .processes import ProcRef, alive, classify, snapshot
-from .server import probe_health
-from .state import StateDir, read_json
-from .timefmt import duration
+from guard.core.config import Config
+from guard.supervision.processes import ProcRef, alive, classify, snapshot
+from guard.supervision.server import probe_health
+from guard.core.state import StateDir, read_json
+from guard.core.timefmt import duration
 
 HEALTHY, DEGRADED, NOT_RUNNING = "healthy", "degraded", "not running"
 EXIT_CODES = {HEALTHY: 0, DEGRADED: 1, NOT_RUNNING: 3}

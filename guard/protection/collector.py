@@ -14,11 +14,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import tombstones
-from .deletions import Rel
-from .layout import META, REGISTRY, TRASH
-from .metayaml import read_doc
-from .vault import move_into_trash, new_batch
+from guard.protection import tombstones
+from guard.protection.deletions import Rel
+from guard.core.layout import META, REGISTRY, TRASH
+from guard.core.metayaml import read_doc
+from guard.protection.vault import move_into_trash, new_batch
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _MODEL_ID = re.compile(r"^m-[0-9a-f]{32}$")
