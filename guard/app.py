@@ -12,35 +12,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from guard.protection import tombstones
-from guard.protection.gate import model_field, model_name, model_resource, refusal, removed_model_field
+from guard.protection.gate import SANCTIONS_ENV, Sanctions, model_field, model_name, model_resource, \
+    refusal, removed_model_field
 from guard.core.layout import META, REGISTRY
 from guard.sync.locks import ENV, HostLock, LockSettings, LockTimeout
 from guard.core.metayaml import read_doc
-from guard.protection.vault import copy_into_trash, created_of, new_batch
+from guard.protection.trash import copy_into_trash, created_of, new_batch
 
 log = logging.getLogger("guard.app")
-SANCTIONS_ENV = "MLFLOW_GUARD_SANCTIONS"
-
-
-@dataclass(frozen=True)
-class Sanctions:
-    """What the server needs to refuse or sanction deletions."""
-    store: str
-    vault: str
-    host_id: str
-    model_deletions: str  # allow | refuse
-
-    def to_env(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_env(cls, raw: str) -> "Sanctions":
-        return cls(**json.loads(raw))
 
 
 def _json_response(status: int, code: str, message: str) -> Any:

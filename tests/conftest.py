@@ -274,3 +274,17 @@ def synced(tmp_path):
     yield make
     for syncer in started:
         syncer.stop()
+
+
+# ---- the inner loop: `pytest -m "not integration"` runs in seconds ---------------------------
+# An integration test starts real processes (a daemon, an MLflow server, `guardctl`, any
+# subprocess) or a simulated sync client. Tests using these fixtures are marked here; a module
+# whose tests all are says `pytestmark = pytest.mark.integration`, a single test
+# `@pytest.mark.integration`.
+INTEGRATION_FIXTURES = frozenset({"make_guard", "shared_guard", "synced"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)

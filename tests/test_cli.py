@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import guardctl
+
+pytestmark = pytest.mark.integration  # `guardctl` subprocesses
 
 
 def test_console_script_is_installed():

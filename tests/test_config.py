@@ -574,3 +574,48 @@ def test_lock_backend_is_checked(tmp_path):
     assert "use one of lease, os" in config_error(str(path))
     path = write(tmp_path / "d.yaml", "locks:\n  backend: os\n  settle: 1\n")
     assert load_config(str(path), env={}).locks.backend == "os"
+
+
+# --- keys declared on the dataclasses; choices as enums ---------------------------------------
+
+def test_every_field_of_a_section_dataclass_is_a_declared_key():
+    """A field added to a section without `key(...)` metadata would be missing from FIELDS
+    (so from files, flags and `guardctl config`)."""
+    from dataclasses import fields
+
+    assert gc.SECTION_TYPES["server"] is gc.ServerConfig and gc.SECTIONS == set(gc.SECTION_TYPES)
+    for name, cls in gc.SECTION_TYPES.items():
+        for f in fields(cls):
+            assert f"{name}.{f.name}" in gc.FIELD_BY_KEY
+    assert [f.key for f in gc.FIELDS][:3] == ["store", "host_id", "state_dir"]
+
+
+@pytest.mark.parametrize("key, enum, words", [
+    ("rewrite.watch", gc.WatchMode, "auto, events, polling"),
+    ("locks.backend", gc.LockBackend, "lease, os"),
+    ("vault.policy", gc.VaultPolicy, "restore, alert"),
+    ("gc.model_deletions", gc.ModelDeletions, "allow, refuse"),
+])
+def test_a_choice_key_offers_the_values_of_its_enum(tmp_path, key, enum, words):
+    section, name = key.split(".")
+    assert gc.FIELD_BY_KEY[key].choices == tuple(enum)
+    path = write(tmp_path / "c.yaml", f"{section}:\n  {name}: nope\n")
+    assert config_error(str(path)) == f"'{key}' (in {path}) is 'nope'; use one of {words}"
+
+
+def test_choices_load_as_enum_members_that_read_as_their_strings(tmp_path):
+    import json
+
+    path = write(tmp_path / "c.yaml", "rewrite:\n  watch: polling\nlocks:\n  backend: os\n"
+                 "  settle: 1\nvault:\n  policy: alert\ngc:\n  model_deletions: refuse\n")
+    cfg = load_config(str(path), env={})
+    assert cfg.rewrite.watch is gc.WatchMode.POLLING
+    assert cfg.locks.backend is gc.LockBackend.OS
+    assert cfg.vault.policy is gc.VaultPolicy.ALERT
+    assert cfg.gc.model_deletions is gc.ModelDeletions.REFUSE
+    assert load_config(env={}).rewrite.watch is gc.WatchMode.AUTO  # defaults too
+    watch = cfg.values()["rewrite.watch"]
+    # what `guardctl config` prints and writes, and what the status documents hold
+    assert (str(watch), f"{watch!s:<9}|", f"{watch}", json.dumps(watch)) == \
+        ("polling", "polling  |", "polling", '"polling"')
+    assert watch == "polling" and {"polling": 1}[watch] == 1

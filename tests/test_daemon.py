@@ -10,10 +10,13 @@ import sys
 import time
 
 import psutil
+import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import any_alive, free_port, guardctl, tree_pids, wait_for
+
+pytestmark = pytest.mark.integration  # a real daemon and MLflow server
 
 
 def server_parent_and_child(guard) -> tuple[int, int]:
@@ -59,8 +62,13 @@ def test_status_healthy_text_and_json(shared_guard):
     assert "OK" in res.stdout and shared_guard.url in res.stdout
     assert str(shared_guard.store) in res.stdout
     code, doc = status_json(shared_guard)
+    age = time.time() - psutil.Process(shared_guard.proc.pid).create_time()
     assert code == 0 and doc["state"] == "healthy"
-    assert doc["daemon"]["pid"] == shared_guard.proc.pid and doc["daemon"]["uptime_s"] >= 0
+    assert doc["daemon"]["pid"] == shared_guard.proc.pid
+    # counted from the daemon's start: after its process began (and its imports), not before;
+    # a healthy server took it seconds, so never 0
+    uptime = doc["daemon"]["uptime_s"]
+    assert 0 < uptime <= age + 0.1 and uptime > age - 60, (uptime, age)
     assert doc["server"]["health"]["ok"] is True
     assert len(doc["server"]["tree"]) >= 2 and all(t["alive"] for t in doc["server"]["tree"])
     assert doc["mlflow_version"].startswith("3.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from guard.core.config import VaultPolicy
 from guard.protection.deletions import (
     ALERT,
     FOLLOW,
@@ -101,10 +102,6 @@ def test_unit_meta_is_the_meta_yaml_inside():
 
 # --- mlflow_removes ---------------------------------------------------------------------------
 
-def innermost(path: str) -> Unit:
-    return units_of(rel(path))[-1]
-
-
 @pytest.mark.parametrize("path", [
     f"{EXP}/{RUN}/tags/mlflow.runName",
     f"{EXP}/tags/mlflow.note.content",
@@ -115,7 +112,7 @@ def innermost(path: str) -> Unit:
     f".trash/{EXP}/{RUN}/tags/x",
 ])
 def test_mlflow_removes_tags_of_every_unit_and_aliases(path):
-    assert mlflow_removes(rel(path), innermost(path))
+    assert mlflow_removes(rel(path))
 
 
 @pytest.mark.parametrize("path", [
@@ -132,7 +129,7 @@ def test_mlflow_removes_tags_of_every_unit_and_aliases(path):
     f"{EXP}/{RUN}/tags",                   # the tags folder itself
 ])
 def test_mlflow_does_not_remove_data_or_meta(path):
-    assert not mlflow_removes(rel(path), innermost(path))
+    assert not mlflow_removes(rel(path))
 
 
 @pytest.mark.parametrize("path", [
@@ -143,7 +140,7 @@ def test_mlflow_does_not_remove_data_or_meta(path):
 def test_mlflow_removes_tags_whose_key_has_a_slash(path):
     """MLflow allows '/' in tag keys and stores `team/owner` as tags/team/owner; its
     delete_tag removes that nested file (checked against mlflow 3.17's FileStore)."""
-    assert mlflow_removes(rel(path), innermost(path))
+    assert mlflow_removes(rel(path))
 
 
 # --- moved_twin -------------------------------------------------------------------------------
@@ -366,3 +363,17 @@ def test_a_stray_file_in_a_live_runs_folder_is_not_restored():
 
     assert judge(("1", "r", "upload.partial"), exists, [], lambda u: None).action == "follow"
     assert judge(("1", "r", "params", "lr"), exists, [], lambda u: None).action == "restore"
+
+
+@pytest.mark.parametrize("policy", [VaultPolicy.ALERT, "alert"])
+def test_verdicts_are_enum_members_with_the_words_of_before(policy):
+    """vault.policy arrives as the config's enum (or a plain string from older callers);
+    the action words reach status JSON unchanged."""
+    import json
+
+    from guard.protection.deletions import Action
+
+    gone = judge(("1", "r", "params", "lr"), lambda rel: rel == ("1", "meta.yaml"), [],
+                 lambda u: None, policy)
+    assert gone.action is Action.ALERT
+    assert json.dumps([gone.action, RESTORE, FOLLOW]) == '["alert", "restore", "follow"]'

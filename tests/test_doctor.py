@@ -22,6 +22,8 @@ from guard.commands import doctor as doctor_cmd
 from guard.sync.peers import Heartbeat, publish
 from guard.core.store import store_uri
 
+pytestmark = pytest.mark.integration  # `guardctl doctor` subprocesses and a real daemon
+
 
 def write_config(tmp_path: Path, store: Path, port: int | None = None, extra: str = "") -> Path:
     cfg = tmp_path / "guard.yaml"

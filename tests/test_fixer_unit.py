@@ -271,6 +271,7 @@ print(fixer.total, sorted(fixer.problems))
 """
 
 
+@pytest.mark.integration
 def test_very_deep_nesting_does_not_kill_the_process(store):
     # ~200 KB; run in a child so an interpreter crash fails this test only
     depth = 100_000

@@ -157,3 +157,16 @@ def test_removed_model_field(method, path, field):
 ])
 def test_model_name(field, raw, name):
     assert model_name(field, raw) == name
+
+
+def test_the_configured_refusal_survives_the_trip_to_the_server():
+    """gc.model_deletions is an enum in the daemon; the server gets it as JSON in its env."""
+    from guard.core.config import ModelDeletions
+    from guard.protection.gate import Sanctions
+
+    sent = Sanctions("/s", "/v", "lab-pc", ModelDeletions.REFUSE)
+    assert json.loads(sent.to_env())["model_deletions"] == "refuse"
+    got = Sanctions.from_env(sent.to_env())
+    assert refusal("DELETE", "/api/2.0/mlflow/registered-models/delete", got.model_deletions)
+    assert refusal("DELETE", "/api/2.0/mlflow/registered-models/delete",
+                   ModelDeletions.ALLOW) is None

@@ -19,6 +19,8 @@ import pytest
 
 from conftest import LAB_SETTLE, Guard, guarded_lab, guardctl, wait_for
 
+pytestmark = pytest.mark.integration  # three hosts, two real daemons, `mlflow gc`
+
 SETTLE = LAB_SETTLE  # locks.settle, and so the vault's grace before it judges a disappearance
 
 
@@ -92,10 +94,20 @@ def test_mlflow_gc_on_a_machine_without_the_guard_is_undone_on_every_machine(lab
     wait_for(lambda: syncer.settled() and readable_everywhere((a, b), run_id, tmp_path), 60,
              what="hostC's run to reach both guards")
     client(store_c).delete_run(run_id)
-    res = mlflow_gc("--backend-store-uri", store_c.as_uri(), "--tracking-uri", store_c.as_uri())
-    assert res.returncode == 0 and f"Run with ID {run_id} has been permanently deleted" \
-        in res.stdout, res.stderr[-2000:]
-    assert not run_dir(store_c, exp_id, run_id).exists()  # gone on hostC, and so synced away
+    wait_for(lambda: syncer.settled() and all(
+        client(g).get_run(run_id).info.lifecycle_stage == "deleted" for g in (a, b)), 60,
+        what="the soft delete to reach both guards")
+    # Paused, the gc's deletion stays on hostC until the assertion below has looked: the
+    # guards cannot put the run back there in between.
+    syncer.pause()
+    try:
+        res = mlflow_gc("--backend-store-uri", store_c.as_uri(), "--tracking-uri",
+                        store_c.as_uri())
+        assert res.returncode == 0 and f"Run with ID {run_id} has been permanently deleted" \
+            in res.stdout, res.stderr[-2000:]
+        assert not run_dir(store_c, exp_id, run_id).exists()  # gone on hostC
+    finally:
+        syncer.resume()  # ... and so synced away
     wait_for(lambda: syncer.settled() and run_dir(store_c, exp_id, run_id).is_dir()
              and readable_everywhere((a, b), run_id, tmp_path), 60,
              what="the vaults to put the run back, and the sync to carry it to every host")

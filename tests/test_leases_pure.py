@@ -32,6 +32,7 @@ from guard.sync.leases import (
     release,
     renew,
     renew_due,
+    resource_name,
     take,
     winner,
 )
@@ -41,6 +42,13 @@ S = 5.0        # settle: the worst sync delay
 TTL = 30.0
 STALE = 15.0   # heartbeat staleness threshold
 SKEW = 2.0
+
+
+def test_resource_names_are_single_safe_file_names():
+    assert resource_name("model", "churn") == "model-churn"
+    hostile = resource_name("model", "../../etc/passwd\\x:y")
+    assert "/" not in hostile and "\\" not in hostile and ":" not in hostile
+    assert len(resource_name("model", "a" * 500)) <= 200
 
 
 def lease(host: str, claimed_at: float = 0.0, *, state: str = HELD, renewed_at: float | None = None,

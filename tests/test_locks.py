@@ -15,8 +15,9 @@ import pytest
 
 from conftest import guardctl
 from guard.sync import leases
+from guard.sync.leases import resource_name
 from guard.sync.locks import HostLock, LeaseLock, LockSettings, LockTimeout, OsLock, list_locks, \
-    locks_dir, read_leases, resource_name
+    locks_dir, read_leases
 from guard.sync.peers import Heartbeat, publish
 
 SETTLE = 1.0  # the simulated sync needs delay (0.2 s) + a scan interval (0.1 s) and some slack
@@ -26,13 +27,6 @@ def lease_lock(store: Path, host: str, resource: str = "model-m", **kw) -> Lease
     opts = dict(settle=SETTLE, ttl=10.0, renew_every=1.0)
     opts.update(kw)
     return LeaseLock(store, host, resource, **opts)
-
-
-def test_resource_names_are_single_safe_file_names():
-    assert resource_name("model", "churn") == "model-churn"
-    hostile = resource_name("model", "../../etc/passwd\\x:y")
-    assert "/" not in hostile and "\\" not in hostile and ":" not in hostile
-    assert len(resource_name("model", "a" * 500)) <= 200
 
 
 def test_two_hosts_contending_never_both_hold_once_settled(synced):
@@ -135,6 +129,7 @@ time.sleep(120)
 """
 
 
+@pytest.mark.integration
 def test_os_backend_lock_held_by_another_process(tmp_path):
     """The OS arbitrates: while a real process holds the lock nobody else gets it (the error
     names the holder); when that process dies the OS frees it."""
@@ -171,6 +166,7 @@ def test_host_lock_serializes_this_hosts_processes(tmp_path):
     assert LockSettings.from_env(settings.to_env()) == settings
 
 
+@pytest.mark.integration
 def test_guardctl_locks_lists_holder_and_age(new_store, tmp_path):
     lock = lease_lock(new_store, "hostA", resource=resource_name("model", "churn"), settle=0.1)
     lock.acquire(timeout=5)
@@ -188,6 +184,7 @@ def test_guardctl_locks_lists_holder_and_age(new_store, tmp_path):
     assert out.returncode == 0 and "no locks held" in out.stdout
 
 
+@pytest.mark.integration
 def test_guardctl_locks_on_a_missing_store_says_so(tmp_path):
     out = guardctl("locks", "--store", str(tmp_path / "nope"), "--state-dir", str(tmp_path / "s"))
     assert out.returncode == 2 and "nope" in out.stderr

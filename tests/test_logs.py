@@ -49,6 +49,7 @@ def test_files_rotate_at_the_configured_size_and_count(tmp_path):
     assert "line 199" in path.read_text()
 
 
+@pytest.mark.integration
 def test_stderr_to_the_journal_carries_syslog_priorities(tmp_path):
     """systemd sets JOURNAL_STREAM to stderr's device:inode; a log file stands in here."""
     script = (

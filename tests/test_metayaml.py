@@ -80,6 +80,7 @@ else:
 """
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("opening, closing", [(b"[", b"]"), (b"{a: ", b"}")])
 def test_parse_rejects_deep_nesting_without_crashing(tmp_path, opening, closing):
     # ~300 KB, well under the 1 MB cap; MLflow never nests deeper than a few levels.

@@ -6,8 +6,12 @@ import json
 import os
 import signal
 
+import pytest
+
 from conftest import guardctl, wait_for
 from guard.core.layout import COORDINATION
+
+pytestmark = pytest.mark.integration  # real daemons over a simulated sync
 
 
 def peer_list(guard) -> list[dict]:

@@ -16,6 +16,8 @@ from guard.core import metayaml
 from guard.portability.fixer import iter_meta_files
 from guard.core.layout import classify_meta
 
+pytestmark = pytest.mark.integration  # real daemons (one module-wide on B), `guardctl fix`
+
 CUSTOM = "file:///data/elsewhere/artifacts"
 
 

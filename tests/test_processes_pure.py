@@ -1,5 +1,6 @@
 """The pure decisions in guard.processes: which process is an MLflow server, over which store,
-and whose it is. No real processes are looked at; folders are real (same_folder uses realpath).
+and whose it is. No real processes or folders are looked at: a `Disk` table of folders and
+symlinks answers the decisions' two questions (what a path resolves to, whether it is a folder).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from guard.supervision.processes import (
     MLFLOW_STORE_ENV,
     OWNER_ENV,
     Census,
+    Folders,
     ProcInfo,
     ProcRef,
     classify,
@@ -22,6 +24,36 @@ from guard.supervision.processes import (
 )
 
 PORT = 5050
+LAB = Path(os.path.abspath(os.sep + "lab"))  # never created: the Disk below stands in for it
+
+
+class Disk:
+    """Folders and symlinks as a table, handed to the decisions as their `Folders`."""
+
+    def __init__(self, dirs=(), links=None) -> None:
+        self.dirs = {os.path.normpath(str(d)) for d in dirs}
+        self.links = {os.path.normpath(str(k)): os.path.normpath(str(v))
+                      for k, v in (links or {}).items()}
+
+    def link(self, link, target) -> None:
+        self.links[os.path.normpath(str(link))] = os.path.normpath(str(target))
+
+    def resolve(self, path: str) -> str:
+        path = os.path.normpath(path)
+        for link, target in self.links.items():
+            if path == link or path.startswith(link + os.sep):
+                return target + path[len(link):]
+        return path
+
+    def is_dir(self, path: str) -> bool:
+        return self.resolve(path) in self.dirs
+
+    @property
+    def folders(self) -> Folders:
+        return Folders(self.resolve, self.is_dir)
+
+
+NO_DISK = Disk().folders
 
 
 def proc(pid: int, cmdline, *, create_time: float = 1000.0, cwd=None, env=None,
@@ -101,110 +133,109 @@ def test_mlflow_role_ignores_everything_else(cmdline):
 
 # --- served_store -----------------------------------------------------------------------------
 
-def test_served_store_from_file_uri_flag(tmp_path):
-    store = tmp_path / "mlruns"
+def test_served_store_from_file_uri_flag():
+    store = LAB / "mlruns"
     p = proc(1, ["mlflow", "server", "--backend-store-uri", store.as_uri()])
-    assert served_store(p) == str(store)
+    assert served_store(p, NO_DISK) == str(store)
 
 
-def test_served_store_from_equals_form(tmp_path):
-    store = tmp_path / "mlruns"
+def test_served_store_from_equals_form():
+    store = LAB / "mlruns"
     p = proc(1, ["mlflow", "server", f"--backend-store-uri={store}", "--port", "5050"])
-    assert served_store(p) == str(store)
+    assert served_store(p, NO_DISK) == str(store)
 
 
-def test_served_store_from_legacy_file_store_flag(tmp_path):
-    store = tmp_path / "mlruns"
+def test_served_store_from_legacy_file_store_flag():
+    store = LAB / "mlruns"
     p = proc(1, ["mlflow", "ui", "--file-store", str(store)])
-    assert served_store(p) == str(store)
+    assert served_store(p, NO_DISK) == str(store)
 
 
-def test_served_store_relative_path_resolves_against_process_cwd(tmp_path):
-    p = proc(1, ["mlflow", "server", "--backend-store-uri", "./data/mlruns"], cwd=str(tmp_path))
-    assert served_store(p) == str(tmp_path / "data" / "mlruns")
+def test_served_store_relative_path_resolves_against_process_cwd():
+    p = proc(1, ["mlflow", "server", "--backend-store-uri", "./data/mlruns"], cwd=str(LAB))
+    assert served_store(p, NO_DISK) == str(LAB / "data" / "mlruns")
 
 
-def test_served_store_relative_file_uri_resolves_against_process_cwd(tmp_path):
+def test_served_store_relative_file_uri_resolves_against_process_cwd():
     # `mlflow server --backend-store-uri file:mlruns` serves <its cwd>/mlruns
-    p = proc(1, ["mlflow", "server", "--backend-store-uri", "file:mlruns"], cwd=str(tmp_path))
-    assert served_store(p) == str(tmp_path / "mlruns")
+    p = proc(1, ["mlflow", "server", "--backend-store-uri", "file:mlruns"], cwd=str(LAB))
+    assert served_store(p, NO_DISK) == str(LAB / "mlruns")
 
 
 def test_served_store_relative_path_without_cwd_is_unknown():
     p = proc(1, ["mlflow", "server", "--backend-store-uri", "mlruns"], cwd=None)
-    assert served_store(p) is None
+    assert served_store(p, NO_DISK) is None
 
 
-def test_served_store_from_worker_env(tmp_path):
-    store = tmp_path / "mlruns"
+def test_served_store_from_worker_env():
+    store = LAB / "mlruns"
     p = proc(2, ["python", "-m", "uvicorn", "mlflow.server.fastapi_app:app"],
              env={MLFLOW_STORE_ENV: store.as_uri()})
-    assert served_store(p) == str(store)
+    assert served_store(p, NO_DISK) == str(store)
 
 
-def test_served_store_worker_env_relative_uses_cwd(tmp_path):
-    p = proc(2, ["gunicorn", "mlflow.server:app"], cwd=str(tmp_path),
+def test_served_store_worker_env_relative_uses_cwd():
+    p = proc(2, ["gunicorn", "mlflow.server:app"], cwd=str(LAB),
              env={MLFLOW_STORE_ENV: "mlruns"})
-    assert served_store(p) == str(tmp_path / "mlruns")
+    assert served_store(p, NO_DISK) == str(LAB / "mlruns")
 
 
-def test_served_store_worker_without_env_is_unknown(tmp_path):
-    p = proc(2, ["gunicorn", "mlflow.server:app"], cwd=str(tmp_path))
-    assert served_store(p) is None
+def test_served_store_worker_without_env_is_unknown():
+    p = proc(2, ["gunicorn", "mlflow.server:app"], cwd=str(LAB))
+    assert served_store(p, NO_DISK) is None
 
 
 @pytest.mark.parametrize("uri", ["sqlite:///mlflow.db", "sqlite:////abs/mlflow.db",
                                  "postgresql://u@h/db", "s3://bucket/mlruns"])
-def test_served_store_non_local_backend_is_none(uri, tmp_path):
-    p = proc(1, ["mlflow", "server", "--backend-store-uri", uri], cwd=str(tmp_path))
-    assert served_store(p) is None
+def test_served_store_non_local_backend_is_none(uri):
+    p = proc(1, ["mlflow", "server", "--backend-store-uri", uri], cwd=str(LAB))
+    assert served_store(p, NO_DISK) is None
 
 
 def test_served_store_sqlite_in_worker_env_is_none():
     p = proc(2, ["gunicorn", "mlflow.server:app"], env={MLFLOW_STORE_ENV: "sqlite:///m.db"})
-    assert served_store(p) is None
+    assert served_store(p, NO_DISK) is None
 
 
-def test_served_store_defaults_to_cwd_mlruns_when_it_exists(tmp_path):
-    (tmp_path / "mlruns").mkdir()
-    p = proc(1, ["mlflow", "ui"], cwd=str(tmp_path))
-    assert served_store(p) == os.path.join(str(tmp_path), "mlruns")
+def test_served_store_defaults_to_cwd_mlruns_when_it_exists():
+    p = proc(1, ["mlflow", "ui"], cwd=str(LAB))
+    assert served_store(p, Disk([LAB / "mlruns"]).folders) == os.path.join(str(LAB), "mlruns")
+    assert served_store(p, Disk([LAB / "other"]).folders) is None
 
 
-def test_served_store_no_flag_and_no_mlruns_is_unknown(tmp_path):
-    p = proc(1, ["mlflow", "ui"], cwd=str(tmp_path))
-    assert served_store(p) is None
+def test_served_store_no_flag_and_no_mlruns_is_unknown():
+    p = proc(1, ["mlflow", "ui"], cwd=str(LAB))
+    assert served_store(p, NO_DISK) is None
 
 
-def test_served_store_of_non_mlflow_process_is_none(tmp_path):
-    (tmp_path / "mlruns").mkdir()
-    p = proc(1, ["python", "train.py", "--backend-store-uri", str(tmp_path / "mlruns")],
-             cwd=str(tmp_path))
-    assert served_store(p) is None
+def test_served_store_of_non_mlflow_process_is_none():
+    p = proc(1, ["python", "train.py", "--backend-store-uri", str(LAB / "mlruns")],
+             cwd=str(LAB))
+    assert served_store(p, Disk([LAB / "mlruns"]).folders) is None
 
 
-def test_served_store_flag_without_value_falls_through(tmp_path):
-    p = proc(1, ["mlflow", "server", "--backend-store-uri"], cwd=str(tmp_path))
-    assert served_store(p) is None
+def test_served_store_flag_without_value_falls_through():
+    p = proc(1, ["mlflow", "server", "--backend-store-uri"], cwd=str(LAB))
+    assert served_store(p, NO_DISK) is None
 
 
 # --- classify ---------------------------------------------------------------------------------
 
 @pytest.fixture
-def world(tmp_path):
-    store = tmp_path / "mlruns"
-    other = tmp_path / "other-mlruns"
-    owner = tmp_path / "state"
-    for d in (store, other, owner):
-        d.mkdir()
-    return str(store), str(other), str(owner)
+def world():
+    return str(LAB / "mlruns"), str(LAB / "other-mlruns"), str(LAB / "state")
+
+
+@pytest.fixture
+def disk(world):
+    return Disk([*world, LAB / "elsewhere", LAB / "other-state"])
 
 
 def pids(procs) -> list[int]:
     return [p.pid for p in procs]
 
 
-def test_classify_sorts_every_kind(world, tmp_path):
+def test_classify_sorts_every_kind(world, disk):
     store, other, owner = world
     recorded = proc(10, ["mlflow", "server", "--backend-store-uri", store, "--port", "5050"],
                     create_time=111.0, ports=(PORT,))
@@ -220,134 +251,137 @@ def test_classify_sorts_every_kind(world, tmp_path):
     nginx = proc(40, ["nginx", "-g", "daemon off;"], ports=(80, PORT))
     idle = proc(50, ["python", "train.py"])
     census = classify([recorded, marked_orphan, stray, other_elsewhere, other_on_port, nginx,
-                       idle], store, PORT, owner, records=[ProcRef(10, 111.0)])
+                       idle], store, PORT, owner, records=[ProcRef(10, 111.0)],
+                      folders=disk.folders)
     assert isinstance(census, Census)
     assert pids(census.ours) == [10, 11]
     assert pids(census.same_store) == [20]
     assert pids(census.foreign_on_port) == [31, 40]
 
 
-def test_classify_records_make_a_process_ours(world):
+def test_classify_records_make_a_process_ours(world, disk):
     store, _, owner = world
     p = proc(10, ["mlflow", "server", "--backend-store-uri", store], create_time=5.0,
              ports=(PORT,))
-    census = classify([p], store, PORT, owner, records=[ProcRef(10, 5.0)])
+    census = classify([p], store, PORT, owner, folders=disk.folders, records=[ProcRef(10, 5.0)])
     assert census.ours == (p,)
     assert census.same_store == ()
     assert census.foreign_on_port == ()
 
 
-def test_classify_owner_marker_makes_a_process_ours(world):
+def test_classify_owner_marker_makes_a_process_ours(world, disk):
     store, _, owner = world
     p = proc(12, ["python", "-m", "uvicorn", "mlflow.server.fastapi_app:app"],
              env={OWNER_ENV: owner + os.sep})  # trailing separator: still the same folder
-    census = classify([p], store, PORT, owner)
+    census = classify([p], store, PORT, owner, folders=disk.folders)
     assert census.ours == (p,)
 
 
-def test_classify_owner_marker_through_symlink_is_ours(world, tmp_path):
+def test_classify_owner_marker_through_symlink_is_ours(world, disk):
     store, _, owner = world
-    link = tmp_path / "state-link"
-    link.symlink_to(owner)
+    link = LAB / "state-link"
+    disk.link(link, owner)
     p = proc(12, ["gunicorn", "mlflow.server:app"], env={OWNER_ENV: str(link)})
-    assert classify([p], store, PORT, owner).ours == (p,)
+    assert classify([p], store, PORT, owner, folders=disk.folders).ours == (p,)
 
 
-def test_classify_marker_of_another_guard_is_not_ours(world, tmp_path):
+def test_classify_marker_of_another_guard_is_not_ours(world, disk):
     store, _, owner = world
-    elsewhere = tmp_path / "other-state"
-    elsewhere.mkdir()
+    elsewhere = LAB / "other-state"
     p = proc(13, ["mlflow", "server", "--backend-store-uri", store],
              env={OWNER_ENV: str(elsewhere)})
-    census = classify([p], store, PORT, owner)
+    census = classify([p], store, PORT, owner, folders=disk.folders)
     assert census.ours == ()
     assert census.same_store == (p,)
 
 
-def test_classify_same_store_through_symlink(world, tmp_path):
+def test_classify_same_store_through_symlink(world, disk):
     store, _, owner = world
-    link = tmp_path / "store-link"
-    link.symlink_to(store)
+    link = LAB / "store-link"
+    disk.link(link, store)
     p = proc(20, ["mlflow", "server", "--backend-store-uri", link.as_uri()])
-    assert classify([p], store, PORT, owner).same_store == (p,)
+    assert classify([p], store, PORT, owner, folders=disk.folders).same_store == (p,)
 
 
-def test_classify_same_store_by_relative_path_and_cwd(world, tmp_path):
+def test_classify_same_store_by_relative_path_and_cwd(world, disk):
     store, _, owner = world
-    p = proc(21, ["mlflow", "ui", "--backend-store-uri", "mlruns"], cwd=str(tmp_path))
-    assert classify([p], store, PORT, owner).same_store == (p,)
+    p = proc(21, ["mlflow", "ui", "--backend-store-uri", "mlruns"], cwd=str(LAB))
+    assert classify([p], store, PORT, owner, folders=disk.folders).same_store == (p,)
 
 
-def test_classify_same_store_even_on_our_port_is_same_store(world):
+def test_classify_same_store_even_on_our_port_is_same_store(world, disk):
     store, _, owner = world
     p = proc(22, ["mlflow", "server", "--backend-store-uri", store], ports=(PORT,))
-    census = classify([p], store, PORT, owner)
+    census = classify([p], store, PORT, owner, folders=disk.folders)
     assert census.same_store == (p,)
     assert census.foreign_on_port == ()
 
 
-def test_classify_other_store_on_another_port_is_ignored(world):
+def test_classify_other_store_on_another_port_is_ignored(world, disk):
     store, other, owner = world
     p = proc(30, ["mlflow", "server", "--backend-store-uri", other], ports=(6000,))
-    assert classify([p], store, PORT, owner) == Census((), (), ())
+    assert classify([p], store, PORT, owner, folders=disk.folders) == Census((), (), ())
 
 
-def test_classify_other_store_on_our_port_is_foreign(world):
+def test_classify_other_store_on_our_port_is_foreign(world, disk):
     store, other, owner = world
     p = proc(31, ["mlflow", "server", "--backend-store-uri", other], ports=(PORT,))
-    census = classify([p], store, PORT, owner)
+    census = classify([p], store, PORT, owner, folders=disk.folders)
     assert census.foreign_on_port == (p,)
     assert census.same_store == () and census.ours == ()
 
 
-def test_classify_non_mlflow_listener_on_our_port_is_foreign(world):
+def test_classify_non_mlflow_listener_on_our_port_is_foreign(world, disk):
     store, _, owner = world
     p = proc(40, ["node", "server.js"], ports=(PORT,))
-    assert classify([p], store, PORT, owner).foreign_on_port == (p,)
+    assert classify([p], store, PORT, owner, folders=disk.folders).foreign_on_port == (p,)
 
 
-def test_classify_non_mlflow_listener_elsewhere_is_ignored(world):
+def test_classify_non_mlflow_listener_elsewhere_is_ignored(world, disk):
     store, _, owner = world
     p = proc(41, ["node", "server.js"], ports=(PORT + 1,))
-    assert classify([p], store, PORT, owner) == Census((), (), ())
+    assert classify([p], store, PORT, owner, folders=disk.folders) == Census((), (), ())
 
 
-def test_classify_excludes_self_pid(world):
+def test_classify_excludes_self_pid(world, disk):
     store, _, owner = world
     me = proc(99, ["python", "-m", "guard", "run", "--store", store], ports=(PORT,),
               env={OWNER_ENV: owner})
-    census = classify([me], store, PORT, owner, records=[me.ref], self_pid=99)
+    census = classify([me], store, PORT, owner, folders=disk.folders, records=[me.ref], self_pid=99)
     assert census == Census((), (), ())
 
 
-def test_classify_recycled_pid_is_not_ours(world):
+def test_classify_recycled_pid_is_not_ours(world, disk):
     store, _, owner = world
     # The record says pid 10 started at 100.0; pid 10 now belongs to a newer process.
     recycled_listener = proc(10, ["node", "server.js"], create_time=250.0, ports=(PORT,))
-    census = classify([recycled_listener], store, PORT, owner, records=[ProcRef(10, 100.0)])
+    census = classify([recycled_listener], store, PORT, owner, records=[ProcRef(10, 100.0)],
+                      folders=disk.folders)
     assert census.ours == ()
     assert census.foreign_on_port == (recycled_listener,)
 
 
-def test_classify_recycled_pid_running_mlflow_is_a_stray_not_ours(world):
+def test_classify_recycled_pid_running_mlflow_is_a_stray_not_ours(world, disk):
     store, _, owner = world
     recycled = proc(10, ["mlflow", "server", "--backend-store-uri", store], create_time=250.0)
-    census = classify([recycled], store, PORT, owner, records=[ProcRef(10, 100.0)])
+    census = classify([recycled], store, PORT, owner, records=[ProcRef(10, 100.0)],
+                      folders=disk.folders)
     assert census.ours == ()
     assert census.same_store == (recycled,)
 
 
-def test_classify_recycled_pid_elsewhere_is_ignored(world):
+def test_classify_recycled_pid_elsewhere_is_ignored(world, disk):
     store, _, owner = world
     recycled = proc(10, ["python", "train.py"], create_time=250.0)
-    census = classify([recycled], store, PORT, owner, records=[ProcRef(10, 100.0)])
+    census = classify([recycled], store, PORT, owner, records=[ProcRef(10, 100.0)],
+                      folders=disk.folders)
     assert census == Census((), (), ())
 
 
-def test_classify_accepts_a_generator_and_keeps_order(world):
+def test_classify_accepts_a_generator_and_keeps_order(world, disk):
     store, _, owner = world
     procs = [proc(i, ["mlflow", "server", "--backend-store-uri", store]) for i in (5, 3, 4)]
-    census = classify((p for p in procs), store, PORT, owner)
+    census = classify((p for p in procs), store, PORT, owner, folders=disk.folders)
     assert pids(census.same_store) == [5, 3, 4]
 
 
@@ -365,35 +399,35 @@ def gc(cmdline, cwd=None) -> ProcInfo:
     lambda s: ["/venv/bin/python", "/venv/bin/mlflow", "gc", "--older-than", "30d",
                "--backend-store-uri", str(s) + os.sep],
 ])
-def test_gc_aimed_at_the_store_by_backend_uri(make, world, tmp_path):
+def test_gc_aimed_at_the_store_by_backend_uri(make, world, disk):
     store, _, _ = world
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    assert gc_aimed_at(gc(make(Path(store)), cwd=elsewhere), store, PORT)
+    elsewhere = LAB / "elsewhere"
+    assert gc_aimed_at(gc(make(Path(store)), cwd=elsewhere), store, PORT, disk.folders)
 
 
-def test_gc_aimed_at_the_store_by_relative_backend_and_cwd(world, tmp_path):
+def test_gc_aimed_at_the_store_by_relative_backend_and_cwd(world, disk):
     store, _, _ = world
-    assert gc_aimed_at(gc(["mlflow", "gc", "--backend-store-uri", "mlruns"], cwd=tmp_path),
-                       store, PORT)
+    assert gc_aimed_at(gc(["mlflow", "gc", "--backend-store-uri", "mlruns"], cwd=LAB),
+                       store, PORT, disk.folders)
     assert gc_aimed_at(gc(["mlflow", "gc", "--backend-store-uri", "file:mlruns"],
-                          cwd=tmp_path), store, PORT)
+                          cwd=LAB), store, PORT, disk.folders)
 
 
-def test_gc_aimed_at_the_store_through_a_symlink(world, tmp_path):
+def test_gc_aimed_at_the_store_through_a_symlink(world, disk):
     store, _, _ = world
-    link = tmp_path / "store-link"
-    link.symlink_to(store)
-    assert gc_aimed_at(gc(["mlflow", "gc", "--backend-store-uri", link.as_uri()]), store, PORT)
+    link = LAB / "store-link"
+    disk.link(link, store)
+    assert gc_aimed_at(gc(["mlflow", "gc", "--backend-store-uri", link.as_uri()]), store, PORT,
+                       disk.folders)
 
 
-def test_gc_of_another_store_is_not_aimed_at_ours(world, tmp_path):
+def test_gc_of_another_store_is_not_aimed_at_ours(world, disk):
     """Even run from the folder whose ./mlruns is our store: the flag names the other one."""
     store, other, _ = world
-    assert not gc_aimed_at(gc(["mlflow", "gc", "--backend-store-uri", other], cwd=tmp_path),
-                           store, PORT)
+    assert not gc_aimed_at(gc(["mlflow", "gc", "--backend-store-uri", other], cwd=LAB),
+                           store, PORT, disk.folders)
     assert not gc_aimed_at(gc(["mlflow", "gc", "--backend-store-uri", "sqlite:///mlflow.db"],
-                              cwd=tmp_path), store, PORT)
+                              cwd=LAB), store, PORT, disk.folders)
 
 
 @pytest.mark.parametrize("uri", [
@@ -405,7 +439,7 @@ def test_gc_of_another_store_is_not_aimed_at_ours(world, tmp_path):
 @pytest.mark.parametrize("form", ["split", "equals"])
 def test_gc_aimed_at_the_store_by_tracking_uri_on_our_port(uri, form):
     flag = ["--tracking-uri", uri] if form == "split" else [f"--tracking-uri={uri}"]
-    assert gc_aimed_at(gc(["mlflow", "gc", *flag]), "/nowhere/mlruns", PORT)
+    assert gc_aimed_at(gc(["mlflow", "gc", *flag]), "/nowhere/mlruns", PORT, NO_DISK)
 
 
 @pytest.mark.parametrize("uri", [
@@ -416,37 +450,36 @@ def test_gc_aimed_at_the_store_by_tracking_uri_on_our_port(uri, form):
     f"http://127.0.0.1.example.com:{PORT}",
     "http://127.0.0.1",
 ])
-def test_gc_with_tracking_uri_elsewhere_is_not_aimed_at_ours(uri, world, tmp_path):
+def test_gc_with_tracking_uri_elsewhere_is_not_aimed_at_ours(uri, world, disk):
     store, _, _ = world
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
+    elsewhere = LAB / "elsewhere"
     assert not gc_aimed_at(gc(["mlflow", "gc", "--tracking-uri", uri], cwd=elsewhere),
-                           store, PORT)
+                           store, PORT, disk.folders)
 
 
-def test_gc_without_flags_aims_at_cwd_mlruns(world, tmp_path):
+def test_gc_without_flags_aims_at_cwd_mlruns(world, disk):
     store, _, _ = world
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    assert gc_aimed_at(gc(["mlflow", "gc"], cwd=tmp_path), store, PORT)
-    assert gc_aimed_at(gc(["mlflow", "gc", "--older-than", "1d"], cwd=tmp_path), store, PORT)
-    assert not gc_aimed_at(gc(["mlflow", "gc"], cwd=elsewhere), store, PORT)
-    assert not gc_aimed_at(gc(["mlflow", "gc"], cwd=None), store, PORT)
+    elsewhere = LAB / "elsewhere"
+    assert gc_aimed_at(gc(["mlflow", "gc"], cwd=LAB), store, PORT, disk.folders)
+    assert gc_aimed_at(gc(["mlflow", "gc", "--older-than", "1d"], cwd=LAB), store, PORT,
+                       disk.folders)
+    assert not gc_aimed_at(gc(["mlflow", "gc"], cwd=elsewhere), store, PORT, disk.folders)
+    assert not gc_aimed_at(gc(["mlflow", "gc"], cwd=None), store, PORT, disk.folders)
 
 
-def test_gc_with_only_a_tracking_uri_elsewhere_still_uses_cwd_mlruns(world, tmp_path):
+def test_gc_with_only_a_tracking_uri_elsewhere_still_uses_cwd_mlruns(world, disk):
     """mlflow 3.17's gc opens its backend before applying --tracking-uri: with no
     --backend-store-uri it deletes from ./mlruns whatever server the URI names."""
     store, _, _ = world
     assert gc_aimed_at(gc(["mlflow", "gc", "--tracking-uri", f"http://127.0.0.1:{PORT + 1}"],
-                          cwd=tmp_path), store, PORT)
+                          cwd=LAB), store, PORT, disk.folders)
 
 
-def test_gc_for_another_store_and_another_port_is_not_ours(world, tmp_path):
+def test_gc_for_another_store_and_another_port_is_not_ours(world, disk):
     store, other, _ = world
     cmd = ["mlflow", "gc", "--backend-store-uri", Path(other).as_uri(),
            "--tracking-uri", f"http://127.0.0.1:{PORT + 1}"]
-    assert not gc_aimed_at(gc(cmd, cwd=tmp_path), store, PORT)
+    assert not gc_aimed_at(gc(cmd, cwd=LAB), store, PORT, disk.folders)
 
 
 @pytest.mark.parametrize("cmdline", [
@@ -459,7 +492,7 @@ def test_gc_for_another_store_and_another_port_is_not_ours(world, tmp_path):
     ["python", "-m", "uvicorn", "mlflow.server.fastapi_app:app"],
     ["mlflow", "server", "gc"],  # a positional after server: still the server command
 ])
-def test_other_commands_are_not_gc(cmdline, world, tmp_path):
+def test_other_commands_are_not_gc(cmdline, world, disk):
     store, _, _ = world
     args = [a.replace("{store}", store) for a in cmdline]
-    assert not gc_aimed_at(gc(args, cwd=tmp_path), store, PORT)
+    assert not gc_aimed_at(gc(args, cwd=LAB), store, PORT, disk.folders)

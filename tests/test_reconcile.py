@@ -156,6 +156,7 @@ def test_syncthing_dropbox_and_onedrive_copies_are_found(store, tmp_path):
     assert len(find_copies(store, ["hostB"])) == 3
 
 
+@pytest.mark.integration
 def test_guardctl_conflicts_lists_what_needs_a_person(store, tmp_path):
     params = store / EXP / RUN / "params"
     (params / f"p{SYN}").write_text("something else")

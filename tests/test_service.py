@@ -21,7 +21,10 @@ import pytest
 
 from conftest import any_alive, free_port, read_status, wait_for
 from guard.core.config import load_config
+from guard.daemon.hosted import SERVICE_DAEMON
 from guard.service.servicehost import RUNNING, START_PENDING, STOP_PENDING, STOPPED, ServiceHost
+
+pytestmark = pytest.mark.integration  # a real daemon under fake service managers; subprocesses
 
 
 def healthy(port: int) -> bool:
@@ -166,7 +169,7 @@ class FakeSCM:
 
 
 def run_host(cfg_path: Path, scm: FakeSCM) -> tuple[ServiceHost, threading.Thread]:
-    host = ServiceHost(load_config(str(cfg_path)), scm)
+    host = ServiceHost(load_config(str(cfg_path)), scm, SERVICE_DAEMON)
     thread = threading.Thread(target=host.run, daemon=True)
     thread.start()
     return host, thread
@@ -222,10 +225,40 @@ def test_windows_service_that_cannot_start_never_reports_running(tmp_path, new_s
         holder.wait(10)
 
 
+# Runs in a fresh interpreter where pywin32's modules cannot be imported, whatever the machine
+# has installed; prints which of them the import of the module below tried to load.
+WITHOUT_PYWIN32 = """
+import importlib.abc, sys
+PYWIN32 = {"win32service", "win32serviceutil", "servicemanager", "win32api", "win32con",
+           "win32event", "win32evtlog", "win32evtlogutil", "pywintypes", "pythoncom"}
+tried = []
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in PYWIN32:
+            tried.append(name)
+            raise ImportError(f"No module named {name!r} (blocked by the test)")
+        return None
+sys.meta_path.insert(0, Block())
+import %s
+print("tried:", sorted(tried))
+"""
+
+
+def import_without_pywin32(module: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", WITHOUT_PYWIN32 % module], capture_output=True,
+                          text=True, timeout=60)
+
+
 @pytest.mark.parametrize("module", ["guard", "guard.cli", "guard.service.servicehost",
-                                    "guard.commands.install_service", "windows_service"])
+                                    "guard.daemon.hosted", "guard.commands.install_service",
+                                    "windows_service"])
 def test_the_package_imports_without_pywin32(module):
-    code = (f"import sys; sys.modules['win32service'] = None; import {module}; "
-            "print('win32service' in sys.modules and sys.modules['win32service'] is not None)")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0 and res.stdout.strip() == "False", res.stderr
+    res = import_without_pywin32(module)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "tried: []", res.stdout  # not even a guarded try
+
+
+def test_without_pywin32_the_service_class_itself_does_not_import():
+    """The check above can fail: the pywin32 layer is blocked in that interpreter."""
+    res = import_without_pywin32("windows_service.service")
+    assert res.returncode != 0 and "servicemanager' (blocked by the test)" in res.stderr

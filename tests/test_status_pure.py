@@ -206,6 +206,21 @@ def test_render_empty_tree_shows_dash():
     assert "(tree: -)" in render(r)
 
 
+def test_render_warns_about_failed_parts_not_reported_elsewhere():
+    r = healthy_report()
+    r["parts"] = {
+        "server": {"error": None, "paused": False, "last_tick": 1.0},
+        "rewrite": {"error": "rewrite thread failed: OSError(5); rewrites stopped until restart"},
+        "gc": {"error": "AccessDenied: psutil"},
+        "vault": {"error": "vault thread failed: x"},  # the vault's own lines say it
+    }
+    lines = render(r).splitlines()
+    assert ("  WARNING   rewrite: rewrite thread failed: OSError(5); rewrites stopped until "
+            "restart") in lines
+    assert "  WARNING   gc: AccessDenied: psutil" in lines
+    assert not any("server:" in ln or "vault thread failed" in ln for ln in lines)
+
+
 # --- paths.uri_to_local_path ------------------------------------------------------------------
 
 @pytest.mark.parametrize("value, cwd, expected", [
@@ -258,12 +273,28 @@ def test_relative_file_uri_without_cwd_is_unknown(value):
     assert uri_to_local_path(value, None) is None
 
 
-def test_same_folder(tmp_path):
-    a = tmp_path / "a"
-    a.mkdir()
-    link = tmp_path / "link"
-    link.symlink_to(a)
-    assert same_folder(str(a), str(a) + os.sep)
-    assert same_folder(str(a), str(link))
-    assert same_folder(str(a), str(tmp_path / "b" / ".." / "a"))
-    assert not same_folder(str(a), str(tmp_path / "b"))
+def test_same_folder_compares_what_resolve_makes_of_both_paths():
+    lab = os.path.abspath(os.sep + "lab")  # never created: `resolve` is a table
+    a, b, link = (os.path.join(lab, n) for n in ("a", "b", "link"))
+    links = {link: a}
+
+    def resolve(path: str) -> str:
+        return links.get(os.path.normpath(path), os.path.normpath(path))
+
+    assert same_folder(a, a + os.sep, resolve)
+    assert same_folder(a, link, resolve)
+    assert same_folder(a, os.path.join(lab, "b", "..", "a"), resolve)
+    assert not same_folder(a, b, resolve)
+    assert not same_folder(a, link, lambda path: path)  # nothing followed, nothing equal
+
+
+def test_verdict_labels_are_enum_members_with_the_json_words_of_before():
+    import json
+
+    from guard.daemon.status import Health
+
+    assert assess(None, False, False, False).label is Health.NOT_RUNNING
+    assert assess(doc(), True, True, True).label is Health.HEALTHY
+    assert json.dumps([h for h in Health]) == '["healthy", "degraded", "not running"]'
+    assert [Verdict(h, "").exit_code for h in Health] == [0, 1, 3]
+

@@ -18,6 +18,11 @@ from guard.supervision.supervisor import (
     probed,
     resumed,
     started,
+    stopped,
+    stopping,
+    store_back,
+    store_lost,
+    waiting_for_store,
 )
 
 POLICY = Policy(backoff_initial=1.0, backoff_max=60.0, crash_loop_count=5,
@@ -359,3 +364,63 @@ def test_failed_probes_do_not_reset_healthy_since_for_stability():
     s, _ = probed(s, True, 61.0, POLICY)
     assert s.healthy_since == 0.0
     assert s.failed_probes == 0
+
+
+# --- the store, and the daemon's own stop -----------------------------------------------------
+
+def test_waiting_for_store_keeps_the_start_count_and_reason_only():
+    s = failed(running(0.0), "server exited with code 1", 5.0, POLICY)
+    w = waiting_for_store(s)
+    assert w.phase is Phase.WAITING_STORE
+    assert (w.starts, w.last_reason) == (1, "server exited with code 1")
+    assert (w.failures, w.streak, w.next_start_at, w.started_at) == ((), 0, None, None)
+    assert due(w, 1e9) is False and healthy(w) is False
+    assert waiting_for_store(s, "why").last_reason == "why"
+
+
+def test_store_lost_while_running_waits_and_forgets_the_server():
+    s = running(0.0)
+    lost = store_lost(s, "store folder /s does not exist")
+    assert lost.phase is Phase.WAITING_STORE
+    assert lost.last_reason == "store lost: store folder /s does not exist"
+    assert lost.starts == 1 and lost.healthy_since is None and lost.started_at is None
+    assert due(lost, 1e9) is False
+
+
+@pytest.mark.parametrize("phase", [Phase.STARTING, Phase.BACKOFF, Phase.CRASH_LOOP])
+def test_store_lost_from_any_serving_phase_waits(phase):
+    s = replace(running(0.0), phase=phase)
+    assert store_lost(s, "gone").phase is Phase.WAITING_STORE
+
+
+def test_store_lost_while_already_waiting_changes_nothing():
+    w = waiting_for_store(State(), "store folder /s is empty")
+    assert store_lost(w, "gone") == w
+
+
+def test_store_back_starts_at_once_and_forgets_the_crash_loop():
+    s = State()
+    for t in range(5):
+        s = failed(started(s, float(t)), "boom", float(t), POLICY)
+    assert s.phase is Phase.CRASH_LOOP
+    back = store_back(store_lost(s, "gone"), 100.0)
+    assert back.phase is Phase.BACKOFF and back.next_start_at == 100.0
+    assert back.failures == () and back.streak == 0
+    assert due(back, 100.0) is True
+
+
+def test_store_back_outside_waiting_changes_nothing():
+    s = running(0.0)
+    assert store_back(s, 10.0) == s
+
+
+def test_stopping_then_stopped_keep_the_record_and_never_restart():
+    s = failed(running(0.0), "server exited with code 1", 5.0, POLICY)
+    going = stopping(s)
+    assert going.phase is Phase.STOPPING
+    assert (going.starts, going.last_reason, going.next_start_at) == (1, s.last_reason, None)
+    assert due(going, 1e9) is False
+    done = stopped(going)
+    assert done.phase is Phase.STOPPED and done.starts == 1 and done.restarts == 0
+    assert done.last_reason == s.last_reason
+    assert due(done, 1e9) is False

@@ -11,6 +11,8 @@ import pytest
 
 from syncsim import Syncer
 
+pytestmark = pytest.mark.integration  # the simulated sync client's thread over real folders
+
 DELAY = 0.25
 INTERVAL = 0.05
 SYNOLOGY_DATE = r"[A-Z][a-z]{2}-\d{2}-\d{4}-\d{4}"

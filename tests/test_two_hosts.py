@@ -11,6 +11,8 @@ from clients import read_through_server, result_of, start_register_client, start
 from conftest import guarded_lab, guardctl, wait_for
 from guard.sync.reconcile import RENUMBERED_TAG, find_copies
 
+pytestmark = pytest.mark.integration  # two real daemons over a simulated sync
+
 
 
 @pytest.fixture(scope="module")

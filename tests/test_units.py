@@ -107,6 +107,7 @@ def test_shipped_units_are_what_the_renderer_writes(name):
     assert (ROOT / "systemd" / name).read_text() == units.render(units.SHIPPED[name])
 
 
+@pytest.mark.integration
 @needs_analyze
 @pytest.mark.parametrize("name", sorted(units.SHIPPED))
 def test_shipped_units_pass_systemd_analyze_verify(tmp_path, name):
@@ -117,6 +118,7 @@ def test_shipped_units_pass_systemd_analyze_verify(tmp_path, name):
     assert verify(root / "etc/systemd/system/mlflow-guard.service", root=root) == ""
 
 
+@pytest.mark.integration
 @needs_analyze
 def test_verify_catches_a_mistyped_key(tmp_path):
     """The check above can fail: a typo in a unit is reported."""
@@ -133,6 +135,7 @@ def _config(tmp_path: Path, new_store: Path) -> Path:
     return cfg
 
 
+@pytest.mark.integration
 @needs_analyze
 def test_install_service_writes_a_system_unit_that_verifies(tmp_path, new_store):
     cfg = _config(tmp_path, new_store)
@@ -151,6 +154,7 @@ def test_install_service_writes_a_system_unit_that_verifies(tmp_path, new_store)
     assert verify(out) == ""
 
 
+@pytest.mark.integration
 @needs_analyze
 def test_install_service_writes_a_user_unit_that_verifies(tmp_path, new_store):
     cfg = _config(tmp_path, new_store)
@@ -164,6 +168,7 @@ def test_install_service_writes_a_user_unit_that_verifies(tmp_path, new_store):
     assert verify(unit, user=True) == ""
 
 
+@pytest.mark.integration
 def test_install_service_needs_a_config_file_and_a_named_account(tmp_path, new_store):
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "MLFLOW_ALLOW_FILE_STORE": "true"}
     res = guardctl("install-service", "--systemd", "--store", str(new_store), "--run-as", "root",
@@ -180,6 +185,7 @@ def test_install_service_needs_a_config_file_and_a_named_account(tmp_path, new_s
     assert res.returncode == 2 and "no account named 'no-such-user-xyz'" in res.stderr
 
 
+@pytest.mark.integration
 def test_install_service_names_the_tilde_of_the_service_account(tmp_path):
     """Under sudo, HOME may be root's: '~' in the config is expanded for --run-as."""
     import pwd
@@ -195,6 +201,7 @@ def test_install_service_names_the_tilde_of_the_service_account(tmp_path):
     assert f"-{me.pw_dir}/.local/state/mlflow-guard" in res.stdout
 
 
+@pytest.mark.integration
 def test_windows_install_without_pywin32_says_what_to_install(tmp_path, new_store):
     res = guardctl("install-service", "--windows", "--config", str(_config(tmp_path, new_store)))
     assert res.returncode == 2
@@ -217,6 +224,7 @@ def _fake_commands(tmp_path: Path, exit_code: int = 0) -> tuple[dict, Path]:
     return env, log
 
 
+@pytest.mark.integration
 def test_enable_runs_the_printed_commands_and_reports_a_failure(tmp_path, new_store):
     import getpass
 

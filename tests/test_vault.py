@@ -47,6 +47,18 @@ def open_vault(root: Path, store: Path, copy_max: int = 10_000) -> Vault:
     return vault
 
 
+def healthy_guard(store: Path, make_guard, tmp_path: Path, extra: str = ""):
+    """A real daemon over `store`, healthy, with fast settings (locks.settle 1 s, heartbeats
+    every second) and `extra` config lines."""
+    config = tmp_path / "guard.yaml"
+    config.write_text("server:\n  health_interval: 1\nlocks:\n  settle: 1\n  ttl: 20\n"
+                      "  renew_every: 2\npeers:\n  heartbeat_interval: 1\n  stale_after: 10\n"
+                      + extra)
+    guard = make_guard(store, config=config).start()
+    guard.wait_healthy()
+    return guard
+
+
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
@@ -202,11 +214,7 @@ def test_an_unmounted_store_is_never_filled_from_the_vault(new_store, make_guard
 
     from conftest import wait_for
 
-    config = tmp_path / "guard.yaml"
-    config.write_text("server:\n  health_interval: 1\nlocks:\n  settle: 1\n  ttl: 20\n"
-                      "  renew_every: 2\npeers:\n  heartbeat_interval: 1\n  stale_after: 10\n")
-    guard = make_guard(new_store, config=config).start()
-    guard.wait_healthy()
+    guard = healthy_guard(new_store, make_guard, tmp_path)
     client = MlflowClient(guard.url)
     run = client.create_run("0")
     client.log_param(run.info.run_id, "lr", "0.1")
@@ -289,12 +297,8 @@ def test_policy_alert_reports_without_restoring_and_refuse_blocks_model_deletion
 
     from conftest import wait_for
 
-    config = tmp_path / "guard.yaml"
-    config.write_text("server:\n  health_interval: 1\nlocks:\n  settle: 1\n  ttl: 20\n"
-                      "  renew_every: 2\npeers:\n  heartbeat_interval: 1\n  stale_after: 10\n"
-                      "vault:\n  policy: alert\ngc:\n  model_deletions: refuse\n")
-    guard = make_guard(new_store, config=config).start()
-    guard.wait_healthy()
+    guard = healthy_guard(new_store, make_guard, tmp_path,
+                          "vault:\n  policy: alert\ngc:\n  model_deletions: refuse\n")
     client = MlflowClient(guard.url)
     run = client.create_run("0")
     client.set_terminated(run.info.run_id)
@@ -316,3 +320,41 @@ def test_policy_alert_reports_without_restoring_and_refuse_blocks_model_deletion
     assert not (new_store / "0" / run.info.run_id).exists()  # reported, not restored
     status = guard.ctl("status").stdout
     assert "1 alerts" in status and f"alert 0/{run.info.run_id}" in status
+
+
+def test_with_rewriting_off_a_run_deleted_by_hand_is_put_back_on_its_watcher_event(
+        new_store, make_guard, tmp_path):
+    """The watcher belongs to the daemon, not to the rewrite part: with rewrite.enabled false
+    the vault still hears the deletion and puts the run back within seconds, long before its
+    next full scan (vault.scan_interval, an hour here)."""
+    import shutil
+    import time
+
+    from mlflow import MlflowClient
+
+    from conftest import wait_for
+
+    guard = healthy_guard(new_store, make_guard, tmp_path,
+                          "rewrite:\n  enabled: false\nvault:\n  scan_interval: 3600\n")
+    client = MlflowClient(guard.url)
+    run = client.create_run("0")
+    client.log_param(run.info.run_id, "lr", "0.1")
+    client.log_metric(run.info.run_id, "loss", 0.5)  # MLflow needs metrics/ and artifacts/,
+    client.log_text(run.info.run_id, "w=1", "notes.txt")  # and the vault keeps files only
+    client.set_terminated(run.info.run_id)
+    wait_for(lambda: (guard.status().get("vault") or {}).get("ready"), 60)
+    time.sleep(1.5)  # the watcher's events for the run have been handled
+    portability = guard.status()["portability"]
+    assert portability["enabled"] is False and portability["watch_mode"] == "events"
+
+    run_dir = new_store / "0" / run.info.run_id
+    shutil.rmtree(run_dir)
+    deleted = time.monotonic()
+    wait_for(lambda: (run_dir / "meta.yaml").is_file(), 20,
+             what="the vault to put the run back on its watcher event")
+    assert time.monotonic() - deleted < 20
+    journal = guard.state_dir / "journal" / "vault.jsonl"
+    wait_for(lambda: journal.exists() and '"restored"' in journal.read_text(), 10,
+             what="the restore in the vault journal")
+    assert client.get_run(run.info.run_id).data.params == {"lr": "0.1"}
+    assert "rewriting disabled" in guard.ctl("status").stdout

@@ -15,6 +15,7 @@ import win32service
 import win32serviceutil
 
 from guard.core.config import load_config
+from guard.daemon.hosted import SERVICE_DAEMON
 from guard.service.servicehost import RUNNING, START_PENDING, STOP_PENDING, STOPPED, ServiceHost
 
 SERVICE_NAME = "mlflow-guard"
@@ -63,7 +64,7 @@ class MlflowGuardService(win32serviceutil.ServiceFramework):
 
     def SvcDoRun(self) -> None:
         config = win32serviceutil.GetServiceCustomOption(SERVICE_NAME, "config")
-        self.host = ServiceHost(load_config(config), _Manager(self))
+        self.host = ServiceHost(load_config(config), _Manager(self), SERVICE_DAEMON)
         self.host.run()
 
     def SvcStop(self) -> None:

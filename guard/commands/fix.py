@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from guard.daemon.loop import running_daemon_pid
+from guard.supervision.processes import running_daemon_pid
 from guard.portability.fixer import Fixer, undo
 from guard.core.journal import Journal
 from guard.core.state import StateDir

@@ -1,8 +1,9 @@
 """Configuration: one YAML file, found by a fixed lookup order, overridden by flags.
 
-Every key is declared once in FIELDS (type, default, meaning); loading checks each value and
-remembers where it came from, so `guardctl config` can explain the effective configuration and
-every error names the key and the file.
+Every key is declared once, as a field of the frozen dataclass that holds it (name and type)
+with `key(kind, default, minimum)` metadata; FIELDS is read off those dataclasses. Loading checks
+each value and remembers where it came from, so `guardctl config` can explain the effective
+configuration and every error names the key and the file.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ import os
 import re
 import socket
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, is_dataclass
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, get_type_hints
 
 import yaml
+
+from guard.core.strenum import StrEnum
 
 ENV_CONFIG = "MLFLOW_GUARD_CONFIG"
 APP_DIR = "mlflow-guard"
@@ -60,150 +65,139 @@ def system_config_path() -> Path:
     return Path("/etc") / APP_DIR / "config.yaml"
 
 
+class WatchMode(StrEnum):
+    """rewrite.watch: how changes to the store are noticed."""
+    AUTO = "auto"        # filesystem events, polling when watches cannot be set up
+    EVENTS = "events"
+    POLLING = "polling"
+
+
+class LockBackend(StrEnum):
+    """locks.backend: lease files for a replicated folder, OS locks for a shared mount."""
+    LEASE = "lease"
+    OS = "os"
+
+
+class VaultPolicy(StrEnum):
+    """vault.policy: what the vault does about data deleted without a tombstone."""
+    RESTORE = "restore"
+    ALERT = "alert"
+
+
+class ModelDeletions(StrEnum):
+    """gc.model_deletions: whether the server lets registered models be deleted."""
+    ALLOW = "allow"
+    REFUSE = "refuse"
+
+
 @dataclass(frozen=True)
 class Field:
+    """One key as loading sees it: dotted name, kind, default and bounds."""
     key: str
     kind: str  # path | str | host_id | int | float | port | level | levels | bool | choice
-    default: Callable[[], Any] | Any
+    default: Callable[[], Any] | Any  # a callable is called for the value
     minimum: float | None = None
-    choices: tuple[str, ...] = ()
+    choices: tuple[StrEnum, ...] = ()  # for a choice: the members of its default's StrEnum
 
     def default_value(self) -> Any:
         return self.default() if callable(self.default) else self.default
 
 
-FIELDS: tuple[Field, ...] = (
-    Field("store", "path", None),
-    Field("host_id", "host_id", _default_host_id),
-    Field("state_dir", "path", _default_state_dir),
-    Field("server.host", "str", "127.0.0.1"),
-    Field("server.port", "port", 5050),
-    Field("server.workers", "int", 1, minimum=1),
-    Field("server.startup_timeout", "float", 90.0, minimum=1),
-    Field("server.health_interval", "float", 5.0, minimum=0.2),
-    Field("server.health_timeout", "float", 3.0, minimum=0.1),
-    Field("server.health_failures", "int", 3, minimum=1),
-    Field("server.stop_grace", "float", 10.0, minimum=0),
-    Field("restart.backoff_initial", "float", 1.0, minimum=0),
-    Field("restart.backoff_max", "float", 60.0, minimum=0),
-    Field("restart.crash_loop_count", "int", 5, minimum=1),
-    Field("restart.crash_loop_window", "float", 300.0, minimum=1),
-    Field("restart.stable_after", "float", 60.0, minimum=0),
-    Field("rewrite.enabled", "bool", True),
-    Field("rewrite.watch", "choice", "auto", choices=("auto", "events", "polling")),
-    Field("rewrite.poll_interval", "float", 10.0, minimum=0.5),
-    Field("rewrite.full_pass_interval", "float", 3600.0, minimum=10),
-    Field("rewrite.foreign_delay", "float", 30.0, minimum=0),
-    Field("rewrite.in_flight_grace", "float", 72 * 3600.0, minimum=0),
-    Field("rewrite.experiment_quiet", "float", 600.0, minimum=0),
-    Field("peers.heartbeat_interval", "float", 5.0, minimum=0.5),
-    Field("peers.stale_after", "float", 60.0, minimum=1),
-    Field("locks.backend", "choice", "lease", choices=("lease", "os")),
-    Field("locks.settle", "float", 15.0, minimum=0),
-    Field("locks.ttl", "float", 120.0, minimum=1),
-    Field("locks.renew_every", "float", 20.0, minimum=0.1),
-    Field("locks.skew", "float", 2.0, minimum=0),
-    Field("locks.timeout", "float", 120.0, minimum=1),
-    Field("conflicts.enabled", "bool", True),
-    Field("conflicts.scan_interval", "float", 300.0, minimum=1),
-    Field("vault.enabled", "bool", True),
-    Field("vault.path", "path", None),
-    Field("vault.policy", "choice", "restore", choices=("restore", "alert")),
-    Field("vault.copy_max_bytes", "int", 100 * 1024 * 1024, minimum=0),
-    Field("vault.scan_interval", "float", 300.0, minimum=1),
-    Field("gc.retention_days", "float", 30.0, minimum=0),
-    Field("gc.model_deletions", "choice", "allow", choices=("allow", "refuse")),
-    Field("log.level", "level", "INFO"),
-    Field("log.max_bytes", "int", 10 * 1024 * 1024, minimum=1024),
-    Field("log.backups", "int", 5, minimum=0),
-    Field("log.levels", "levels", dict),
-)
-FIELD_BY_KEY = {f.key: f for f in FIELDS}
-SECTIONS = {f.key.split(".")[0] for f in FIELDS if "." in f.key}
+_KEY = "guard.config.key"
+
+
+def key(kind: str, default: Any, minimum: float | None = None) -> dict[str, Any]:
+    """The metadata that makes a config dataclass field a key: `field(metadata=key(...))`.
+
+    The field gives the key its name and type; this gives the rest, so each key is written
+    down once. A choice's default is a StrEnum member, whose class lists the choices."""
+    return {_KEY: (kind, default, minimum)}
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    host: str
-    port: int
-    workers: int
-    startup_timeout: float
-    health_interval: float
-    health_timeout: float
-    health_failures: int
-    stop_grace: float
+    host: str = field(metadata=key("str", "127.0.0.1"))
+    port: int = field(metadata=key("port", 5050))
+    workers: int = field(metadata=key("int", 1, minimum=1))
+    startup_timeout: float = field(metadata=key("float", 90.0, minimum=1))
+    health_interval: float = field(metadata=key("float", 5.0, minimum=0.2))
+    health_timeout: float = field(metadata=key("float", 3.0, minimum=0.1))
+    health_failures: int = field(metadata=key("int", 3, minimum=1))
+    stop_grace: float = field(metadata=key("float", 10.0, minimum=0))
 
 
 @dataclass(frozen=True)
 class RestartConfig:
-    backoff_initial: float
-    backoff_max: float
-    crash_loop_count: int
-    crash_loop_window: float
-    stable_after: float
+    backoff_initial: float = field(metadata=key("float", 1.0, minimum=0))
+    backoff_max: float = field(metadata=key("float", 60.0, minimum=0))
+    crash_loop_count: int = field(metadata=key("int", 5, minimum=1))
+    crash_loop_window: float = field(metadata=key("float", 300.0, minimum=1))
+    stable_after: float = field(metadata=key("float", 60.0, minimum=0))
 
 
 @dataclass(frozen=True)
 class RewriteConfig:
-    enabled: bool
-    watch: str
-    poll_interval: float
-    full_pass_interval: float
-    foreign_delay: float
-    in_flight_grace: float
-    experiment_quiet: float
+    enabled: bool = field(metadata=key("bool", True))
+    watch: WatchMode = field(metadata=key("choice", WatchMode.AUTO))
+    poll_interval: float = field(metadata=key("float", 10.0, minimum=0.5))
+    full_pass_interval: float = field(metadata=key("float", 3600.0, minimum=10))
+    foreign_delay: float = field(metadata=key("float", 30.0, minimum=0))
+    in_flight_grace: float = field(metadata=key("float", 72 * 3600.0, minimum=0))
+    experiment_quiet: float = field(metadata=key("float", 600.0, minimum=0))
 
 
 @dataclass(frozen=True)
 class PeersConfig:
-    heartbeat_interval: float
-    stale_after: float
+    heartbeat_interval: float = field(metadata=key("float", 5.0, minimum=0.5))
+    stale_after: float = field(metadata=key("float", 60.0, minimum=1))
 
 
 @dataclass(frozen=True)
 class LocksConfig:
-    backend: str
-    settle: float
-    ttl: float
-    renew_every: float
-    skew: float
-    timeout: float
+    backend: LockBackend = field(metadata=key("choice", LockBackend.LEASE))
+    settle: float = field(metadata=key("float", 15.0, minimum=0))
+    ttl: float = field(metadata=key("float", 120.0, minimum=1))
+    renew_every: float = field(metadata=key("float", 20.0, minimum=0.1))
+    skew: float = field(metadata=key("float", 2.0, minimum=0))
+    timeout: float = field(metadata=key("float", 120.0, minimum=1))
 
 
 @dataclass(frozen=True)
 class ConflictsConfig:
-    enabled: bool
-    scan_interval: float
+    enabled: bool = field(metadata=key("bool", True))
+    scan_interval: float = field(metadata=key("float", 300.0, minimum=1))
 
 
 @dataclass(frozen=True)
 class VaultConfig:
-    enabled: bool
-    path: Path | None
-    policy: str
-    copy_max_bytes: int
-    scan_interval: float
+    enabled: bool = field(metadata=key("bool", True))
+    path: Path | None = field(metadata=key("path", None))
+    policy: VaultPolicy = field(metadata=key("choice", VaultPolicy.RESTORE))
+    copy_max_bytes: int = field(metadata=key("int", 100 * 1024 * 1024, minimum=0))
+    scan_interval: float = field(metadata=key("float", 300.0, minimum=1))
 
 
 @dataclass(frozen=True)
 class GcConfig:
-    retention_days: float
-    model_deletions: str
+    retention_days: float = field(metadata=key("float", 30.0, minimum=0))
+    model_deletions: ModelDeletions = field(metadata=key("choice", ModelDeletions.ALLOW))
 
 
 @dataclass(frozen=True)
 class LogConfig:
-    level: str
-    max_bytes: int
-    backups: int
-    levels: Mapping[str, str] = field(default_factory=dict)
+    level: str = field(metadata=key("level", "INFO"))
+    max_bytes: int = field(metadata=key("int", 10 * 1024 * 1024, minimum=1024))
+    backups: int = field(metadata=key("int", 5, minimum=0))
+    levels: Mapping[str, str] = field(metadata=key("levels", dict))
 
 
 @dataclass(frozen=True)
 class Config:
-    store: Path | None
-    host_id: str
-    state_dir: Path
+    """The effective configuration: the top-level keys, one dataclass per section (the
+    section's name is the field's), then where it was read from and each value's origin."""
+    store: Path | None = field(metadata=key("path", None))
+    host_id: str = field(metadata=key("host_id", _default_host_id))
+    state_dir: Path = field(metadata=key("path", _default_state_dir))
     server: ServerConfig
     restart: RestartConfig
     rewrite: RewriteConfig
@@ -242,7 +236,29 @@ class Config:
         return out
 
 
-def find_config_file(explicit: str | None, env: Mapping[str, str] | None = None) -> tuple[Path | None, str]:
+def _declared(cls: type, prefix: str = "") -> Iterator[Field]:
+    """The keys a config dataclass declares, in order; a field whose type is a dataclass is a
+    section, whose keys are `<section>.<name>`."""
+    hints = get_type_hints(cls)
+    for f in dataclass_fields(cls):
+        if _KEY in f.metadata:
+            kind, default, minimum = f.metadata[_KEY]
+            choices = tuple(type(default)) if isinstance(default, StrEnum) else ()
+            yield Field(prefix + f.name, kind, default, minimum, choices)
+        elif is_dataclass(hints[f.name]):
+            yield from _declared(hints[f.name], prefix + f.name + ".")
+
+
+FIELDS: tuple[Field, ...] = tuple(_declared(Config))
+FIELD_BY_KEY = {f.key: f for f in FIELDS}
+# section name -> its dataclass, e.g. "server" -> ServerConfig
+SECTION_TYPES: dict[str, type] = {name: t for name, t in get_type_hints(Config).items()
+                                  if isinstance(t, type) and is_dataclass(t)}
+SECTIONS = set(SECTION_TYPES)
+
+
+def find_config_file(explicit: str | None,
+                     env: Mapping[str, str] | None = None) -> tuple[Path | None, str]:
     """Apply the lookup order; returns the file (or None) and why it was chosen."""
     env = os.environ if env is None else env
     if explicit:
@@ -254,7 +270,8 @@ def find_config_file(explicit: str | None, env: Mapping[str, str] | None = None)
         path = Path(env[ENV_CONFIG]).expanduser()
         if not path.is_file():
             raise ConfigError(
-                f"config file {path} (from ${ENV_CONFIG}) does not exist; fix or unset ${ENV_CONFIG}"
+                f"config file {path} (from ${ENV_CONFIG}) does not exist; "
+                f"fix or unset ${ENV_CONFIG}"
             )
         return path.absolute(), f"${ENV_CONFIG}"
     for path, why in ((user_config_path(), "user config"), (system_config_path(), "system config")):
@@ -319,7 +336,7 @@ def flatten(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
 def check_value(f: Field, value: Any, origin: str, base_dir: Path | None) -> Any:
     """Validate one value; `base_dir` is where relative paths resolve (None: refuse them)."""
     where = f"'{f.key}' ({origin})"
-    if value is None and f.key in ("store", "vault.path"):
+    if value is None and f.default is None:  # store, vault.path: None means unset
         return None
     if f.kind == "path":
         if not isinstance(value, str) or not value.strip():
@@ -355,7 +372,7 @@ def check_value(f: Field, value: Any, origin: str, base_dir: Path | None) -> Any
     if f.kind == "choice":
         if value not in f.choices:
             raise ConfigError(f"{where} is {value!r}; use one of {', '.join(f.choices)}")
-        return value
+        return f.choices[f.choices.index(value)]  # the StrEnum member
     if f.kind in ("int", "port"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where} must be a whole number, got {value!r}")
@@ -379,7 +396,8 @@ def _check_levels(value: Any, where: str) -> dict[str, str]:
     for component, level in value.items():
         if component not in LOG_COMPONENTS:
             hint = difflib.get_close_matches(str(component), LOG_COMPONENTS, n=1)
-            did = f"did you mean '{hint[0]}'?" if hint else f"use one of {', '.join(LOG_COMPONENTS)}"
+            did = (f"did you mean '{hint[0]}'?" if hint
+                   else f"use one of {', '.join(LOG_COMPONENTS)}")
             raise ConfigError(f"{where} names the unknown component {component!r}; {did}")
         if not isinstance(level, str) or level.upper() not in LOG_LEVELS:
             raise ConfigError(f"{where}: the level of {component!r} is {level!r}; use one of "
@@ -453,15 +471,7 @@ def load_config(
         store=store,
         host_id=values["host_id"],
         state_dir=state_dir,
-        server=section("server", ServerConfig),
-        restart=section("restart", RestartConfig),
-        rewrite=section("rewrite", RewriteConfig),
-        peers=section("peers", PeersConfig),
-        locks=section("locks", LocksConfig),
-        conflicts=section("conflicts", ConflictsConfig),
-        vault=section("vault", VaultConfig),
-        gc=section("gc", GcConfig),
-        log=section("log", LogConfig),
+        **{name: section(name, cls) for name, cls in SECTION_TYPES.items()},
         file=path,
         origins=origins,
     )

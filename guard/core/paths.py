@@ -11,6 +11,7 @@ import os
 import posixpath
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -34,9 +35,10 @@ def uri_to_local_path(value: str, cwd: str | None = None) -> str | None:
     return os.path.normpath(loc.anchor + "\\" + "\\".join(loc.segments))
 
 
-def same_folder(a: str, b: str) -> bool:
-    """True when two local paths name the same folder (symlinks followed, case per platform)."""
-    ra, rb = os.path.realpath(a), os.path.realpath(b)
+def same_folder(a: str, b: str, resolve: Callable[[str], str]) -> bool:
+    """True when two local paths name the same folder, case per platform. `resolve` follows
+    symlinks: the shell passes os.path.realpath, tests a table (so this stays disk-free)."""
+    ra, rb = resolve(a), resolve(b)
     if sys.platform == "win32":
         return ntpath.normcase(ra) == ntpath.normcase(rb)
     return posixpath.normpath(ra) == posixpath.normpath(rb)

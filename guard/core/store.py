@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import enum
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from guard.core.layout import META, REGISTRY, TRASH, Kind, describe, made_experiment_id
+
 ALLOW_FILE_STORE_ENV = "MLFLOW_ALLOW_FILE_STORE"
-EXPERIMENT_ID_RE = re.compile(r"^\d+$")
 # Files a sync client or an OS puts into any folder; their presence alone is not content.
 SYNC_MARKERS = frozenset(
     {".stfolder", ".stignore", "@eaDir", ".SynologyWorkingDirectory", ".DS_Store",
@@ -50,9 +50,9 @@ def classify_entries(names: list[str], has_meta: set[str]) -> StoreState:
     content = [n for n in names if n not in SYNC_MARKERS]
     if not content:
         return StoreState.EMPTY
-    if ".trash" in content or "models" in content:
+    if any(describe((n,)).kind in (Kind.TRASH, Kind.REGISTRY) for n in content):
         return StoreState.OK
-    if any(EXPERIMENT_ID_RE.match(n) and n in has_meta for n in content):
+    if any(made_experiment_id(n) and n in has_meta for n in content):
         return StoreState.OK
     return StoreState.NOT_A_STORE
 
@@ -68,7 +68,7 @@ def inspect_store(path: Path) -> StoreCheck:
         names = os.listdir(path)
     except OSError as exc:
         return StoreCheck(path, StoreState.UNREADABLE, f"cannot list store {path}: {exc}")
-    has_meta = {n for n in names if EXPERIMENT_ID_RE.match(n) and (path / n / "meta.yaml").is_file()}
+    has_meta = {n for n in names if made_experiment_id(n) and (path / n / META).is_file()}
     state = classify_entries(names, has_meta)
     if state is StoreState.EMPTY:
         detail = (f"store folder {path} is empty: an unmounted or not yet synced drive looks "
@@ -76,7 +76,7 @@ def inspect_store(path: Path) -> StoreCheck:
                   f"`guardctl init --store {path}`")
     elif state is StoreState.NOT_A_STORE:
         shown = ", ".join(sorted(names)[:5])
-        detail = (f"{path} is not an MLflow file store: expected '.trash', 'models' or "
+        detail = (f"{path} is not an MLflow file store: expected '{TRASH}', '{REGISTRY}' or "
                   f"experiment folders with meta.yaml, found {shown}")
     else:
         detail = f"store {path} is an MLflow file store"
@@ -104,7 +104,7 @@ def init_store(path: Path) -> str:
     # an existing empty folder (a mount point) needs it explicitly.
     if not (path / FileStore.DEFAULT_EXPERIMENT_ID / "meta.yaml").exists():
         store._create_default_experiment()
-    (path / "models").mkdir(exist_ok=True)
+    (path / REGISTRY).mkdir(exist_ok=True)
     return f"created a new MLflow file store at {path}"
 
 

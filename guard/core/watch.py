@@ -18,15 +18,18 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileClosedEvent,
                              FileCreatedEvent, FileDeletedEvent, FileModifiedEvent,
                              FileMovedEvent, FileSystemEvent, FileSystemEventHandler)
 from watchdog.observers import Observer
 
-from guard.sync.conflicts import parse_conflict_name
-from guard.core.layout import META, can_hold_meta
+from guard.core.config import WatchMode
+from guard.core.conflictnames import parse_conflict_name
+from guard.core.layout import META, can_hold_meta, walk
+from guard.core.parts import Event, Subscriber, ThreadPart
+from guard.core.strenum import StrEnum
 
 try:
     from inotify_simple import INotify
@@ -38,7 +41,15 @@ log = logging.getLogger("guard.watch")
 # watchdog re-adds a watch for a folder moved back in and warns about it; harmless noise.
 warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
 
-EVENTS, POLLING = "events", "polling"
+EVENTS, POLLING = WatchMode.EVENTS, WatchMode.POLLING
+
+
+class Change(StrEnum):
+    """What the watcher saw; each part subscribes to the kinds it acts on."""
+    FILE = "file"  # a meta.yaml written or moved in
+    DIR = "dir"    # a folder created or moved in (the whole store after lost events)
+    COPY = "copy"  # a sync client's conflict copy appeared
+    GONE = "gone"  # something deleted, or moved away
 # Only writes and moves: the guard reads every meta.yaml it checks, and open/close-nowrite
 # events for those reads would flood the kernel queue (and wake the guard for nothing).
 WANTED = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileClosedEvent,
@@ -46,45 +57,38 @@ WANTED = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileClosedEvent,
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, sink: "queue.Queue[tuple[str, Path]]") -> None:
+    def __init__(self, sink: "queue.Queue[Event | None]") -> None:
         self.sink = sink
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("deleted", "moved"):
-            self.sink.put(("gone", Path(os.fsdecode(event.src_path))))  # the vault looks
+            self.sink.put((Change.GONE, Path(os.fsdecode(event.src_path))))  # the vault looks
         if event.event_type not in ("created", "modified", "moved", "closed"):
             return
         raw = event.dest_path if event.event_type == "moved" else event.src_path
         path = Path(os.fsdecode(raw))
         if event.is_directory:
             if event.event_type in ("created", "moved"):
-                self.sink.put(("dir", path))  # a folder synced or restored in one move
+                self.sink.put((Change.DIR, path))  # a folder synced or restored in one move
         elif path.name == META:
-            self.sink.put(("file", path))
+            self.sink.put((Change.FILE, path))
         elif parse_conflict_name(path.name) is not None:
-            self.sink.put(("copy", path))
+            self.sink.put((Change.COPY, path))
 
 
 def watched_folders(path: Path, rel: tuple[str, ...] = ()
                     ) -> Iterator[tuple[Path, tuple[str, ...]]]:
     """`path` and every folder below it that can hold a meta.yaml (what inotify watches on
-    Linux), symlinks not followed; each folder is yielded before it is listed, so a watch set
-    on it at once sees anything created while its children are walked."""
-    yield path, rel
-    try:
-        with os.scandir(path) as it:
-            subdirs = [e.name for e in it if e.is_dir(follow_symlinks=False)]
-    except OSError:
-        return
-    for name in subdirs:
-        if can_hold_meta(rel + (name,)):
-            yield from watched_folders(path / name, rel + (name,))
+    Linux): layout.walk's folders, each yielded before it is listed, so a watch set on it at
+    once sees anything created while its children are walked."""
+    for folder, entry in walk(path, rel):
+        yield folder, entry.rel
 
 
 class _InotifyBackend:
     """Linux: non-recursive inotify watches on exactly the folders that can hold a meta.yaml."""
 
-    def __init__(self, store: Path, sink: "queue.Queue[tuple[str, Path]]") -> None:
+    def __init__(self, store: Path, sink: "queue.Queue[Event | None]") -> None:
         self.store = store
         self.sink = sink
         self.mask = (iflags.CLOSE_WRITE | iflags.MOVED_TO | iflags.CREATE | iflags.DELETE
@@ -129,7 +133,7 @@ class _InotifyBackend:
         if event.mask & iflags.Q_OVERFLOW:
             self.overflows += 1
             log.warning("inotify queue overflowed (events lost); checking the whole store")
-            self.sink.put(("dir", self.store))  # events were lost: look at everything
+            self.sink.put((Change.DIR, self.store))  # events were lost: look at everything
             return
         if event.mask & iflags.IGNORED:
             self.paths.pop(event.wd, None)
@@ -139,7 +143,7 @@ class _InotifyBackend:
             return
         path, rel = base[0] / event.name, base[1] + (event.name,)
         if event.mask & (iflags.DELETE | iflags.MOVED_FROM):
-            self.sink.put(("gone", path))  # a deletion (or the first half of a move): vault.py
+            self.sink.put((Change.GONE, path))  # a deletion (or the first half of a move): vault.py
             return
         if event.mask & iflags.ISDIR:
             if event.mask & (iflags.CREATE | iflags.MOVED_TO) and can_hold_meta(rel):
@@ -151,25 +155,27 @@ class _InotifyBackend:
                     if exc.errno == errno.ENOSPC:
                         self.failed = f"inotify watch limit reached ({exc}); polling instead"
                         log.warning("%s", self.failed)
-                self.sink.put(("dir", path))
+                self.sink.put((Change.DIR, path))
         elif event.name == META and event.mask & (iflags.CLOSE_WRITE | iflags.MOVED_TO):
-            self.sink.put(("file", path))
+            self.sink.put((Change.FILE, path))
         elif event.mask & (iflags.CLOSE_WRITE | iflags.MOVED_TO) and \
                 parse_conflict_name(event.name) is not None:
-            self.sink.put(("copy", path))  # a sync client's conflict copy (reconcile.py)
+            self.sink.put((Change.COPY, path))  # a sync client's conflict copy (reconcile.py)
 
 
 class StoreWatcher:
-    """Puts ("file", path) (a meta.yaml), ("dir", path) (a folder moved or created),
-    ("copy", path) (a sync client's conflict copy) and ("gone", path) (something deleted or
-    moved away) items on `self.queue` as the store changes."""
+    """Puts (Change.FILE, path) (a meta.yaml), (Change.DIR, path) (a folder moved or
+    created), (Change.COPY, path) (a sync client's conflict copy) and (Change.GONE, path)
+    (something deleted or moved away) items on `self.queue` (or the `sink` given) as the store
+    changes."""
 
-    def __init__(self, store: Path, mode: str = "auto",
-                 observer_factory: Callable[[], object] | None = None) -> None:
+    def __init__(self, store: Path, mode: str = WatchMode.AUTO,
+                 observer_factory: Callable[[], object] | None = None,
+                 sink: "queue.Queue[Event | None] | None" = None) -> None:
         self.store = store
         self.requested = mode
         self.factory = observer_factory
-        self.queue: "queue.Queue[tuple[str, Path]]" = queue.Queue()
+        self.queue: "queue.Queue[Event | None]" = sink if sink is not None else queue.Queue()
         self.reason = ""
         self._events = False
         self._observer = None
@@ -237,3 +243,43 @@ class StoreWatcher:
             self._observer.join(timeout=5)
             self._observer = None
         self._events = False
+
+
+class WatchPart(ThreadPart):
+    """The daemon's watcher as a part of its own: every change goes to each part that
+    subscribed to its kind (rewriting, conflicts, the vault), whichever of them are enabled,
+    so no part hears the store through another one's thread."""
+
+    name = "watch"
+    consequence = "changes are found only by the periodic passes until restart"
+
+    def __init__(self, store: Path, mode: str, subscribers: Iterable[Subscriber],
+                 observer_factory: Callable[[], object] | None = None) -> None:
+        super().__init__(wait=0.5, join_timeout=5.0)
+        self.subscribers = list(subscribers)
+        self.watcher = StoreWatcher(store, mode, observer_factory, sink=self.inbox)
+
+    @property
+    def mode(self) -> str:
+        return self.watcher.mode
+
+    def start(self) -> None:
+        self.watcher.start()
+        super().start()
+
+    def stop(self) -> None:
+        super().stop()
+        self.watcher.stop()
+
+    def handle(self, event: Event | None, now: float) -> None:
+        if event is None:
+            return
+        kind, path = event
+        for part in self.subscribers:
+            if kind in part.wants:
+                part.notice(kind, path)
+
+    def snapshot(self) -> dict:
+        """The figures `guardctl status` shows on its "paths" lines."""
+        return {"watch_mode": self.watcher.mode, "watch_note": self.watcher.reason,
+                "watch_overflows": self.watcher.overflows, "watch_error": self.error}

@@ -13,15 +13,24 @@ from guard.core.config import Config
 from guard.supervision.processes import ProcRef, alive, classify, snapshot
 from guard.supervision.server import probe_health
 from guard.core.state import StateDir, read_json
+from guard.core.strenum import StrEnum
 from guard.core.timefmt import duration
 
-HEALTHY, DEGRADED, NOT_RUNNING = "healthy", "degraded", "not running"
+
+class Health(StrEnum):
+    """The verdict of `guardctl status`; the value is the "state" of its --json output."""
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    NOT_RUNNING = "not running"
+
+
+HEALTHY, DEGRADED, NOT_RUNNING = Health.HEALTHY, Health.DEGRADED, Health.NOT_RUNNING
 EXIT_CODES = {HEALTHY: 0, DEGRADED: 1, NOT_RUNNING: 3}
 
 
 @dataclass(frozen=True)
 class Verdict:
-    label: str
+    label: Health
     reason: str
 
     @property
@@ -118,6 +127,7 @@ def report(cfg: Config, probe_timeout: float = 3.0) -> dict:
         "conflicts": (doc or {}).get("conflicts") if daemon_ok else None,
         "vault": (doc or {}).get("vault") if daemon_ok else None,
         "gc_processes": (doc or {}).get("gc_processes") or [] if daemon_ok else [],
+        "parts": (doc or {}).get("parts") or {} if daemon_ok else {},
         "status_age_s": round(now - doc["updated_at"], 1) if doc and doc.get("updated_at") else None,
     }
 
@@ -145,6 +155,7 @@ def render(r: dict) -> str:
     lines.extend(_peer_lines(r.get("peers")))
     lines.extend(_conflict_lines(r.get("conflicts")))
     lines.extend(_vault_lines(r.get("vault"), r.get("gc_processes") or []))
+    lines.extend(_part_lines(r.get("parts")))
     if r["strays"]:
         lines.append("  STRAYS    MLflow servers over this store not started by the guard:")
         for p in r["strays"]:
@@ -215,6 +226,12 @@ def _conflict_lines(c: dict | None) -> list[str]:
     if c.get("error"):
         lines.append(f"  WARNING   conflicts: {c['error']}")
     return lines
+
+
+def _part_lines(parts: dict | None) -> list[str]:
+    """Failed parts that no section above reports (conflicts and the vault report theirs)."""
+    return [f"  WARNING   {name}: {p['error']}" for name, p in (parts or {}).items()
+            if p.get("error") and name not in ("conflicts", "vault")]
 
 
 def _vault_lines(v: dict | None, gcs: list[dict]) -> list[str]:

@@ -1,7 +1,7 @@
 """Making the store portable: passes that rewrite machine-specific locations in meta.yaml.
 
 `Fixer` checks files (a full pass, one file, or a moved-in folder) and keeps the figures that
-`guardctl status` shows; `FixerService` is the daemon's thread that runs it on watcher events,
+`guardctl status` shows; `RewritePart` is the daemon's thread that runs it on watcher events,
 on a polling fallback and on a periodic full pass; `undo` replays a journal backwards.
 
 Convergence across machines: a path under this machine's own store root was written here and
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
 from collections import Counter, deque
@@ -23,87 +22,29 @@ from typing import Callable, Iterator
 
 from guard.core import metayaml
 from guard.core.journal import Journal, read_journal
-from guard.core.layout import META, REGISTRY, TRASH, classify_meta, is_experiment_folder
+from guard.core.layout import META, Kind, classify_meta, walk
 from guard.core.paths import parse_local, safe_segments
 from guard.portability.rewrite import apply, experiment_wait, in_flight, plan_file
-from guard.core.watch import EVENTS, StoreWatcher
+from guard.core.parts import Event, ThreadPart
+from guard.core.watch import EVENTS, Change
 
 log = logging.getLogger("guard.fixer")
 
 CLEAN, REWRITTEN, PENDING, DEFERRED, MALFORMED, SKIPPED, GONE, BUSY, WOULD = (
     "clean", "rewritten", "pending", "deferred", "malformed", "skipped", "gone", "busy",
     "would rewrite")
-_NOT_RUNS = {"models", "traces", "datasets", "tags"}
 DEFERRED_RECHECK = 30.0
-
-
-def _dirs(path: Path, problems: dict | None = None, store: Path | None = None) -> Iterator[os.DirEntry]:
-    try:
-        with os.scandir(path) as it:
-            for entry in it:
-                if entry.is_symlink():
-                    if problems is not None and store is not None:
-                        rel = Path(entry.path).relative_to(store).as_posix()
-                        problems[rel] = [{"problem": "symlink", "why": "symlink skipped"}]
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    yield entry
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return
-
-
-def _experiment(exp: Path, problems: dict | None, store: Path) -> Iterator[Path]:
-    yield exp / META
-    for entry in _dirs(exp, problems, store):
-        if entry.name == "models":
-            for model in _dirs(Path(entry.path), problems, store):
-                yield Path(model.path) / META
-        elif entry.name not in _NOT_RUNS:
-            yield Path(entry.path) / META
-
-
-def _registry(folder: Path, depth: int, problems: dict | None, store: Path) -> Iterator[Path]:
-    """Model version files under models/ (depth 0), models/<name> (1) or a version (2)."""
-    if depth == 2:
-        yield folder / META
-        return
-    for entry in _dirs(folder, problems, store):
-        if depth == 0:
-            yield from _registry(Path(entry.path), 1, problems, store)
-        elif entry.name.startswith("version-"):
-            yield Path(entry.path) / META
 
 
 def iter_meta_files(store: Path, problems: dict | None = None,
                     folder: Path | None = None) -> Iterator[Path]:
-    """Candidate meta.yaml paths in the store, or under one of its folders, found by the
-    store's layout: params/metrics/artifacts folders are never descended into."""
+    """Candidate meta.yaml paths that hold locations, in the store or under one of its
+    folders: those of layout.walk's folders (params/metrics/artifacts folders are never
+    descended into; symlinks are noted in `problems`)."""
     rel = () if folder is None else Path(folder).relative_to(store).parts
-    trash = bool(rel) and rel[0] == TRASH
-    inner = rel[1:] if trash else rel
-    if inner and not trash and inner[0] != REGISTRY and not is_experiment_folder(inner[0]):
-        return  # the guard's coordination folder, or another folder MLflow ignores
-    if not inner:
-        for entry in _dirs(Path(folder or store), problems, store):
-            if trash or entry.name == TRASH:
-                if trash:
-                    yield from _experiment(Path(entry.path), problems, store)
-                else:
-                    yield from iter_meta_files(store, problems, Path(entry.path))
-            elif entry.name == REGISTRY:
-                yield from _registry(Path(entry.path), 0, problems, store)
-            elif is_experiment_folder(entry.name):
-                yield from _experiment(Path(entry.path), problems, store)
-    elif inner[0] == REGISTRY:
-        if not trash and len(inner) <= 3:
-            yield from _registry(Path(folder), len(inner) - 1, problems, store)
-    elif len(inner) == 1:
-        yield from _experiment(Path(folder), problems, store)
-    elif len(inner) == 2 and inner[1] == "models":
-        for model in _dirs(Path(folder), problems, store):
-            yield Path(model.path) / META
-    elif len(inner) == 2 or (len(inner) == 3 and inner[1] == "models"):
-        yield Path(folder) / META
+    for path, entry in walk(Path(folder or store), rel, problems):
+        if classify_meta(entry.rel + (META,)).has_locations:
+            yield path / META
 
 
 class Fixer:
@@ -258,17 +199,18 @@ class Fixer:
 
     def _runs_of(self, exp_dir: Path) -> dict[str, dict]:
         """The experiment's runs' states: read from disk once, then kept current by checks."""
-        exp = "/".join(exp_dir.relative_to(self.store).parts)
+        rel = exp_dir.relative_to(self.store).parts
+        exp = "/".join(rel)
         if exp not in self.runs:
             runs: dict[str, dict] = {}
-            for entry in _dirs(exp_dir):
-                if entry.name in _NOT_RUNS:
+            for run, entry in walk(exp_dir, rel):
+                if entry.kind is not Kind.RUN:
                     continue
                 try:
-                    doc = metayaml.read(Path(entry.path) / META)[1]
+                    doc = metayaml.read(run / META)[1]
                 except (OSError, metayaml.MetaError):
                     continue
-                runs[f"{exp}/{entry.name}/{META}"] = {
+                runs[f"{exp}/{run.name}/{META}"] = {
                     k: doc.get(k) for k in ("status", "start_time", "end_time")}
             self.runs[exp] = runs
         return self.runs[exp]
@@ -361,76 +303,52 @@ class Fixer:
             }
 
 
-class FixerService:
-    """The daemon's portability thread: a full pass at start, then events or polling."""
+class RewritePart(ThreadPart):
+    """The daemon's rewrite part: a full pass at start, then the watcher's changes, a polling
+    pass while the watcher cannot deliver events, and a periodic full pass."""
 
-    def __init__(self, fixer: Fixer, watch_mode: str, poll_interval: float,
-                 full_pass_interval: float,
-                 on_event: Callable[[str, Path], None] | None = None) -> None:
+    name = "rewrite"
+    consequence = "rewrites stopped until restart"
+    wants = frozenset({Change.FILE, Change.DIR})
+
+    def __init__(self, fixer: Fixer, watch_mode: Callable[[], str], poll_interval: float,
+                 full_pass_interval: float) -> None:
+        super().__init__(wait=0.2)
         self.fixer = fixer
-        self.on_event = on_event  # every watcher event also goes to reconcile and the vault
-        self.watcher = StoreWatcher(fixer.store, watch_mode)
+        self.watch_mode = watch_mode  # the watcher part's mode now: events, or polling
         self.poll_interval = poll_interval
         self.full_pass_interval = full_pass_interval
-        self.paused = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fixer", daemon=True)
-
-    @property
-    def mode(self) -> str:
-        return self.watcher.mode
-
-    def start(self) -> None:
-        self.watcher.start()
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.watcher.stop()
-        self._thread.join(timeout=10)
+        self.next_full = self.next_poll = self.next_deferred = 0.0
 
     def snapshot(self) -> dict:
-        return {**self.fixer.snapshot(), "watch_mode": self.watcher.mode,
-                "watch_note": self.watcher.reason, "watch_overflows": self.watcher.overflows,
-                "paused": self.paused.is_set()}
+        return {**self.fixer.snapshot(), **super().snapshot()}
 
-    def _run(self) -> None:
-        try:
-            self._loop()
-        except Exception:  # noqa: BLE001 - report, never take the daemon down
-            log.exception("portability thread failed; rewrites stopped until restart")
-
-    def _loop(self) -> None:
+    def begin(self) -> None:
         self.fixer.full_pass()
-        next_full = time.monotonic() + self.full_pass_interval
-        next_poll = time.monotonic() + self.poll_interval
-        next_deferred = time.monotonic() + DEFERRED_RECHECK
-        while not self._stop.is_set():
-            try:
-                kind, path = self.watcher.queue.get(timeout=0.2)
-            except queue.Empty:
-                kind = path = None
-            if self.paused.is_set():
-                continue
-            if kind == "file":
+        now = time.monotonic()
+        self.next_full = now + self.full_pass_interval
+        self.next_poll = now + self.poll_interval
+        self.next_deferred = now + DEFERRED_RECHECK
+
+    def handle(self, event: Event | None, now: float) -> None:
+        if event is not None:
+            kind, path = event
+            if kind == Change.FILE:
                 self.fixer.check(path)
-            elif kind == "dir":
+            elif kind == Change.DIR:
                 self.fixer.check_dir(path)
-            if kind is not None and self.on_event is not None:
-                self.on_event(kind, path)
-            now = time.monotonic()
-            if now >= next_full:
-                self.fixer.full_pass()
-                next_full = now + self.full_pass_interval
-            elif self.watcher.mode != EVENTS and now >= next_poll:
-                self.fixer.full_pass(use_cache=True)
-                next_poll = now + self.poll_interval
-            if self.fixer.pending:
-                self.fixer.flush_pending()
-            if self.fixer.deferred:
-                self.fixer.recheck_deferred(all_=now >= next_deferred)
-                if now >= next_deferred:
-                    next_deferred = now + DEFERRED_RECHECK
+        if now >= self.next_full:
+            self.fixer.full_pass()
+            self.next_full = now + self.full_pass_interval
+        elif self.watch_mode() != EVENTS and now >= self.next_poll:
+            self.fixer.full_pass(use_cache=True)
+            self.next_poll = now + self.poll_interval
+        if self.fixer.pending:
+            self.fixer.flush_pending()
+        if self.fixer.deferred:
+            self.fixer.recheck_deferred(all_=now >= self.next_deferred)
+            if now >= self.next_deferred:
+                self.next_deferred = now + DEFERRED_RECHECK
 
 
 def undo(store: Path, journal_path: Path, out: Journal | None, dry_run: bool = False) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from guard.core.layout import MetaKind, version_target
+from guard.core.timefmt import ms
 from guard.core.paths import PORTABLE_SCHEME, LocalPath, parse_local, portable_uri, safe_segments
 
 KEEP, REWRITE, UNPORTABLE, UNSAFE = "keep", "rewrite", "unportable", "unsafe"
@@ -127,18 +128,14 @@ MODEL_PENDING = 1  # LoggedModelStatus PENDING
 VERSION_PENDING = "PENDING_REGISTRATION"
 
 
-def _ms(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def in_flight(kind: str, doc: dict, now_ms: int, grace_ms: int) -> bool:
     """Is this run / logged model / model version still being written by its client?"""
     if kind == "run":
-        active, since = doc.get("status") in RUN_ACTIVE, _ms(doc.get("start_time"))
+        active, since = doc.get("status") in RUN_ACTIVE, ms(doc.get("start_time"))
     elif kind == "logged_model":
-        active, since = doc.get("status") == MODEL_PENDING, _ms(doc.get("creation_timestamp"))
+        active, since = doc.get("status") == MODEL_PENDING, ms(doc.get("creation_timestamp"))
     elif kind == "model_version":
-        active, since = doc.get("status") == VERSION_PENDING, _ms(doc.get("creation_timestamp"))
+        active, since = doc.get("status") == VERSION_PENDING, ms(doc.get("creation_timestamp"))
     else:
         return False
     return active and (since is None or now_ms - since < grace_ms)
@@ -155,8 +152,8 @@ def experiment_wait(doc: dict, runs: list[dict], now_ms: int, quiet_ms: int,
     """
     if any(in_flight("run", run, now_ms, grace_ms) for run in runs):
         return "a run in it is in progress", None
-    times = [_ms(doc.get("creation_time"))]
-    times += [_ms(run.get(k)) for run in runs for k in ("start_time", "end_time")]
+    times = [ms(doc.get("creation_time"))]
+    times += [ms(run.get(k)) for run in runs for k in ("start_time", "end_time")]
     last = max((t for t in times if t is not None), default=None)
     if quiet_ms > 0 and last is not None and now_ms - last < quiet_ms:
         return (f"used {max(0, now_ms - last) // 1000} s ago; rewritten after a quiet spell",

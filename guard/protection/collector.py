@@ -9,20 +9,19 @@ kept gc.retention_days, rather than deleting it. `plan` is pure; `survey` reads 
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from guard.protection import tombstones
 from guard.protection.deletions import Rel
-from guard.core.layout import META, REGISTRY, TRASH
+from guard.core.layout import META, Entry, Kind, walk
 from guard.core.metayaml import read_doc
-from guard.protection.vault import move_into_trash, new_batch
+from guard.core.timefmt import ms
+from guard.protection.trash import move_into_trash, new_batch
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _MODEL_ID = re.compile(r"^m-[0-9a-f]{32}$")
-_VERSION = re.compile(r"^version-\d+$")
 
 
 @dataclass(frozen=True)
@@ -98,53 +97,42 @@ def plan(items: list[Item], protected: Protected, now_ms: int,
     return take, keep
 
 
-def _dirs(path: Path) -> list[os.DirEntry]:
-    try:
-        return [e for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
-    except OSError:
-        return []
-
-
-def _ms(value: object) -> int | None:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 def survey(store: Path) -> tuple[list[Item], Protected]:
     """The store's deleted runs and experiments, and what model versions protect."""
+    found: dict[Kind, list[tuple[Path, Entry]]] = {}
+    for path, entry in walk(store):
+        if entry.is_unit:
+            found.setdefault(entry.kind, []).append((path, entry))
+    runs_protected: set[str] = set()
+    models_protected: set[str] = set()
+    for path, _ in found.get(Kind.MODEL_VERSION, []):
+        runs, models = referenced_ids(read_doc(path / META))
+        runs_protected |= runs
+        models_protected |= models
+    run_ids: dict[Rel, set[str]] = {}
+    model_ids: dict[Rel, set[str]] = {}
+    for path, entry in found.get(Kind.LOGGED_MODEL, []):
+        model_ids.setdefault(entry.units[0][1], set()).add(path.name)
+        if path.name in models_protected:
+            source = read_doc(path / META).get("source_run_id")
+            if isinstance(source, str):
+                runs_protected.add(source)
     items: list[Item] = []
-    runs_protected, models_protected = set(), set()
-    for model in _dirs(store / REGISTRY):
-        for version in _dirs(Path(model.path)):
-            if _VERSION.match(version.name):
-                runs, models = referenced_ids(read_doc(Path(version.path) / META))
-                runs_protected |= runs
-                models_protected |= models
-    homes = [((), e) for e in _dirs(store) if e.name.isdigit()]
-    homes += [((TRASH,), e) for e in _dirs(store / TRASH) if e.name.isdigit()]
-    for base, exp in homes:
-        rel = base + (exp.name,)
-        exp_doc = read_doc(Path(exp.path) / META)
-        run_ids, model_ids = set(), set()
-        for child in _dirs(Path(exp.path)):
-            if child.name == "models":
-                for m in _dirs(Path(child.path)):
-                    model_ids.add(m.name)
-                    if m.name in models_protected:
-                        source = read_doc(Path(m.path) / META).get("source_run_id")
-                        if isinstance(source, str):
-                            runs_protected.add(source)
-                continue
-            doc = read_doc(Path(child.path) / META)
-            if not doc:
-                continue
-            run_ids.add(child.name)
-            if doc.get("lifecycle_stage") == "deleted":
-                items.append(Item("run", rel + (child.name,), child.name,
-                                  str(doc.get("run_name") or ""), _ms(doc.get("deleted_time"))))
-        if exp_doc.get("lifecycle_stage") == "deleted":
-            items.append(Item("experiment", rel, exp.name, str(exp_doc.get("name") or ""),
-                              _ms(exp_doc.get("last_update_time")), frozenset(run_ids),
-                              frozenset(model_ids)))
+    for path, entry in found.get(Kind.RUN, []):
+        doc = read_doc(path / META)
+        if not doc:
+            continue
+        run_ids.setdefault(entry.units[0][1], set()).add(path.name)
+        if doc.get("lifecycle_stage") == "deleted":
+            items.append(Item("run", entry.rel, path.name, str(doc.get("run_name") or ""),
+                              ms(doc.get("deleted_time"))))
+    for path, entry in found.get(Kind.EXPERIMENT, []):
+        doc = read_doc(path / META)
+        if doc.get("lifecycle_stage") == "deleted":
+            items.append(Item("experiment", entry.rel, path.name, str(doc.get("name") or ""),
+                              ms(doc.get("last_update_time")),
+                              frozenset(run_ids.get(entry.rel, ())),
+                              frozenset(model_ids.get(entry.rel, ()))))
     return items, Protected(frozenset(runs_protected), frozenset(models_protected))
 
 

@@ -11,20 +11,26 @@ Everything here works on store-relative path segments and facts the caller gathe
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from guard.core.layout import META, REGISTRY, TRASH, is_experiment_folder
+from guard.core.config import VaultPolicy
+from guard.core.layout import META, META_UNITS, Kind, Rel, describe, trash_twin
+from guard.core.strenum import StrEnum
 
-RESTORE, FOLLOW, ALERT = "restore", "follow", "alert"
-_VERSION = re.compile(r"^version-\d+$")
-# Run sub-folders that are not runs (see layout._NOT_RUNS).
-_NOT_RUNS = {"models", "traces", "datasets", "tags"}
 
-Rel = tuple[str, ...]
-# What a run's or logged model's folder holds: a file gone from these is data lost.
-_DATA = {META, "params", "metrics", "artifacts", "inputs", "outputs"}
+class Action(StrEnum):
+    """What the vault does about a disappearance."""
+    RESTORE = "restore"  # put it back
+    FOLLOW = "follow"    # let it go: a move, MLflow's own removal, or sanctioned
+    ALERT = "alert"      # report it only (vault.policy: alert)
+
+
+RESTORE, FOLLOW, ALERT = Action.RESTORE, Action.FOLLOW, Action.ALERT  # short names for callers
+
+# What a run's or logged model's folder holds besides its meta.yaml: a file gone from these
+# is data lost.
+_DATA = frozenset({Kind.PARAM, Kind.METRIC, Kind.ARTIFACT, Kind.INPUT, Kind.OUTPUT})
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,7 @@ class Unit:
 
 @dataclass(frozen=True)
 class Verdict:
-    action: str  # restore | follow | alert
+    action: Action
     unit: Unit | None  # the unit that went (None: a file inside a unit that is still there)
     reason: str
 
@@ -54,52 +60,27 @@ class Tombstone:
 
 
 def units_of(rel: Rel) -> list[Unit]:
-    """The units containing `rel` (itself included), outermost first."""
-    if not rel:
-        return []
-    base: Rel = ()
-    parts = rel
-    if parts[0] == TRASH:
-        base, parts = (TRASH,), parts[1:]
-    if not parts:
-        return []
-    if parts[0] == REGISTRY:
-        if base or len(parts) < 2:
-            return []
-        found = [Unit("registered_model", (REGISTRY, parts[1]))]
-        if len(parts) >= 3 and _VERSION.match(parts[2]):
-            found.append(Unit("model_version", (REGISTRY, parts[1], parts[2])))
-        return found
-    if not is_experiment_folder(parts[0]):
-        return []
-    exp = base + (parts[0],)
-    found = [Unit("experiment", exp)]
-    if len(parts) >= 2 and parts[1] not in _NOT_RUNS and parts[1] != META:
-        found.append(Unit("run", exp + (parts[1],)))
-    elif len(parts) >= 3 and parts[1] == "models":
-        found.append(Unit("logged_model", exp + ("models", parts[2])))
-    return found
+    """The units containing `rel` (itself included), outermost first, as layout.describe
+    finds them; a trace has no meta.yaml and counts as part of its experiment here."""
+    return [Unit(kind.value, path) for kind, path in describe(rel).units if kind in META_UNITS]
 
 
-def mlflow_removes(rel: Rel, unit: Unit) -> bool:
+def mlflow_removes(rel: Rel) -> bool:
     """Files MLflow deletes itself inside a live unit: tags (runs, experiments, logged models,
     registered models, versions; a key with '/' is a nested file), registered-model aliases,
     and an experiment's traces (trace tags, assessments; whole traces are refused at the
     server, see gate.py)."""
-    inner = rel[len(unit.rel):]
-    if len(inner) >= 2 and inner[0] == "tags":
+    entry = describe(rel)
+    if entry.kind in (Kind.TAG, Kind.ALIAS) and entry.key:
         return True
-    if unit.kind == "experiment" and inner[:1] == ("traces",):
-        return True
-    return unit.kind == "registered_model" and len(inner) == 2 and inner[0] == "aliases"
+    return entry.kind is Kind.TRACE or entry.unit_kind is Kind.TRACE
 
 
 def moved_twin(unit: Unit) -> Unit | None:
     """Where an experiment goes when MLflow soft-deletes (or restores) it."""
     if unit.kind != "experiment":
         return None
-    twin = unit.rel[1:] if unit.rel[0] == TRASH else (TRASH,) + unit.rel
-    return Unit("experiment", twin)
+    return Unit("experiment", trash_twin(unit.rel))
 
 
 def covered(unit: Unit, tombstones: Iterable[Tombstone], created: int | None) -> bool:
@@ -113,22 +94,23 @@ def covered(unit: Unit, tombstones: Iterable[Tombstone], created: int | None) ->
 
 
 def judge(rel: Rel, exists: Callable[[Rel], bool], tombstones: Iterable[Tombstone],
-          created: Callable[[Unit], int | None], policy: str = RESTORE) -> Verdict:
+          created: Callable[[Unit], int | None], policy: str = VaultPolicy.RESTORE) -> Verdict:
     """What to do about `rel` (a file or folder the vault knows) having left the store.
 
     `exists(rel)` says whether a store path is there now; `created(unit)` reads the vault's copy
     of a unit's creation time. The outermost unit whose meta.yaml is gone is what was deleted.
     """
-    act = RESTORE if policy == RESTORE else ALERT
+    act = RESTORE if policy == VaultPolicy.RESTORE else ALERT
     units = units_of(rel)
     gone = next((u for u in units if not exists(u.meta)), None)
     if gone is None:
-        if units and mlflow_removes(rel, units[-1]):
+        if units and mlflow_removes(rel):
             return Verdict(FOLLOW, None, "MLflow removed a tag or alias")
         if not units:
             return Verdict(FOLLOW, None, "not part of a run, experiment, model or version")
-        inner = rel[len(units[-1].rel):]
-        if units[-1].kind in ("run", "logged_model") and inner and inner[0] not in _DATA:
+        entry = describe(rel)
+        if units[-1].kind in (Kind.RUN, Kind.LOGGED_MODEL) and not (
+                entry.is_unit or entry.meta or entry.kind in _DATA):
             return Verdict(FOLLOW, None, "not MLflow data (a stray file in a run's folder)")
         return Verdict(act, None, f"part of {units[-1].kind} {'/'.join(units[-1].rel)} "
                                   "removed while it still exists")

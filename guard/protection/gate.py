@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import asdict, dataclass
 
-from guard.sync.locks import resource_name
+from guard.core.config import ModelDeletions
+from guard.sync.leases import resource_name
 
 # MLflow serves each REST endpoint as /api/2.0/mlflow/... and /ajax-api/2.0/mlflow/..., both
 # optionally under a --static-prefix.
 _ENDPOINT = re.compile(r"^(?:/[^?#]*)?/(?:api|ajax-api)/2\.0/mlflow/(?P<op>[a-z-]+/[a-z-]+)/?$")
 _TRACES_DELETE = re.compile(r"^(?:/[^?#]*)?/(?:api|ajax-api)/[23]\.0/mlflow/traces/delete-traces/?$")
 _ARTIFACT = re.compile(r"^(?:/[^?#]*)?/(?:api|ajax-api)/2\.0/mlflow-artifacts/artifacts(?:/|$)")
-REFUSED = "refuse"
+SANCTIONS_ENV = "MLFLOW_GUARD_SANCTIONS"  # Sanctions as JSON, for the servers the guard starts
 GC_HINT = ("runs and experiments deleted in MLflow (the deleted stage) are removed for good by "
            "`guardctl gc`, which keeps every machine's copy consistent")
 # operation -> the request field naming the model whose versions it may number
@@ -77,7 +79,7 @@ def refusal(method: str, path: str, model_deletions: str) -> str | None:
         return ("deleting traces is disabled: it is permanent on a file "
                 "store and replays on every machine")
     op = _operation(path)
-    if op in _MODEL_DELETES and method == "DELETE" and model_deletions == REFUSED:
+    if op in _MODEL_DELETES and method == "DELETE" and model_deletions == ModelDeletions.REFUSE:
         return ("deleting registered models and model versions is disabled on this store "
                 "(gc.model_deletions: refuse); ask the lab's admin, or set it to allow")
     return None
@@ -101,3 +103,19 @@ def model_name(field: str, body: bytes) -> str | None:
         return None
     name = doc.get(field) if isinstance(doc, dict) else None
     return name if isinstance(name, str) and name else None
+
+
+@dataclass(frozen=True)
+class Sanctions:
+    """What the server needs to refuse or sanction deletions."""
+    store: str
+    vault: str
+    host_id: str
+    model_deletions: str  # allow | refuse
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls, raw: str) -> Sanctions:
+        return cls(**json.loads(raw))

@@ -1,4 +1,4 @@
-"""The daemon's vault thread: keeps the vault current and puts back unsanctioned deletions.
+"""The daemon's vault part: keeps the vault current and puts back unsanctioned deletions.
 
 Wiring only; the decisions are deletions.py's. The watcher's events say where to look (a
 meta.yaml written: that unit's folder; something gone: its parent); a full pass every
@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -22,18 +20,29 @@ from pathlib import Path
 from guard.protection import tombstones
 from guard.protection.deletions import ALERT, FOLLOW, RESTORE, Rel, judge
 from guard.core.journal import Journal
-from guard.core.layout import META
+from guard.core.layout import META, TAGS, Kind, describe
+from guard.core.parts import Event, ThreadPart
 from guard.core.store import inspect_store
-from guard.protection.vault import Vault, prune_trash
+from guard.core.watch import Change
+from guard.protection.trash import prune_trash
+from guard.protection.vault import Vault
 
 log = logging.getLogger("guard.restorer")
 SAVE_EVERY = 30.0
 RECENT = 10
 
 
-class RestoreService:
+class RestoreService(ThreadPart):
+    """The daemon's vault part: a full pass once the store is there, then the watcher's
+    changes, a full pass every `scan_interval`, and the deletions judged once due."""
+
+    name = "vault"
+    consequence = "deletions are not restored until restart"
+    wants = frozenset({Change.FILE, Change.DIR, Change.GONE})
+
     def __init__(self, vault: Vault, journal: Journal, host_id: str, policy: str,
                  grace: float, scan_interval: float, retention_s: float) -> None:
+        super().__init__(wait=0.25, join_timeout=30.0)
         self.vault = vault
         self.store = vault.store
         self.journal = journal
@@ -42,8 +51,6 @@ class RestoreService:
         self.grace = grace
         self.scan_interval = scan_interval
         self.retention_s = retention_s
-        self.paused = threading.Event()
-        self.events: "queue.Queue[tuple[str, Path]]" = queue.Queue()
         self.pending: dict[Rel, float] = {}
         self.alerted: set[Rel] = set()
         self.counts = {RESTORE: 0, FOLLOW: 0, ALERT: 0}
@@ -51,25 +58,14 @@ class RestoreService:
         self.unmounted = False
         self.ready = False
         self.last_pass: float | None = None
-        self.error = ""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="vault", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
+        self.next_full = self.next_save = 0.0
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
+        super().stop()
         try:
             self.vault.close()
         except OSError as exc:
             log.warning("could not save the vault index: %s", exc)
-
-    def notice(self, kind: str, path: Path) -> None:
-        """A watcher event (from the fixer's watcher)."""
-        if kind in ("file", "dir", "gone"):
-            self.events.put((kind, path))
 
     def snapshot(self) -> dict:
         return {"enabled": True, "policy": self.policy, "mode": self.vault.mode,
@@ -80,39 +76,27 @@ class RestoreService:
                 "last_pass": self.last_pass, "too_large": self.vault.too_large,
                 "error": self.error}
 
-    # ---- the loop ----------------------------------------------------------------------
-    def _run(self) -> None:
-        try:
-            self._loop()
-        except Exception as exc:  # noqa: BLE001 - report, never take the daemon down
-            self.error = f"vault thread failed: {exc!r}; deletions are not restored until restart"
-            log.exception("vault thread failed")
-
-    def _loop(self) -> None:
-        while self.paused.is_set() and not self._stop.is_set():
-            self._stop.wait(0.5)
+    # ---- the part's rounds ---------------------------------------------------------------
+    def begin(self) -> None:
+        while self.paused.is_set():  # a store that is not there is never scanned
+            if self.sleep(0.5):
+                return
         self._full_pass()
         self.ready = True
-        next_full = time.monotonic() + self.scan_interval
-        next_save = time.monotonic() + SAVE_EVERY
-        while not self._stop.is_set():
-            try:
-                kind, path = self.events.get(timeout=0.25)
-            except queue.Empty:
-                kind = path = None
-            if self.paused.is_set():
-                continue
-            if kind is not None:
-                self._look(kind, path)
-            now = time.monotonic()
-            if now >= next_full:
-                self._full_pass()
-                next_full = now + self.scan_interval
-            if self.pending:
-                self._judge_due()
-            if now >= next_save:
-                self.vault.save()
-                next_save = now + SAVE_EVERY
+        self.next_full = time.monotonic() + self.scan_interval
+        self.next_save = time.monotonic() + SAVE_EVERY
+
+    def handle(self, event: Event | None, now: float) -> None:
+        if event is not None:
+            self._look(*event)
+        if now >= self.next_full:
+            self._full_pass()
+            self.next_full = now + self.scan_interval
+        if self.pending:
+            self._judge_due()
+        if now >= self.next_save:
+            self.vault.save()
+            self.next_save = now + SAVE_EVERY
 
     def _rel(self, path: Path) -> Rel | None:
         try:
@@ -127,10 +111,10 @@ class RestoreService:
             return
         if kind == "file" and rel and rel[-1] == META:
             folder = rel[:-1]
-            shallow = len(folder) == 1 or (len(folder) == 2 and folder[0] == ".trash")
+            shallow = describe(rel).kind is Kind.EXPERIMENT  # an experiment's meta.yaml
             self._note(self.vault.sync(folder, recursive=not shallow))
             if shallow:  # an experiment: its own files and tags, not every run below it
-                self._note(self.vault.sync(folder + ("tags",)))
+                self._note(self.vault.sync(folder + (TAGS,)))
         elif kind == "dir":
             self._note(self.vault.sync(rel))
         elif kind == "gone" and rel:

@@ -15,38 +15,27 @@ The daemon is the only writer of the index; `guardctl gc` and the server only ad
 
 from __future__ import annotations
 
-import errno
 import gzip
 import json
 import logging
 import os
 import shutil
-import time
 import uuid
 from pathlib import Path
 from typing import Iterator
 
 from filelock import FileLock, Timeout
 
-from guard.sync.conflicts import parse_conflict_name
+from guard.core.conflictnames import parse_conflict_name
 from guard.protection.deletions import Rel, Unit
-from guard.core.layout import COORDINATION, META, TEMP_PREFIX, TRASH
+from guard.core.layout import COORDINATION, META, TEMP_PREFIX, Kind, describe
 from guard.core.metayaml import read_doc
 from guard.core.store import SYNC_MARKERS, mkdirs_in_store
+from guard.protection.trash import created_of, link_or_copy
 
 log = logging.getLogger("guard.vault")
 LINK, COPY = "link", "copy"
 INDEX_VERSION = 1
-CREATED_KEYS = ("creation_timestamp", "creation_time", "start_time")
-
-
-def created_of(doc: dict) -> int | None:
-    """A unit's creation time from its meta.yaml (the key differs per kind)."""
-    for key in CREATED_KEYS:
-        value = doc.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return None
 
 
 class VaultError(Exception):
@@ -69,77 +58,10 @@ def skipped(rel_dir: Rel, name: str) -> bool:
 
 
 def is_artifact(rel: Rel) -> bool:
-    """Files under a run's or logged model's artifacts folder (user data of any size)."""
-    parts = rel[1:] if rel and rel[0] == TRASH else rel
-    return (len(parts) > 3 and parts[2] == "artifacts") or \
-        (len(parts) > 4 and parts[1] == "models" and parts[3] == "artifacts")
-
-
-def new_batch(vault_root: Path, reason: str, **record) -> Path:
-    """A fresh trash batch folder with its RECORD.json (what, why, when)."""
-    batch = Path(vault_root) / "trash" / (time.strftime("%Y%m%d-%H%M%S") + "-"
-                                          + uuid.uuid4().hex[:6])
-    batch.mkdir(parents=True)
-    with open(batch / "RECORD.json", "w", encoding="utf-8") as fh:
-        json.dump({"reason": reason, "at": time.time(), **record}, fh, indent=2)
-    return batch
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def copy_into_trash(src: Path, rel: Rel, batch: Path) -> int:
-    """Keep a second name (hard link, else copy) of every file under `src` in the batch."""
-    target = batch.joinpath(*rel)
-    if src.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _link_or_copy(str(src), str(target))
-        return 1
-    count = 0
-    for folder, _dirs, files in os.walk(src):
-        dest = target / os.path.relpath(folder, src)
-        dest.mkdir(parents=True, exist_ok=True)
-        for name in files:
-            _link_or_copy(os.path.join(folder, name), str(dest / name))
-            count += 1
-    return count
-
-
-def move_into_trash(src: Path, rel: Rel, batch: Path) -> None:
-    """Move a store folder into the batch: a rename on one volume, else copy then remove."""
-    target = batch.joinpath(*rel)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.rename(src, target)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        shutil.copytree(src, target, symlinks=True)
-        shutil.rmtree(src)
-
-
-def prune_trash(vault_root: Path, older_than_s: float, now: float | None = None) -> list[str]:
-    """Remove trash batches older than the retention; returns their names."""
-    now = time.time() if now is None else now
-    removed = []
-    try:
-        batches = sorted(os.scandir(Path(vault_root) / "trash"), key=lambda e: e.name)
-    except OSError:
-        return removed
-    for batch in batches:
-        try:
-            with open(os.path.join(batch.path, "RECORD.json"), encoding="utf-8") as fh:
-                at = float(json.load(fh)["at"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # not ours, or half-written: leave it
-        if now - at > older_than_s:
-            shutil.rmtree(batch.path, ignore_errors=True)
-            removed.append(batch.name)
-    return removed
+    """Files under an artifacts folder of a run, logged model or trace (user data of any
+    size)."""
+    entry = describe(rel)
+    return entry.kind is Kind.ARTIFACT and bool(entry.key)
 
 
 class Vault:
@@ -414,7 +336,7 @@ class Vault:
             target = batch.joinpath(*path)
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                _link_or_copy(str(self._object(key)), str(target))
+                link_or_copy(str(self._object(key)), str(target))
                 count += 1
             except FileNotFoundError:
                 continue

@@ -24,10 +24,10 @@ from typing import Callable, Iterable, Sequence
 
 import psutil
 
-from guard.core.config import Config, ConfigError, find_config_file
-from guard.daemon.loop import port_bindable, running_daemon_pid
+from guard.core.config import Config, ConfigError, WatchMode, find_config_file
 from guard.sync.peers import read_with_arrival
-from guard.supervision.processes import ProcRef, classify, snapshot
+from guard.supervision.processes import ProcRef, classify, running_daemon_pid, snapshot
+from guard.supervision.server import port_bindable
 from guard.core.state import StateDir, read_json
 from guard.core.store import StoreState, inspect_store
 from guard.core.watch import watched_folders
@@ -275,7 +275,7 @@ def check_filesystem(f: MountFacts) -> Finding:
     where = f"{f.path} is on {f.mount.fstype or 'an unknown filesystem'} ({f.mount.mountpoint})"
     if not is_network_fs(f.mount.fstype, f.mount.opts):
         return Finding("filesystem", OK, f"{where}, a local filesystem")
-    if f.watch_mode == "polling":
+    if f.watch_mode == WatchMode.POLLING:
         return Finding("filesystem", OK, f"{where}, a network filesystem; rewrite.watch is "
                                          "polling, as it should be there")
     if f.watch_mode == OFF:
@@ -296,7 +296,7 @@ def suggested_watches(folders: int) -> int:
 
 
 def check_watches(f: WatchFacts) -> Finding:
-    if f.watch_mode == "polling":
+    if f.watch_mode == WatchMode.POLLING:
         return Finding("inotify watches", OK, "not used (rewrite.watch: polling)")
     if f.watch_mode == OFF:
         return Finding("inotify watches", OK, "not used (rewrite.enabled: false)")

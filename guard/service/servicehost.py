@@ -5,17 +5,20 @@ logic is tested on any OS with a fake manager: the daemon runs in a thread; the 
 "start pending" (with a wait hint, again and again while the daemon works towards a healthy
 server or waits for the sync drive), "running" only once the MLflow server answers health,
 "stop pending" while the server tree is ended, and "stopped" when nothing of it is left.
+The daemon comes from an injected `DaemonFactory` (guard.daemon.hosted.SERVICE_DAEMON): the
+service layer sits below the daemon and does not import it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from guard.core.config import Config
-from guard.daemon.loop import AlreadyRunning, Daemon, StartupError
-from guard.service.readiness import Advice
+from guard.service.readiness import Advice, Reporter
 
 log = logging.getLogger("guard.service")
 
@@ -34,15 +37,35 @@ class ServiceManager(Protocol):
         """A handler that puts the daemon's warnings and errors into the event log."""
 
 
+class HostedDaemon(Protocol):
+    """What the host needs of a daemon: its URL, a stop flag, and a blocking run."""
+
+    url: str
+    stopping: threading.Event
+
+    def run(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class DaemonFactory:
+    """How the host gets its daemon, given by the caller on top (the service layer sits below
+    the daemon): `make(cfg, reporter, log_handlers)`, and the errors that mean the daemon
+    cannot start (exit code 2, said as such) rather than a crash (exit code 1)."""
+
+    make: Callable[[Config, Reporter, Sequence[logging.Handler]], HostedDaemon]
+    cannot_start: tuple[type[BaseException], ...] = ()
+
+
 class ServiceHost:
     """Runs one daemon for a service manager; `run` blocks, `stop` may come from any thread."""
 
     every = EVERY
 
-    def __init__(self, cfg: Config, manager: ServiceManager) -> None:
+    def __init__(self, cfg: Config, manager: ServiceManager, daemons: DaemonFactory) -> None:
         self.cfg = cfg
         self.manager = manager
-        self.daemon: Daemon | None = None
+        self.daemons = daemons
+        self.daemon: HostedDaemon | None = None
         self.exit_code: int | None = None
         self._stop_asked = threading.Event()
         self._lock = threading.Lock()
@@ -63,11 +86,10 @@ class ServiceHost:
             if self._stop_asked.is_set():
                 self.manager.report(STOPPED)
                 return 0
-            self.daemon = Daemon(self.cfg, wait_for_store=True, reporter=self,
-                                 log_handlers=[handler] if handler else [])
+            self.daemon = self.daemons.make(self.cfg, self, [handler] if handler else [])
         try:
             code = self.daemon.run()
-        except (AlreadyRunning, StartupError) as exc:
+        except self.daemons.cannot_start as exc:
             self.manager.event(logging.ERROR, f"mlflow-guard cannot start: {exc}")
             code = 2
         except Exception as exc:  # noqa: BLE001 - the SCM must hear of any crash

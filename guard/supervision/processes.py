@@ -1,7 +1,8 @@
 """Finding and ending MLflow server processes, by identity, never by name alone.
 
 The decisions (is this an MLflow server? over which store? ours, a stray, or foreign?) are pure
-functions over `ProcInfo` records; `snapshot` and `end_tree` are the thin psutil shell.
+functions over `ProcInfo` records and the `Folders` they are given; `snapshot` and `end_tree`
+are the thin psutil shell.
 A process is identified by (pid, create_time), so a recycled pid is never mistaken for ours.
 """
 
@@ -11,12 +12,13 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import psutil
 
 from guard.core.paths import same_folder, uri_to_local_path
+from guard.core.state import StateDir, read_json
 
 log = logging.getLogger("guard.processes")
 
@@ -65,6 +67,18 @@ class ProcInfo:
         return " ".join(self.cmdline)
 
 
+@dataclass(frozen=True)
+class Folders:
+    """The two questions the decisions ask of the disk, injected so they stay pure: the shell
+    passes LOCAL_FOLDERS, tests a table of folders and symlinks."""
+
+    resolve: Callable[[str], str]  # follow symlinks (os.path.realpath)
+    is_dir: Callable[[str], bool]
+
+
+LOCAL_FOLDERS = Folders(os.path.realpath, os.path.isdir)
+
+
 def _mlflow_index(cmdline: tuple[str, ...]) -> int | None:
     for i, arg in enumerate(cmdline):
         base = arg.replace("\\", "/").rsplit("/", 1)[-1].lower()
@@ -98,7 +112,7 @@ def _flag(args: tuple[str, ...], *flags: str) -> str | None:
     return None
 
 
-def gc_aimed_at(info: ProcInfo, store: str, port: int) -> bool:
+def gc_aimed_at(info: ProcInfo, store: str, port: int, folders: Folders) -> bool:
     """Whether this is an `mlflow gc` that deletes from `store`: named by its backend store,
     by a tracking URI on the guard's port, or by ./mlruns in its working folder (pure)."""
     idx = _mlflow_index(info.cmdline)
@@ -111,13 +125,13 @@ def gc_aimed_at(info: ProcInfo, store: str, port: int) -> bool:
     backend = _flag(args, "--backend-store-uri")
     if backend:
         local = uri_to_local_path(backend, info.cwd)
-        if local and same_folder(local, store):
+        if local and same_folder(local, store, folders.resolve):
             return True
     tracking = _flag(args, "--tracking-uri") or ""
     if re.search(rf"^https?://(localhost|127\.0\.0\.1|\[::1\])(:{port})(/|$)", tracking):
         return True
     return not backend and bool(info.cwd) and same_folder(os.path.join(info.cwd, "mlruns"),
-                                                          store)
+                                                          store, folders.resolve)
 
 
 def gc_processes(store: str, port: int) -> list[dict]:
@@ -133,13 +147,13 @@ def gc_processes(store: str, port: int) -> list[dict]:
             cwd = None
         info = ProcInfo(proc.pid, proc.info.get("ppid") or 0, proc.info.get("create_time") or 0,
                         cmdline, cwd, proc.info.get("username"))
-        if gc_aimed_at(info, store, port):
+        if gc_aimed_at(info, store, port, LOCAL_FOLDERS):
             found.append({"pid": info.pid, "user": info.username, "command": info.command[:300],
                           "started_at": info.create_time})
     return found
 
 
-def served_store(info: ProcInfo) -> str | None:
+def served_store(info: ProcInfo, folders: Folders) -> str | None:
     """The local store folder an MLflow server process serves, or None if unknown/not local."""
     if info.env.get(MLFLOW_STORE_ENV):
         return uri_to_local_path(info.env[MLFLOW_STORE_ENV], info.cwd)
@@ -154,7 +168,7 @@ def served_store(info: ProcInfo) -> str | None:
             if arg.startswith(flag + "="):
                 return uri_to_local_path(arg.split("=", 1)[1], info.cwd)
     # No store flag: MLflow falls back to ./mlruns when that folder exists.
-    if info.cwd and os.path.isdir(os.path.join(info.cwd, "mlruns")):
+    if info.cwd and folders.is_dir(os.path.join(info.cwd, "mlruns")):
         return os.path.join(info.cwd, "mlruns")
     return None
 
@@ -175,18 +189,21 @@ def classify(
     owner: str,
     records: Iterable[ProcRef] = (),
     self_pid: int | None = None,
+    folders: Folders = LOCAL_FOLDERS,
 ) -> Census:
-    """Sort processes: ours, strays over the same store, foreign listeners on our port (pure)."""
+    """Sort processes: ours, strays over the same store, foreign listeners on our port (pure
+    given `folders`; its default, the real disk, is for the shell callers)."""
     records = set(records)
     ours, same, foreign = [], [], []
     for p in procs:
         if p.pid == self_pid:
             continue
-        if p.ref in records or (p.env.get(OWNER_ENV) and same_folder(p.env[OWNER_ENV], owner)):
+        if p.ref in records or (p.env.get(OWNER_ENV)
+                                and same_folder(p.env[OWNER_ENV], owner, folders.resolve)):
             ours.append(p)
             continue
-        served = served_store(p)
-        if served and same_folder(served, store):
+        served = served_store(p, folders)
+        if served and same_folder(served, store, folders.resolve):
             same.append(p)
         elif port in p.listen_ports:
             foreign.append(p)
@@ -248,6 +265,16 @@ def ref_of(proc: psutil.Process) -> ProcRef | None:
 
 def alive(ref: ProcRef) -> bool:
     return resolve(ref) is not None
+
+
+def running_daemon_pid(state: StateDir) -> int | None:
+    """The pid of the live daemon named in the status file, if any."""
+    doc = read_json(state.status) or {}
+    try:
+        ref = ProcRef.from_json(doc["daemon"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return ref.pid if alive(ref) else None
 
 
 def tree_of(refs: Iterable[ProcRef]) -> list[psutil.Process]:

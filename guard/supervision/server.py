@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -16,8 +17,8 @@ import urllib.request
 
 import psutil
 
-from guard.app import SANCTIONS_ENV, Sanctions
 from guard.core.config import Config
+from guard.protection.gate import SANCTIONS_ENV, Sanctions
 from guard.sync.locks import ENV as LOCKS_ENV
 from guard.sync.locks import LockSettings
 from guard.supervision.processes import OWNER_ENV, ProcRef, end_tree, ref_of, resolve, tree_of
@@ -52,6 +53,19 @@ def server_env(cfg: Config) -> dict[str, str]:
     for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
         env.pop(key, None)  # the daemon alone speaks for the service (gunicorn would too)
     return env
+
+
+def port_bindable(host: str, port: int) -> bool:
+    """Whether we could listen on host:port now (catches listeners we cannot see)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        if sys.platform != "win32":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            return True
+        except OSError:
+            return False
 
 
 def server_url(host: str, port: int) -> str:

@@ -2,6 +2,8 @@
 
     WAITING_STORE -> STARTING -> RUNNING -> (exit / K failed probes) -> BACKOFF -> STARTING ...
     too many failures within the window -> CRASH_LOOP (no more restarts until `guardctl restart`)
+    store lost (any phase) -> WAITING_STORE -> store back -> BACKOFF, due at once
+    daemon shutting down -> STOPPING -> STOPPED
 
 Every function takes the state, an event and the current time and returns the new state; the
 daemon loop performs the side effects (start, end tree). No clocks, processes or disks here.
@@ -120,3 +122,35 @@ def resumed(s: State, now: float) -> State:
 
 def healthy(s: State) -> bool:
     return s.phase is Phase.RUNNING
+
+
+def waiting_for_store(s: State, reason: str | None = None) -> State:
+    """The store is missing or empty (a drive not mounted yet): no server until it is there.
+    Only the start count and the last reason (or `reason`) are kept: the failures of a server
+    over a store that went away say nothing about the next one."""
+    return State(phase=Phase.WAITING_STORE, starts=s.starts,
+                 last_reason=s.last_reason if reason is None else reason)
+
+
+def store_lost(s: State, detail: str) -> State:
+    """The store vanished under a server (an unmounted drive); already waiting: no change."""
+    if s.phase is Phase.WAITING_STORE:
+        return s
+    return waiting_for_store(s, f"store lost: {detail}")
+
+
+def store_back(s: State, now: float) -> State:
+    """The store is usable again after a wait: start at once, as after `guardctl restart`."""
+    if s.phase is not Phase.WAITING_STORE:
+        return s
+    return resumed(s, now)
+
+
+def stopping(s: State) -> State:
+    """The daemon is shutting down: the server tree is being ended; nothing restarts."""
+    return State(phase=Phase.STOPPING, starts=s.starts, last_reason=s.last_reason)
+
+
+def stopped(s: State) -> State:
+    """The daemon has ended the server tree and is about to exit."""
+    return State(phase=Phase.STOPPED, starts=s.starts, last_reason=s.last_reason)

@@ -6,7 +6,7 @@ version under the file's name and the other beside it under a conflict-copy name
 ...). MLflow never reads the copy: whatever it alone holds (metric points, a finished run's
 status, an alias) is invisible until someone folds it into the original.
 
-`parse_conflict_name` recognises the copy names; `kind_of` says which kind of store file the
+core.conflictnames recognises the copy names; `kind_of` says which kind of store file the
 original is; one resolver per kind decides, from the two contents only, what the original
 should become (`Resolution`). `resolve` does both from raw bytes.
 
@@ -23,91 +23,12 @@ disk access.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 from guard.core import metayaml
-from guard.core.layout import META, REGISTRY, TRASH, classify_meta, version_target
+from guard.core.layout import Kind, describe, version_target
 from guard.core.paths import PORTABLE_SCHEME, parse_local
-
-# ---- conflict-copy names ------------------------------------------------------------------
-
-SYNOLOGY, SYNCTHING, DROPBOX, NEXTCLOUD, ONEDRIVE = (
-    "synology", "syncthing", "dropbox", "nextcloud", "onedrive")
-
-
-@dataclass(frozen=True)
-class ConflictName:
-    original: str  # the file name the copy is a conflicting version of
-    client: str  # synology | syncthing | dropbox | nextcloud | onedrive
-    who: str | None = None  # the client / device / user / computer the name gives
-    date: str | None = None  # the date (and time) part, as written
-    counter: int | None = None  # Synology's `_<n>`, Dropbox's ` (<n>)`
-    reason: str | None = None  # Synology: Conflict, CaseConflict, WhiteSpaceConflict, ...
-
-
-# The extension is the last dot-part after the marker; a metrics file has none, so the whole
-# name then is the stem. Stems are greedy: in a copy of a copy the last marker is the newest
-# one, and what precedes it (an older copy's name) is this copy's original.
-_EXT = r"(?P<ext>\.[^.]+)?"
-_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
-_PATTERNS = (
-    (SYNOLOGY, re.compile(
-        rf"(?P<stem>.+)_(?P<who>[^_]+)_(?P<date>{_MONTH}-\d\d-\d{{4}}-\d{{4}})"
-        rf"_(?P<reason>[^\W_]*Conflict)(?:_(?P<n>\d+))?{_EXT}")),
-    (SYNCTHING, re.compile(
-        rf"(?P<stem>.+)\.sync-conflict-(?P<date>\d{{8}}-\d{{6}})-(?P<who>[A-Za-z0-9-]+){_EXT}")),
-    (DROPBOX, re.compile(
-        r"(?P<stem>.+) \((?P<who>[^()]+)['\u2019]s conflicted copy (?P<date>\d{4}-\d\d-\d\d)"
-        rf"(?: \((?P<n>\d+)\))?\)(?: \((?P<n2>\d+)\))?{_EXT}")),
-    (NEXTCLOUD, re.compile(
-        rf"(?P<stem>.+) \(conflicted copy (?P<date>\d{{4}}-\d\d-\d\d \d{{6}})\){_EXT}")),
-)
-
-
-def parse_conflict_name(name: str, hosts: frozenset[str] = frozenset()) -> ConflictName | None:
-    """The conflict copy `name` is, or None when it is not one.
-
-    OneDrive names a copy `<stem>-<COMPUTERNAME>.<ext>`, which any name with a dash also
-    looks like: the metric key `val-loss` would read as a copy of `val` made on host `loss`.
-    So a OneDrive copy is recognised only when its suffix is one of `hosts`, the computer
-    names known to share the store (compared case-insensitively); with no hosts, never.
-    The other clients' markers (a date plus a fixed word) do not occur in MLflow's names.
-    `hosts` also settles a Synology client name containing '_', which is otherwise taken to
-    be the last '_'-part before the date.
-    """
-    if "onflict" not in name and not (hosts and "-" in name):
-        return None  # fast path: every pattern but OneDrive's has "Conflict"/"conflict" in it
-    for client, pattern in _PATTERNS:
-        m = pattern.fullmatch(name)
-        if m is None:
-            continue
-        groups = m.groupdict()
-        stem, who, ext = groups["stem"], groups.get("who"), groups["ext"] or ""
-        if client == SYNOLOGY and hosts:
-            stem, who = _split_known(f"{stem}_{who}", "_", hosts) or (stem, who)
-        n = groups.get("n") or groups.get("n2")
-        return ConflictName(stem + ext, client, who, m["date"], int(n) if n else None,
-                            groups.get("reason"))
-    if hosts:
-        dot = name.rfind(".")
-        splits = [(name[:dot], name[dot:])] if dot > 0 else []
-        for base, ext in splits + [(name, "")]:
-            found = _split_known(base, "-", hosts)
-            if found:
-                return ConflictName(found[0] + ext, ONEDRIVE, found[1])
-    return None
-
-
-def _split_known(text: str, sep: str, hosts: frozenset[str]) -> tuple[str, str] | None:
-    """`text` as `<stem><sep><host>` for the longest known host, keeping a non-empty stem."""
-    folded = text.casefold()
-    for host in sorted(hosts, key=len, reverse=True):
-        tail = sep + host.casefold()
-        if host and folded.endswith(tail) and len(text) > len(tail):
-            return text[:-len(tail)], text[len(text) - len(host):]
-    return None
-
+from guard.core.timefmt import ms
 
 # ---- which kind of store file -------------------------------------------------------------
 
@@ -118,55 +39,24 @@ REGISTERED_MODEL_META, MODEL_VERSION_META, OTHER = (
 KINDS = (METRIC, PARAM, TAG, ALIAS, RUN_META, EXPERIMENT_META, LOGGED_MODEL_META,
          REGISTERED_MODEL_META, MODEL_VERSION_META, OTHER)
 
-_META_KINDS = {"run": RUN_META, "experiment": EXPERIMENT_META, "logged_model": LOGGED_MODEL_META,
-               "registered_model": REGISTERED_MODEL_META, "model_version": MODEL_VERSION_META}
-_VALUE_FOLDERS = {"metrics": METRIC, "params": PARAM, "tags": TAG}
-_VERSION = re.compile(r"version-\d+")
-_EXPERIMENT_FOLDERS = {"models", "traces", "datasets", "tags"}  # not runs (as in layout)
+_META_KINDS = {Kind.RUN: RUN_META, Kind.EXPERIMENT: EXPERIMENT_META,
+               Kind.LOGGED_MODEL: LOGGED_MODEL_META, Kind.REGISTERED_MODEL: REGISTERED_MODEL_META,
+               Kind.MODEL_VERSION: MODEL_VERSION_META}
+_KEYED = {Kind.METRIC: METRIC, Kind.PARAM: PARAM, Kind.TAG: TAG, Kind.ALIAS: ALIAS}
 
 
 def kind_of(rel: tuple[str, ...]) -> str:
     """The kind of store file at store-relative `rel` (the ORIGINAL's path), one of KINDS.
 
-    Metric, param and tag keys may contain '/', which the store spells as nested folders
-    (`<exp>/<run>/metrics/train/loss`), so everything below a run's (or logged model's)
-    `metrics/`, `params/` or `tags/` is one key. Experiment tags (`<exp>/tags/...`), trace
-    tags, registered model and model version tags (`models/<name>[/version-<N>]/tags/...`)
-    are tags; `models/<name>/aliases/<alias>` holds the version an alias names (MLflow 3
-    reads aliases from there, not from the model's meta.yaml).
+    A unit's meta.yaml, or one key of a metric, param, tag (of a run, logged model,
+    experiment, trace, registered model or version) or alias, as layout.describe says;
+    `models/<name>/aliases/<alias>` holds the version an alias names (MLflow 3 reads aliases
+    from there, not from the model's meta.yaml). Everything else is OTHER.
     """
-    if not rel:
-        return OTHER
-    if rel[-1] == META:
-        kind = _META_KINDS.get(classify_meta(rel).name)
-        if kind:
-            return kind
-    parts = rel[1:] if rel[0] == TRASH else rel
-    if not parts:
-        return OTHER
-    if parts[0] == REGISTRY:
-        if rel[0] == TRASH or len(parts) < 4:
-            return OTHER
-        if parts[2] == "tags":
-            return TAG
-        if parts[2] == "aliases" and len(parts) == 4:
-            return ALIAS
-        if _VERSION.fullmatch(parts[2]) and parts[3] == "tags" and len(parts) >= 5:
-            return TAG
-        return OTHER
-    if len(parts) >= 3 and parts[1] == "tags":
-        return TAG
-    if len(parts) < 4:
-        return OTHER
-    if parts[1] in ("models", "traces"):  # <exp>/models/<m-id>/..., <exp>/traces/<id>/...
-        folder, deep = parts[3], len(parts) >= 5
-        if parts[1] == "traces" and folder != "tags":
-            return OTHER
-    elif parts[1] not in _EXPERIMENT_FOLDERS:  # <exp>/<run>/...
-        folder, deep = parts[2], True
-    else:
-        return OTHER
-    return _VALUE_FOLDERS.get(folder, OTHER) if deep else OTHER
+    entry = describe(rel)
+    if entry.meta:
+        return _META_KINDS[entry.kind]
+    return _KEYED.get(entry.kind, OTHER) if entry.key else OTHER
 
 
 # ---- resolutions --------------------------------------------------------------------------
@@ -304,13 +194,9 @@ def resolve_alias(original: bytes, copy: bytes, original_mtime: float,
 
 # ---- meta.yaml files (parsed mappings) -----------------------------------------------------
 
-def _ms(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _later(original: dict, copy: dict, key: str) -> bool:
     """Whether the copy's `key` (epoch ms) is later; a missing time is earliest, a tie False."""
-    a, b = _ms(original.get(key)), _ms(copy.get(key))
+    a, b = ms(original.get(key)), ms(copy.get(key))
     return b is not None and (a is None or b > a)
 
 

@@ -56,11 +56,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from urllib.parse import quote
 
 from guard.core.timefmt import duration
 
 CLAIMING, HELD = "claiming", "held"
 WAIT, CLAIM, SETTLE, TAKE, WITHDRAW, HOLD = "wait", "claim", "settle", "take", "withdraw", "hold"
+
+
+def resource_name(kind: str, name: str) -> str:
+    """A file-name-safe resource id (model names may hold any character)."""
+    return f"{kind}-{quote(name, safe='')}"[:200]
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,13 @@ import uuid
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Mapping
-from urllib.parse import quote
 
 from filelock import FileLock
 from filelock import Timeout as FileLockTimeout
 
 from guard.sync import leases
 from guard.core.layout import COORDINATION
-from guard.core.config import Config
+from guard.core.config import Config, LockBackend
 from guard.sync.leases import Lease
 from guard.sync.peers import read_all
 from guard.core.state import write_json_atomic
@@ -70,11 +69,6 @@ class LockSettings:
     @classmethod
     def from_env(cls, text: str) -> "LockSettings":
         return cls(**json.loads(text))
-
-
-def resource_name(kind: str, name: str) -> str:
-    """A file-name-safe resource id (model names may hold any character)."""
-    return f"{kind}-{quote(name, safe='')}"[:200]
 
 
 def locks_dir(store: Path) -> Path:
@@ -273,7 +267,7 @@ def list_locks(store: Path, now: float) -> list[dict]:
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
             for lease in read_leases(Path(entry.path)):
-                out.append({"backend": "lease", "resource": lease.resource,
+                out.append({"backend": LockBackend.LEASE, "resource": lease.resource,
                             "holder": lease.host_id, "state": lease.state,
                             "released": lease.released, "age_s": round(now - lease.claimed_at, 1),
                             "text": leases.describe(lease, now)})
@@ -286,8 +280,8 @@ def list_locks(store: Path, now: float) -> list[dict]:
             resource = entry.name[:-len(".holder.json")]
             if not _os_lock_taken(root / f"{resource}.lock"):
                 continue  # a holder that died without cleaning up; the OS freed its lock
-            out.append({"backend": "os", "resource": resource, "holder": info.get("host_id"),
-                        "state": "held", "released": False,
+            out.append({"backend": LockBackend.OS, "resource": resource,
+                        "holder": info.get("host_id"), "state": "held", "released": False,
                         "age_s": round(now - float(info.get("since", now)), 1),
                         "text": f"{resource}: held by {info.get('host_id')} (OS lock)"})
     return out
@@ -312,7 +306,7 @@ class HostLock:
         local.mkdir(parents=True, exist_ok=True)
         self.local = FileLock(str(local / f"{resource}.lock"))
         store = Path(settings.store)
-        if settings.backend == "os":
+        if settings.backend == LockBackend.OS:
             self.backend: LeaseLock | OsLock = OsLock(store, settings.host_id, resource)
         else:
             self.backend = LeaseLock(store, settings.host_id, resource, settings.settle,

@@ -14,7 +14,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from guard.sync.conflicts import parse_conflict_name
+from guard.core.conflictnames import parse_conflict_name
 from guard.core.layout import COORDINATION
 from guard.core.state import write_json_atomic
 from guard.core.store import mkdirs_in_store

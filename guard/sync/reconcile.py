@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +19,18 @@ from typing import Callable, ContextManager, Iterable
 
 from guard.sync import conflicts
 from guard.core import metayaml
-from guard.sync.conflicts import ConflictName, parse_conflict_name
+from guard.core.conflictnames import ConflictName, parse_conflict_name
 from guard.core.journal import Journal, read_journal
-from guard.core.layout import COORDINATION, META, REGISTRY, TEMP_PREFIX
-from guard.sync.locks import HostLock, LockSettings, LockTimeout, resource_name
+from guard.core.layout import (META, TAGS, TEMP_PREFIX, Kind, describe, version_folder,
+                               version_number)
+from guard.core.parts import Event, ThreadPart
+from guard.core.watch import Change
+from guard.sync.leases import resource_name
+from guard.sync.locks import HostLock, LockSettings, LockTimeout
 from guard.sync.quarantine import Quarantine
 
 log = logging.getLogger("guard.reconcile")
 RENUMBERED_TAG = "mlflow-guard.renumbered_from"
-_VERSION_DIR = re.compile(r"^version-(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -43,12 +44,9 @@ class Copy:
 def _skip_dir(rel: tuple[str, ...], name: str) -> bool:
     """Folders that never hold store metadata: the guard's own area and artifacts (user
     files, which MLflow never parses; a copy there is the user's business)."""
-    if not rel and name == COORDINATION:
-        return True
     if name.startswith(TEMP_PREFIX):
         return True
-    depth = len(rel) - (1 if rel and rel[0] == ".trash" else 0)
-    return name == "artifacts" and depth in (2, 3)
+    return describe(rel + (name,)).kind in (Kind.COORDINATION, Kind.ARTIFACT)
 
 
 def find_copies(store: Path, hosts: Iterable[str] = ()) -> list[Copy]:
@@ -156,26 +154,25 @@ class Reconciler:
         """Two versions got number N: the later one (res.renumber) moves to the next free
         number, tagged with where it came from; the other keeps N."""
         version_dir = copy.original.parent
-        match = _VERSION_DIR.match(version_dir.name)
-        if match is None or len(copy.rel) != 4 or copy.rel[0] != REGISTRY:
+        entry = describe(copy.rel)
+        old = version_number(version_dir.name)
+        if old is None or not entry.meta or entry.kind is not Kind.MODEL_VERSION:
             return None
-        old = int(match.group(1))
         moving, staying = (theirs, ours) if res.renumber == "copy" else (ours, theirs)
         doc = metayaml.parse(moving)
         model_dir = version_dir.parent
         while True:
-            taken = [int(m.group(1)) for d in os.listdir(model_dir)
-                     if (m := _VERSION_DIR.match(d))]
+            taken = [n for d in os.listdir(model_dir) if (n := version_number(d)) is not None]
             new = max(taken) + 1
-            target = model_dir / f"version-{new}"
+            target = model_dir / version_folder(new)
             try:
                 os.mkdir(target)
                 break
             except FileExistsError:
                 continue
         doc["version"] = new
-        (target / "tags").mkdir()
-        (target / "tags" / RENUMBERED_TAG).write_text(
+        (target / TAGS).mkdir()
+        (target / TAGS / RENUMBERED_TAG).write_text(
             f"version {old}: registered on two machines at once; conflict copy "
             f"{copy.path.name}", encoding="utf-8")
         tmp = target / f"{TEMP_PREFIX}{META}"
@@ -184,7 +181,7 @@ class Reconciler:
         if res.renumber == "original":
             kept.append(quarantine.keep_bytes(copy.original, ours))
             if not metayaml.replace_if_unchanged(copy.original, staying, ours):
-                raise OSError(f"{copy.original} changed while renumbering; version-{new} "
+                raise OSError(f"{copy.original} changed while renumbering; {target.name} "
                               "holds its earlier content")
         return {"new_version": new, "old_version": old}
 
@@ -197,42 +194,29 @@ def read_records(path: Path) -> list[dict]:
         return []
 
 
-class ConflictService:
-    """The daemon's conflict thread: a scan of the store at start, every `interval`, and as
+class ConflictService(ThreadPart):
+    """The daemon's conflicts part: a scan of the store at start, every `interval`, and as
     soon as the watcher sees a copy appear; copies found -> take the cross-machine "conflicts"
     lock, scan again, resolve. (On Linux the watcher covers only folders that can hold a
-    meta.yaml, so copies of metrics, params and tags wait for the interval there.)"""
+    meta.yaml, so copies of metrics, params and tags wait for the interval there.) A failed
+    pass is the part's `error` until a pass succeeds."""
+
+    name = "conflicts"
+    consequence = "conflict copies are not resolved until restart"
+    wants = frozenset({Change.COPY})
 
     def __init__(self, reconciler: Reconciler, settings: LockSettings, interval: float,
                  hosts: Callable[[], Iterable[str]]) -> None:
+        super().__init__(wait=interval)
         self.reconciler, self.settings, self.interval = reconciler, settings, interval
         self.hosts = hosts
-        self.paused = threading.Event()
-        self.wake = threading.Event()
         self.waiting = 0
         self.last_scan: float | None = None
-        self.error: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="conflicts", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.wake.set()
-        self._thread.join(timeout=10)
-
-    def notice(self, path: Path) -> None:
-        """The watcher saw a conflict copy appear: scan now rather than at the next interval."""
-        log.debug("conflict copy appeared: %s", path)
-        self.wake.set()
 
     def snapshot(self) -> dict:
         return {"enabled": True, "waiting": self.waiting, "last_scan": self.last_scan,
                 "resolved": self.reconciler.resolved,
-                "needs_attention": self.reconciler.reported, "error": self.error,
-                "paused": self.paused.is_set()}
+                "needs_attention": self.reconciler.reported, **super().snapshot()}
 
     def model_lock(self, name: str) -> HostLock:
         return HostLock(self.settings, resource_name("model", name))
@@ -249,22 +233,23 @@ class ConflictService:
         self.waiting = sum(copy.path.exists() for copy in copies)  # left for a later pass
         return records
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if self.last_scan is not None:
-                self.wake.wait(self.interval)
-                self.wake.clear()
-                if self._stop.is_set():
-                    return
-            if self.paused.is_set():
-                self.last_scan = time.time()
-                continue
-            try:
-                self.run_once()
-                self.error = None
-            except LockTimeout as exc:
-                self.error = f"waiting for the conflicts lock: {exc}"
-                log.warning("%s", self.error)
-            except Exception as exc:  # noqa: BLE001 - report, never take the daemon down
-                self.error = f"{type(exc).__name__}: {exc}"
-                log.exception("conflict pass failed")
+    def begin(self) -> None:
+        if not self.paused.is_set():
+            self._pass()
+
+    def handle(self, event: Event | None, now: float) -> None:
+        """Woken by a copy (scan now, once for all the copies waiting) or by the interval."""
+        for _kind, path in ([event] if event is not None else []) + self.drain():
+            log.debug("conflict copy appeared: %s", path)
+        self._pass()
+
+    def _pass(self) -> None:
+        try:
+            self.run_once()
+            self.error = None
+        except LockTimeout as exc:
+            self.error = f"waiting for the conflicts lock: {exc}"
+            log.warning("%s", self.error)
+        except Exception as exc:  # noqa: BLE001 - report, never take the daemon down
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.exception("conflict pass failed")

@@ -1,0 +1,93 @@
+"""The heartbeats part (guard.sync.heartbeats) over a store folder, and its gc-watch sibling
+(guard.protection.gcwatch) with a fake process finder: no processes."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from guard.core.store import init_store
+from guard.protection.gcwatch import GcWatch, newcomers
+from guard.sync import peers
+from guard.sync.heartbeats import Heartbeats, clash_warning
+
+
+def beat(host: str, last_seen: float = 0.0, pid: int = 10, store: str = "/s") -> peers.Heartbeat:
+    return peers.Heartbeat(host_id=host, pid=pid, guard_version="0.1.0",
+                           mlflow_version="3.17.2", platform="linux", store=store,
+                           started_at=1.0, last_seen=last_seen, interval=5.0)
+
+
+def test_clash_warning_names_another_writer_or_the_sync_clients_copies():
+    mine = beat("hostA", 10.0)
+    assert clash_warning(mine, mine, [], "hostA") is None
+    assert clash_warning(None, None, [], "hostA") is None
+    other = beat("hostA", 11.0, pid=99, store="/elsewhere")
+    assert "another guard also uses host_id 'hostA' (pid 99" in clash_warning(other, mine, [],
+                                                                               "hostA")
+    copy = "hostA (conflicted copy).json"
+    warning = clash_warning(mine, mine, [copy], "hostA")
+    assert warning is not None and copy in warning and "host_id 'hostA'" in warning
+
+
+def test_heartbeats_publish_read_peers_and_say_stopped_at_the_end(tmp_path):
+    store = tmp_path / "mlruns"
+    init_store(store)
+    peers.publish(store, beat("hostB", last_seen=100.0))
+    part = Heartbeats(store, beat("hostA"), stale_after=60.0)
+    part.stop()  # never ran: no "stopped" heartbeat
+    assert not (peers.peers_dir(store) / "hostA.json").exists()
+
+    part.tick(101.0)
+    mine = json.loads((peers.peers_dir(store) / "hostA.json").read_text())
+    assert (mine["last_seen"], mine["state"]) == (101.0, "running")
+    assert [p["host_id"] for p in part.snapshot()["list"]] == ["hostB"]
+    assert part.snapshot()["clash"] is None and part.error is None
+    assert part.hosts() == ["hostA", "hostB"]
+
+    part.tick(102.0)  # before the interval: nothing written
+    assert json.loads((peers.peers_dir(store) / "hostA.json").read_text())["last_seen"] == 101.0
+    part.stop()
+    assert json.loads((peers.peers_dir(store) / "hostA.json").read_text())["state"] == "stopped"
+
+
+def test_heartbeats_notice_another_machine_with_the_same_host_id(tmp_path, caplog):
+    store = tmp_path / "mlruns"
+    init_store(store)
+    part = Heartbeats(store, beat("hostA"), stale_after=60.0)
+    part.tick(100.0)
+    peers.publish(store, beat("hostA", last_seen=103.0, pid=4242, store="/other"))
+    part.tick(105.0)
+    assert "pid 4242" in part.snapshot()["clash"]
+    assert caplog.text.count("another guard also uses host_id") == 1
+    part.tick(110.0)  # said once in the log, kept in the status
+    assert caplog.text.count("another guard also uses host_id") == 1
+
+
+def test_gc_watch_logs_each_gc_once_and_shows_those_running():
+    running: list[dict] = []
+    gc = GcWatch("/s", 5050, every=5.0, find=lambda store, port: list(running))
+    gc.tick(0.0)
+    assert gc.seen == [] and gc.snapshot() == {"processes": [], "error": None, "paused": False}
+    running.append({"pid": 7, "user": "bob", "command": "mlflow gc"})
+    logs = []
+    handler = logging.Handler()
+    handler.emit = logs.append  # type: ignore[method-assign]
+    logger = logging.getLogger("guard.daemon")
+    logger.addHandler(handler)
+    try:
+        for now in (5.0, 10.0, 15.0):
+            gc.tick(now)
+    finally:
+        logger.removeHandler(handler)
+    assert [r.getMessage() for r in logs] == [
+        "`mlflow gc` is running against this store: pid 7 (user bob): mlflow gc"]
+    assert gc.snapshot()["processes"] == running
+    running.clear()
+    gc.tick(20.0)
+    assert gc.seen == []
+
+
+def test_newcomers_are_the_pids_not_seen_before():
+    assert newcomers([{"pid": 1}], [{"pid": 1}, {"pid": 2}]) == [{"pid": 2}]
+    assert newcomers([], []) == []
