@@ -39,8 +39,8 @@ from benchlib import HOST, BenchError, end_started, fmt, free_port, wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from guard.core.config import load_config  # noqa: E402
-from guard.supervision.server import probe_health, server_command, server_env  # noqa: E402
 from guard.core.store import init_store  # noqa: E402
+from guard.supervision.server import probe_health, server_command, server_env  # noqa: E402
 
 
 class Server:
@@ -133,7 +133,7 @@ def main() -> int:
     try:
         for server in servers.values():
             server.start(args.timeout)
-        for name, server in servers.items():  # warm up both (imports, first requests)
+        for server in servers.values():  # warm up both (imports, first requests)
             log_batch_rate(server.url, 10)
         for r in range(args.rounds):
             order = ("bare", "guard") if r % 2 == 0 else ("guard", "bare")

@@ -76,17 +76,26 @@ from pathlib import Path
 
 import psutil
 import yaml
-from benchlib import (BenchError, descendants, find_guardctl, fmt, free_port, read_status,
-                      stop_daemon, tail, wait_until)
+from benchlib import (
+    BenchError,
+    descendants,
+    find_guardctl,
+    fmt,
+    free_port,
+    read_status,
+    stop_daemon,
+    tail,
+    wait_until,
+)
 
 try:
-    from guard.portability.fixer import Fixer
     from guard.core.journal import Journal
+    from guard.portability.fixer import Fixer
     from guard.sync.reconcile import find_copies
 except ImportError:  # run from a checkout without the editable install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from guard.portability.fixer import Fixer
     from guard.core.journal import Journal
+    from guard.portability.fixer import Fixer
     from guard.sync.reconcile import find_copies
 
 FOREIGN_ROOT = "file:///C:/Users/alice/SynologyDrive/lab/mlruns"
@@ -342,7 +351,7 @@ class OutputSink(threading.Thread):
 class Daemon:
     """One `guardctl run` we started, with its own store, state folder, port and config."""
 
-    def __init__(self, bench: "Bench", name: str, store: Path, rewrite: dict) -> None:
+    def __init__(self, bench: Bench, name: str, store: Path, rewrite: dict) -> None:
         self.bench = bench
         self.name = name
         self.store = store

@@ -42,8 +42,18 @@ import time
 from pathlib import Path
 
 import psutil
-from benchlib import (HOST, BenchError, descendants, end_started, find_guardctl, fmt, free_port,
-                      read_status, stop_daemon, wait_until)
+from benchlib import (
+    HOST,
+    BenchError,
+    descendants,
+    end_started,
+    find_guardctl,
+    fmt,
+    free_port,
+    read_status,
+    stop_daemon,
+    wait_until,
+)
 
 POLL = 0.05  # seconds between /health polls
 
@@ -237,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  guard (guardctl run)  {g:6.2f} s   [{fmt(guard_cold)}]")
     print(f"  bare  (mlflow server) {b:6.2f} s   [{fmt(bare_cold)}]")
     print(f"  ratio guard/bare      {g / b:6.2f}")
-    print(f"restart through the guard, kill -9 server parent -> /health OK (median of {args.runs}):")
+    print("restart through the guard, kill -9 server parent -> /health OK "
+          f"(median of {args.runs}):")
     print(f"  guard restart         {r:6.2f} s   [{fmt(guard_restart)}]")
     print(f"  ratio restart/bare cold start {r / b:6.2f}")
     return 0

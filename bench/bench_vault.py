@@ -75,8 +75,18 @@ if importlib.util.find_spec("guard") is None:  # a checkout without the editable
 
 import bench_rewrite  # noqa: E402
 from bench_rewrite import EXPERIMENTS, StoreGenerator  # noqa: E402
-from benchlib import (BenchError, descendants, end_started, find_guardctl, fmt,  # noqa: E402
-                      free_port, read_status, stop_daemon, tail, wait_until)
+from benchlib import (  # noqa: E402
+    BenchError,
+    descendants,
+    end_started,
+    find_guardctl,
+    fmt,
+    free_port,
+    read_status,
+    stop_daemon,
+    tail,
+    wait_until,
+)
 
 from guard.portability.fixer import Fixer  # noqa: E402
 from guard.protection.vault import COPY, LINK, Vault  # noqa: E402
@@ -179,7 +189,7 @@ def median(values: list[float]) -> float:
 class Daemon:
     """One `guardctl run` we started, on its own store copy, state folder, port and config."""
 
-    def __init__(self, bench: "Bench", name: str, store: Path, state: Path,
+    def __init__(self, bench: Bench, name: str, store: Path, state: Path,
                  vault_on: bool) -> None:
         self.bench = bench
         self.name = name
@@ -527,7 +537,8 @@ def report(args: argparse.Namespace, res: dict) -> None:
           f"{d['buckets']} buckets; largest bucket {d['largest_bucket']} entries)")
     print(f"    index.json.gz  {d['index_bytes']:>13,} B  ({d['index_apparent']:,} B apparent)")
     other = d["own_bytes"] - d["index_bytes"]
-    print(f"    other files    {other:>13,} B  ({d['own_files'] - (1 if d['index_apparent'] else 0)}"
+    other_files = d["own_files"] - (1 if d["index_apparent"] else 0)
+    print(f"    other files    {other:>13,} B  ({other_files}"
           " other single-link files: vault.lock)")
     print(f"    hard links     {0:>13,} B  ({d['linked']} objects sharing the store's blocks)")
     print(f"  per store file   {d['total'] / s['files']:.1f} B allocated (index alone "
@@ -539,7 +550,8 @@ def report(args: argparse.Namespace, res: dict) -> None:
     else:
         cs = c["size"]
         print(f"copy mode (vault in {SHM}, tmpfs, store on another device): mode {c['mode']}")
-        print(f"  build {c['times']['total']:.2f} s (ratio to bare walk {c['times']['total'] / walk:.2f}; "
+        print(f"  build {c['times']['total']:.2f} s "
+              f"(ratio to bare walk {c['times']['total'] / walk:.2f}; "
               f"open {c['times']['open']:.2f}, sync {c['times']['sync']:.2f}, save "
               f"{c['times']['save']:.2f}), steady sync {c['steady']:.2f} s (ratio "
               f"{c['steady'] / walk:.2f})")

@@ -15,13 +15,20 @@ import os
 from pathlib import Path
 from typing import Any
 
-from guard.protection import tombstones
-from guard.protection.gate import SANCTIONS_ENV, Sanctions, model_field, model_name, model_resource, \
-    refusal, removed_model_field
 from guard.core.layout import META, REGISTRY
-from guard.sync.locks import ENV, HostLock, LockSettings, LockTimeout
 from guard.core.metayaml import read_doc
+from guard.protection import tombstones
+from guard.protection.gate import (
+    SANCTIONS_ENV,
+    Sanctions,
+    model_field,
+    model_name,
+    model_resource,
+    refusal,
+    removed_model_field,
+)
 from guard.protection.trash import copy_into_trash, created_of, new_batch
+from guard.sync.locks import ENV, HostLock, LockSettings, LockTimeout
 
 log = logging.getLogger("guard.app")
 
@@ -67,7 +74,9 @@ def install(flask_app: Any, settings: LockSettings | None, sanctions: Sanctions 
                 kept = keep_registered_model(sanctions, name, why)
                 if kept is not None:
                     g.guard_sanction = (name, kept[0], why)
-        field = model_field(request.method, request.path) if settings is not None else None
+        if settings is None:
+            return None
+        field = model_field(request.method, request.path)
         if field is None:
             return None
         resource = model_resource(field, request.get_data(cache=True))

@@ -10,7 +10,6 @@ import win32service
 import win32serviceutil
 
 from guard.core.config import Config
-
 from windows_service.service import SERVICE_NAME, MlflowGuardService
 
 CLASS = f"{MlflowGuardService.__module__}.{MlflowGuardService.__name__}"

@@ -28,7 +28,7 @@ STATES = {START_PENDING: win32service.SERVICE_START_PENDING,
 class _Manager:
     """guard.service.servicehost.ServiceManager over pywin32."""
 
-    def __init__(self, service: "MlflowGuardService") -> None:
+    def __init__(self, service: MlflowGuardService) -> None:
         self.service = service
 
     def report(self, state: str, wait_hint_ms: int = 0, exit_code: int = 0) -> None:

@@ -1,7 +1,19 @@
 """One module per `guardctl` subcommand: NAME, HELP, add_arguments(parser), run(args) -> int."""
 
-from . import (config_cmd, conflicts, doctor, fix, gc, init, install_service, locks, restart, run,
-               status, stop)
+from . import (
+    config_cmd,
+    conflicts,
+    doctor,
+    fix,
+    gc,
+    init,
+    install_service,
+    locks,
+    restart,
+    run,
+    status,
+    stop,
+)
 
 COMMANDS = (run, status, doctor, stop, restart, init, install_service, fix, locks, conflicts, gc,
             config_cmd)

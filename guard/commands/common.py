@@ -14,8 +14,10 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="PATH",
                         help="config file (default: $MLFLOW_GUARD_CONFIG, then the user and "
                              "system config files)")
-    parser.add_argument("--state-dir", metavar="PATH", help="local state folder (overrides state_dir)")
-    parser.add_argument("--store", metavar="PATH", help="the synced mlruns folder (overrides store)")
+    parser.add_argument("--state-dir", metavar="PATH",
+                        help="local state folder (overrides state_dir)")
+    parser.add_argument("--store", metavar="PATH",
+                        help="the synced mlruns folder (overrides store)")
     parser.add_argument("--port", type=int, metavar="N", help="server port (overrides server.port)")
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from guard.core.config import find_config_file
 from guard.commands.common import add_config_options, config_from
+from guard.core.config import find_config_file
 
 NAME = "config"
 HELP = "print the effective configuration and the source of each value"

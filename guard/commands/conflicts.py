@@ -8,11 +8,11 @@ import datetime
 import json
 import sys
 
-from guard.sync.peers import read_all
-from guard.sync.reconcile import find_copies, read_records
+from guard.commands.common import add_config_options, config_from
 from guard.core.state import StateDir
 from guard.core.store import inspect_store
-from guard.commands.common import add_config_options, config_from
+from guard.sync.peers import read_all
+from guard.sync.reconcile import find_copies, read_records
 
 NAME = "conflicts"
 HELP = "list the conflict copies the guard resolved and the ones that need a person"

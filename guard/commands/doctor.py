@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from guard.service import doctor
-from guard.core.config import ConfigError
 from guard.commands.common import add_config_options, config_from
+from guard.core.config import ConfigError
+from guard.service import doctor
 
 NAME = "doctor"
 HELP = "check the setup (config, store, sync client, filesystem, port, mlflow, clocks); " \

@@ -7,11 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from guard.supervision.processes import running_daemon_pid
-from guard.portability.fixer import Fixer, undo
+from guard.commands.common import add_config_options, config_from, usable_store
 from guard.core.journal import Journal
 from guard.core.state import StateDir
-from guard.commands.common import add_config_options, config_from, usable_store
+from guard.portability.fixer import Fixer, undo
+from guard.supervision.processes import running_daemon_pid
 
 NAME = "fix"
 HELP = "rewrite machine-specific artifact paths in meta.yaml once, and print a summary"
@@ -37,11 +37,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"guardctl: the daemon (pid {pid}) is running and would rewrite the paths "
                   "again at once; stop it first with `guardctl stop`", file=sys.stderr)
             return 1
-        journal = Path(args.undo)
-        if not journal.is_file():
-            print(f"guardctl: no journal at {journal}", file=sys.stderr)
+        undo_from = Path(args.undo)
+        if not undo_from.is_file():
+            print(f"guardctl: no journal at {undo_from}", file=sys.stderr)
             return 2
-        result = undo(store, journal, None if args.dry_run else Journal(state.rewrite_journal),
+        result = undo(store, undo_from, None if args.dry_run else Journal(state.rewrite_journal),
                       dry_run=args.dry_run)
         verb = "would undo" if args.dry_run else "undone"
         print(json.dumps(result) if args.json else
@@ -53,18 +53,20 @@ def run(args: argparse.Namespace) -> int:
                   in_flight_grace=rw.in_flight_grace, experiment_quiet=rw.experiment_quiet)
     figures = fixer.full_pass(force=True)
     snap = fixer.snapshot()
-    result = {"dry_run": args.dry_run, "files": figures["files"],
-              "duration_s": figures["duration_s"],
+    result = {"dry_run": args.dry_run, "files": figures.files,
+              "duration_s": figures.duration_s,
               "rewritten_by_kind": dict(fixer.would if args.dry_run else fixer.rewritten),
-              "problems": [{"file": k, **p} for k, ps in sorted(fixer.problems.items()) for p in ps],
-              "unportable_count": snap["unportable_count"],
+              "problems": [{"file": k, **p} for k, ps in sorted(fixer.problems.items())
+                           for p in ps],
+              "unportable_count": snap.unportable_count,
               "deferred": {k: why for k, (why, _) in sorted(fixer.deferred.items())},
               "journal": None if journal is None else str(journal.path)}
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     verb = "would rewrite" if args.dry_run else "rewrote"
-    kinds = ", ".join(f"{n} {k}" for k, n in sorted(result["rewritten_by_kind"].items())) or "nothing"
+    kinds = (", ".join(f"{n} {k}" for k, n in sorted(result["rewritten_by_kind"].items()))
+             or "nothing")
     print(f"checked {result['files']} meta.yaml files in {result['duration_s']:.2f} s; "
           f"{verb} {kinds}")
     if result["journal"] and result["rewritten_by_kind"]:

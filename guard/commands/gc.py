@@ -1,4 +1,5 @@
-"""`guardctl gc`: remove runs and experiments deleted in MLflow long ago, safely for every machine."""
+"""`guardctl gc`: remove runs and experiments deleted in MLflow long ago, safely for every
+machine."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import re
 import sys
 import time
 
+from guard.commands.common import add_config_options, config_from, usable_store
 from guard.protection.collector import collect, plan, survey
 from guard.sync.locks import HostLock, LockSettings, LockTimeout
-from guard.commands.common import add_config_options, config_from, usable_store
 
 NAME = "gc"
 HELP = ("remove runs and experiments in MLflow's deleted stage (dry run unless --yes); the "

@@ -8,12 +8,12 @@ import getpass
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from guard.service import units
-from guard.core.config import Config, ConfigError
 from guard.commands.common import add_config_options, config_from
+from guard.core.config import Config, ConfigError
+from guard.service import units
 
 NAME = "install-service"
 HELP = "install the daemon as a service: a systemd unit (--systemd) or a Windows service"

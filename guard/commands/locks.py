@@ -6,8 +6,8 @@ import argparse
 import json
 import time
 
-from guard.sync.locks import list_locks
 from guard.commands.common import add_config_options, config_from, usable_store
+from guard.sync.locks import list_locks
 
 NAME = "locks"
 HELP = "list the cross-machine locks in the store: resource, holder, age"

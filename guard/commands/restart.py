@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from guard.supervision.processes import ProcRef, alive
-from guard.core.state import StateDir, read_json
 from guard.commands.common import add_config_options, config_from
+from guard.core.state import StateDir
+from guard.daemon.statusdoc import StatusDoc, read_status
+from guard.supervision.processes import alive
+from guard.supervision.supervisor import Phase
 
 NAME = "restart"
 HELP = "restart the MLflow server (resumes after a crash loop)"
@@ -21,26 +23,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = config_from(args)
     state = StateDir(cfg.state_dir)
-    doc = read_json(state.status) or {}
-    try:
-        daemon = ProcRef.from_json(doc["daemon"])
-    except (KeyError, TypeError, ValueError):
-        daemon = None
+    doc = read_status(state.status) or StatusDoc()
+    daemon = doc.daemon.ref
     if daemon is None or not alive(daemon):
         print("mlflow-guard is not running; start it with `guardctl run`")
         return 3
-    old_pid = (doc.get("server") or {}).get("pid")
+    old_pid = doc.keeper.server.pid
     state.request("restart")
     if args.no_wait:
         print("restart requested")
         return 0
     deadline = time.monotonic() + cfg.server.startup_timeout + cfg.server.stop_grace + 10
     while time.monotonic() < deadline:
-        doc = read_json(state.status) or {}
-        pid = (doc.get("server") or {}).get("pid")
-        if doc.get("phase") == "running" and pid and pid != old_pid:
+        doc = read_status(state.status) or StatusDoc()
+        pid = doc.keeper.server.pid
+        if doc.keeper.phase is Phase.RUNNING and pid and pid != old_pid:
             print(f"server restarted (pid {pid}) and healthy")
             return 0
         time.sleep(0.25)
-    print(f"server not healthy yet: {doc.get('phase')}; see `guardctl status`")
+    phase = doc.keeper.phase
+    print(f"server not healthy yet: {phase.value if phase else None}; see `guardctl status`")
     return 1

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from guard.daemon.loop import AlreadyRunning, Daemon, StartupError
 from guard.commands.common import add_config_options, config_from
+from guard.daemon.loop import AlreadyRunning, Daemon, StartupError
 
 NAME = "run"
 HELP = "run the daemon in the foreground: one supervised MLflow server over the store"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from guard.daemon.status import render, report
 from guard.commands.common import add_config_options, config_from
+from guard.core.records import to_json
+from guard.daemon.status import render, report
 
 NAME = "status"
 HELP = "show whether the daemon and its MLflow server are healthy (exit 0/1/3)"
@@ -19,5 +20,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     result = report(config_from(args))
-    print(json.dumps(result, indent=2) if args.json else render(result))
-    return result["exit_code"]
+    print(json.dumps(to_json(result), indent=2) if args.json else render(result))
+    return result.exit_code

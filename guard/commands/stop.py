@@ -6,9 +6,10 @@ import argparse
 import sys
 import time
 
-from guard.supervision.processes import ProcRef, alive, end_tree, resolve
-from guard.core.state import StateDir, read_json
 from guard.commands.common import add_config_options, config_from
+from guard.core.state import StateDir, read_json
+from guard.daemon.statusdoc import read_status
+from guard.supervision.processes import ProcRef, alive, end_tree, resolve
 
 NAME = "stop"
 HELP = "stop the daemon and its whole MLflow server tree"
@@ -30,11 +31,8 @@ def wait_gone(ref: ProcRef, timeout: float) -> bool:
 def run(args: argparse.Namespace) -> int:
     cfg = config_from(args)
     state = StateDir(cfg.state_dir)
-    doc = read_json(state.status) or {}
-    try:
-        daemon = ProcRef.from_json(doc["daemon"])
-    except (KeyError, TypeError, ValueError):
-        daemon = None
+    doc = read_status(state.status)
+    daemon = doc.daemon.ref if doc else None
     if daemon is None or not alive(daemon):
         print("mlflow-guard is not running")
         return 0

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterable, Mapping
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from guard.core.config import LOG_COMPONENTS, LogConfig
 
@@ -63,7 +63,8 @@ def setup_logging(path: Path, cfg: LogConfig, extra: Iterable[logging.Handler] =
     stream_handler = logging.StreamHandler(sys.stderr)
     stream_handler.setFormatter(JournalFormatter(JOURNAL_FORMAT) if stderr_is_journal()
                                 else logging.Formatter(FORMAT))
-    for handler in (file_handler, stream_handler, *extra):
+    handlers: list[logging.Handler] = [file_handler, stream_handler, *extra]
+    for handler in handlers:
         logger.addHandler(handler)
 
 

@@ -1,9 +1,9 @@
 """Reading and replacing meta.yaml files safely, byte-compatible with how MLflow writes them.
 
 Reading refuses what MLflow never writes (over 1 MB, binary, not a mapping, YAML anchors and
-aliases, deep nesting) so a hostile or broken file is reported, not parsed into trouble. Writing goes to a
-temp file in the same folder (a name MLflow ignores), is fsynced, re-checks that nobody
-changed the original meanwhile, and only then renames over it.
+aliases, deep nesting) so a hostile or broken file is reported, not parsed into trouble.
+Writing goes to a temp file in the same folder (a name MLflow ignores), is fsynced, re-checks
+that nobody changed the original meanwhile, and only then renames over it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ import yaml
 
 from guard.core.layout import TEMP_PREFIX
 
+# libyaml's C classes when PyYAML was built with it (much faster), else the pure-Python ones
+Dumper: type[yaml.CSafeDumper | yaml.SafeDumper]
+Loader: type[yaml.CSafeLoader | yaml.SafeLoader]
 try:
     from yaml import CSafeDumper as Dumper
     from yaml import CSafeLoader as Loader

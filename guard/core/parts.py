@@ -15,12 +15,22 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 log = logging.getLogger("guard.daemon")
 
 Event = tuple[str, Path]  # (a watch.Change, the path it is about)
+
+
+@dataclass(frozen=True)
+class PartState:
+    """How a part is doing, whatever its work: an entry of the status's "parts" section."""
+
+    error: str | None = None
+    paused: bool = False
+    last_tick: float | None = None
 
 
 class Part(Protocol):
@@ -38,8 +48,12 @@ class Part(Protocol):
     def tick(self, now: float) -> None:
         """Called by the daemon's loop every turn (a no-op for parts with their own thread)."""
 
-    def snapshot(self) -> dict[str, Any]:
-        """Its figures for the status document."""
+    def snapshot(self) -> object:
+        """Its figures for the status document: a frozen dataclass declared beside it."""
+
+
+def state_of(part: Part) -> PartState:
+    return PartState(part.error, part.paused.is_set(), part.last_tick)
 
 
 class Subscriber(Protocol):
@@ -90,8 +104,9 @@ class TickPart(abc.ABC):
     def round(self, now: float) -> None:
         """The part's periodic work."""
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"error": self.error, "paused": self.paused.is_set()}
+    def snapshot(self) -> object:
+        """A part without figures of its own reports how it is doing."""
+        return state_of(self)
 
 
 class ThreadPart(abc.ABC):
@@ -146,8 +161,9 @@ class ThreadPart(abc.ABC):
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"error": self.error, "paused": self.paused.is_set()}
+    def snapshot(self) -> object:
+        """A part without figures of its own reports how it is doing."""
+        return state_of(self)
 
     # ---- for subclasses --------------------------------------------------------------------
     @property

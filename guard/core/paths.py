@@ -71,7 +71,7 @@ class LocalPath:
             return tuple(s.casefold() for s in mine) == tuple(t.casefold() for t in tail)
         return mine == tail
 
-    def startswith(self, other: "LocalPath") -> bool:
+    def startswith(self, other: LocalPath) -> bool:
         """True when `other` is this path or one of its parents (same anchor)."""
         fold = self.windows or other.windows
         norm = (lambda s: s.casefold()) if fold else (lambda s: s)

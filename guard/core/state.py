@@ -2,8 +2,8 @@
 
 Layout: daemon.lock (one daemon per state folder), status.json (what `guardctl status` reads),
 pids.json (the server tree, to end orphans after a crash), control.json (requests from
-`guardctl stop|restart`), logs/ (rotating logs), journal/ (what the guard changed). JSON files are replaced atomically so a reader
-never sees half a file.
+`guardctl stop|restart`), logs/ (rotating logs), journal/ (what the guard changed). JSON files
+are replaced atomically so a reader never sees half a file.
 """
 
 from __future__ import annotations

@@ -17,12 +17,23 @@ import queue
 import sys
 import threading
 import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Protocol
 
-from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileClosedEvent,
-                             FileCreatedEvent, FileDeletedEvent, FileModifiedEvent,
-                             FileMovedEvent, FileSystemEvent, FileSystemEventHandler)
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 from guard.core.config import WatchMode
@@ -52,12 +63,27 @@ class Change(StrEnum):
     GONE = "gone"  # something deleted, or moved away
 # Only writes and moves: the guard reads every meta.yaml it checks, and open/close-nowrite
 # events for those reads would flood the kernel queue (and wake the guard for nothing).
-WANTED = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileClosedEvent,
-          FileDeletedEvent, DirCreatedEvent, DirMovedEvent, DirDeletedEvent]
+WANTED: list[type[FileSystemEvent]] = [
+    FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileClosedEvent, FileDeletedEvent,
+    DirCreatedEvent, DirMovedEvent, DirDeletedEvent]
+
+
+class Observing(Protocol):
+    """What the watcher needs of a watchdog observer (tests pass fakes that fail or record)."""
+
+    def schedule(self, event_handler: FileSystemEventHandler, path: str, *,
+                 recursive: bool = ..., event_filter: list[type[FileSystemEvent]] | None = ...,
+                 ) -> object: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def join(self, timeout: float | None = ...) -> None: ...
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, sink: "queue.Queue[Event | None]") -> None:
+    def __init__(self, sink: queue.Queue[Event | None]) -> None:
         self.sink = sink
 
     def on_any_event(self, event: FileSystemEvent) -> None:
@@ -88,7 +114,7 @@ def watched_folders(path: Path, rel: tuple[str, ...] = ()
 class _InotifyBackend:
     """Linux: non-recursive inotify watches on exactly the folders that can hold a meta.yaml."""
 
-    def __init__(self, store: Path, sink: "queue.Queue[Event | None]") -> None:
+    def __init__(self, store: Path, sink: queue.Queue[Event | None]) -> None:
         self.store = store
         self.sink = sink
         self.mask = (iflags.CLOSE_WRITE | iflags.MOVED_TO | iflags.CREATE | iflags.DELETE
@@ -170,15 +196,15 @@ class StoreWatcher:
     changes."""
 
     def __init__(self, store: Path, mode: str = WatchMode.AUTO,
-                 observer_factory: Callable[[], object] | None = None,
-                 sink: "queue.Queue[Event | None] | None" = None) -> None:
+                 observer_factory: Callable[[], Observing] | None = None,
+                 sink: queue.Queue[Event | None] | None = None) -> None:
         self.store = store
         self.requested = mode
         self.factory = observer_factory
-        self.queue: "queue.Queue[Event | None]" = sink if sink is not None else queue.Queue()
+        self.queue: queue.Queue[Event | None] = sink if sink is not None else queue.Queue()
         self.reason = ""
         self._events = False
-        self._observer = None
+        self._observer: Observing | None = None
         self._inotify: _InotifyBackend | None = None
 
     @property
@@ -221,7 +247,7 @@ class StoreWatcher:
         self._inotify = backend
 
     def _start_observer(self) -> None:
-        observer = (self.factory or Observer)()
+        observer: Observing = (self.factory or Observer)()
         try:
             observer.schedule(_Handler(self.queue), str(self.store), recursive=True,
                               event_filter=WANTED)
@@ -245,6 +271,16 @@ class StoreWatcher:
         self._events = False
 
 
+@dataclass(frozen=True)
+class WatchFigures:
+    """The watcher's figures: `guardctl status` shows them on its "paths" lines."""
+
+    watch_mode: str = ""
+    watch_note: str = ""
+    watch_overflows: int = 0
+    watch_error: str | None = None
+
+
 class WatchPart(ThreadPart):
     """The daemon's watcher as a part of its own: every change goes to each part that
     subscribed to its kind (rewriting, conflicts, the vault), whichever of them are enabled,
@@ -254,7 +290,7 @@ class WatchPart(ThreadPart):
     consequence = "changes are found only by the periodic passes until restart"
 
     def __init__(self, store: Path, mode: str, subscribers: Iterable[Subscriber],
-                 observer_factory: Callable[[], object] | None = None) -> None:
+                 observer_factory: Callable[[], Observing] | None = None) -> None:
         super().__init__(wait=0.5, join_timeout=5.0)
         self.subscribers = list(subscribers)
         self.watcher = StoreWatcher(store, mode, observer_factory, sink=self.inbox)
@@ -279,7 +315,6 @@ class WatchPart(ThreadPart):
             if kind in part.wants:
                 part.notice(kind, path)
 
-    def snapshot(self) -> dict:
-        """The figures `guardctl status` shows on its "paths" lines."""
-        return {"watch_mode": self.watcher.mode, "watch_note": self.watcher.reason,
-                "watch_overflows": self.watcher.overflows, "watch_error": self.error}
+    def snapshot(self) -> WatchFigures:
+        return WatchFigures(self.watcher.mode, self.watcher.reason, self.watcher.overflows,
+                            self.error)

@@ -26,9 +26,11 @@ from guard import __version__
 from guard.core.config import Config
 from guard.core.journal import Journal
 from guard.core.logs import setup_logging
-from guard.core.parts import Part, ThreadPart
-from guard.core.state import StateDir, write_json_atomic
+from guard.core.parts import Part, ThreadPart, state_of
+from guard.core.state import StateDir
 from guard.core.watch import WatchPart
+from guard.daemon import statusdoc
+from guard.daemon.statusdoc import Off, Portability, StatusDoc
 from guard.portability.fixer import Fixer, RewritePart
 from guard.protection.gcwatch import GcWatch
 from guard.protection.restorer import RestoreService
@@ -42,7 +44,7 @@ from guard.supervision.keeper import (
     StartupError,
     policy_of,
 )
-from guard.supervision.processes import ProcRef, running_daemon_pid
+from guard.supervision.processes import DaemonRecord, ProcRef, running_daemon_pid
 from guard.sync import peers
 from guard.sync.heartbeats import Heartbeats
 from guard.sync.locks import LockSettings
@@ -239,7 +241,7 @@ class Daemon:
         if self.reporter is None:
             return
         advice, self.told = readiness.advise(
-            self.keeper.phase, bool(self.keeper.health.get("ok")), self.url,
+            self.keeper.phase, self.keeper.health.ok, self.url,
             self.keeper.message, self.told, time.monotonic(), self.reporter.every)
         if advice != readiness.Advice():
             self.reporter.send(advice)
@@ -270,40 +272,34 @@ class Daemon:
         return self.keeper.survivors
 
     # ---- status -------------------------------------------------------------------------
-    def status_doc(self) -> dict:
-        k = self.keeper.snapshot()
-        watch = self.watch.snapshot() if self.watch in self.background else {}
-        return {
-            "guard_version": __version__,
-            "daemon": {**self.me.to_json(), "started_at": self.started_at},
-            "phase": k["phase"],
-            "message": k["message"],
-            "server": k["server"],
-            "restarts": k["restarts"],
-            "last_reason": k["last_reason"],
-            "next_start_at": k["next_start_at"],
-            "store": str(self.store),
-            "host_id": self.cfg.host_id,
-            "mlflow_version": self.mlflow_version,
-            "config_file": str(self.cfg.file) if self.cfg.file else None,
-            "state_dir": str(self.state.root),
-            "log_file": str(self.state.guard_log),
-            "server_log_file": str(self.state.server_log),
-            "port": self.cfg.server.port,
-            "portability": ({**self.rewrite.snapshot(), **watch} if self.rewrite
-                            else {"enabled": False, **watch}),
-            "peers": self.peers.snapshot(),
-            "conflicts": self.conflicts.snapshot() if self.conflicts else {"enabled": False},
-            "vault": self.vault.snapshot() if self.vault else {"enabled": False},
-            "gc_processes": self.gc.seen,
-            "parts": {p.name: {"error": p.error, "paused": p.paused.is_set(),
-                               "last_tick": p.last_tick} for p in self.parts},
-            "updated_at": time.time(),
-        }
+    def status_doc(self) -> StatusDoc:
+        """The status, from the parts' figures (a part not configured is `Off`)."""
+        return StatusDoc(
+            guard_version=__version__,
+            daemon=DaemonRecord(self.me.pid, self.me.create_time, self.started_at),
+            keeper=self.keeper.snapshot(),
+            store=str(self.store),
+            host_id=self.cfg.host_id,
+            mlflow_version=self.mlflow_version,
+            config_file=str(self.cfg.file) if self.cfg.file else None,
+            state_dir=str(self.state.root),
+            log_file=str(self.state.guard_log),
+            server_log_file=str(self.state.server_log),
+            port=self.cfg.server.port,
+            portability=Portability(
+                self.rewrite.snapshot() if self.rewrite else Off(),
+                self.watch.snapshot() if self.watch in self.background else None),
+            peers=self.peers.snapshot(),
+            conflicts=self.conflicts.snapshot() if self.conflicts else Off(),
+            vault=self.vault.snapshot() if self.vault else Off(),
+            gc_processes=tuple(self.gc.seen),
+            parts={p.name: state_of(p) for p in self.parts},
+            updated_at=time.time(),
+        )
 
     def write_status(self, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last_status_write < 1.0:
             return
-        write_json_atomic(self.state.status, self.status_doc())
+        statusdoc.write_status(self.state.status, self.status_doc())
         self._last_status_write = now

@@ -7,14 +7,21 @@ re-checks the pids it names and probes /health itself. `assess` is the pure verd
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from guard.core.config import Config
-from guard.supervision.processes import ProcRef, alive, classify, snapshot
-from guard.supervision.server import probe_health
-from guard.core.state import StateDir, read_json
+from guard.core.parts import PartState
+from guard.core.state import StateDir
 from guard.core.strenum import StrEnum
 from guard.core.timefmt import duration
+from guard.daemon.statusdoc import Off, Portability, StatusDoc, read_status
+from guard.portability.fixer import RewriteFigures
+from guard.protection.restorer import VaultFigures
+from guard.supervision.processes import GcProcess, alive, classify, snapshot
+from guard.supervision.server import probe_health
+from guard.supervision.supervisor import Phase
+from guard.sync.heartbeats import PeerReport
+from guard.sync.reconcile import ConflictFigures
 
 
 class Health(StrEnum):
@@ -38,17 +45,84 @@ class Verdict:
         return EXIT_CODES[self.label]
 
 
-def assess(doc: dict | None, daemon_alive: bool, server_alive: bool, health_ok: bool) -> Verdict:
+@dataclass(frozen=True)
+class DaemonView:
+    pid: int | None = None
+    alive: bool = False
+    uptime_s: float | None = None
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    pid: int
+    alive: bool
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """The /health probe `guardctl status` made itself."""
+    ok: bool = False
+    detail: str = "not probed"
+
+
+@dataclass(frozen=True)
+class ServerView:
+    pid: int | None = None
+    tree: tuple[TreeEntry, ...] = ()
+    url: str | None = None
+    health: HealthCheck = field(default_factory=HealthCheck)
+
+
+@dataclass(frozen=True)
+class Stray:
+    """An MLflow server over the store that the guard did not start."""
+    pid: int
+    user: str | None
+    command: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything `guardctl status` shows: the status document checked against what is live
+    now (its JSON is the --json output). The daemon's sections are None when it is not alive."""
+    state: Health
+    exit_code: int
+    reason: str
+    daemon: DaemonView = field(default_factory=DaemonView)
+    phase: Phase | None = None
+    server: ServerView = field(default_factory=ServerView)
+    restarts: int = 0
+    last_reason: str | None = None
+    store: str | None = None
+    host_id: str | None = None
+    mlflow_version: str | None = None
+    guard_version: str | None = None
+    config_file: str | None = None
+    state_dir: str = ""
+    log_file: str = ""
+    server_log_file: str = ""
+    strays: tuple[Stray, ...] = ()
+    portability: Portability | None = None
+    peers: PeerReport | None = None
+    conflicts: Off | ConflictFigures | None = None
+    vault: Off | VaultFigures | None = None
+    gc_processes: tuple[GcProcess, ...] = ()
+    parts: dict[str, PartState] = field(default_factory=dict)
+    status_age_s: float | None = None
+
+
+def assess(doc: StatusDoc | None, daemon_alive: bool, server_alive: bool,
+           health_ok: bool) -> Verdict:
     """Healthy only when the daemon lives, its server lives, is running and answers /health."""
-    if not doc:
+    if doc is None:
         return Verdict(NOT_RUNNING, "no status file: the daemon has not run with this state folder")
     if not daemon_alive:
-        return Verdict(NOT_RUNNING, f"the daemon (pid {doc.get('daemon', {}).get('pid')}) is not "
+        return Verdict(NOT_RUNNING, f"the daemon (pid {doc.daemon.pid}) is not "
                                     "running; start it with `guardctl run`")
-    phase = doc.get("phase")
-    if phase != "running":
-        why = doc.get("message") or doc.get("last_reason") or ""
-        return Verdict(DEGRADED, f"server {phase}" + (f": {why}" if why else ""))
+    phase = doc.keeper.phase
+    if phase is not Phase.RUNNING:
+        why = doc.keeper.message or doc.keeper.last_reason or ""
+        return Verdict(DEGRADED, f"server {_phase(phase)}" + (f": {why}" if why else ""))
     if not server_alive:
         return Verdict(DEGRADED, "the server process is gone; the daemon is restarting it")
     if not health_ok:
@@ -56,206 +130,228 @@ def assess(doc: dict | None, daemon_alive: bool, server_alive: bool, health_ok: 
     return Verdict(HEALTHY, "serving")
 
 
-def protection(doc: dict) -> Verdict | None:
+def protection(doc: StatusDoc) -> Verdict | None:
     """A serving guard whose deletion protection is failing or under attack is degraded."""
-    gcs = doc.get("gc_processes") or []
-    if gcs:
+    if doc.gc_processes:
         return Verdict(DEGRADED, f"`mlflow gc` is running against the store (pid "
-                                 f"{gcs[0]['pid']}); use `guardctl gc`")
-    vault = doc.get("vault") or {}
-    if vault.get("error"):
-        return Verdict(DEGRADED, vault["error"])
+                                 f"{doc.gc_processes[0].pid}); use `guardctl gc`")
+    if isinstance(doc.vault, VaultFigures) and doc.vault.error:
+        return Verdict(DEGRADED, doc.vault.error)
     return None
 
 
-def report(cfg: Config, probe_timeout: float = 3.0) -> dict:
-    """Everything `guardctl status` shows, as plain data (the --json output)."""
+@dataclass(frozen=True)
+class Live:
+    """What `guardctl status` found live now, where the status file may be stale."""
+    daemon: bool = False  # the daemon the file names runs
+    tree: tuple[TreeEntry, ...] = ()  # the server tree the file names, each alive or not
+    health: HealthCheck = field(default_factory=HealthCheck)
+    strays: tuple[Stray, ...] = ()
+
+
+def fallback_of(cfg: Config) -> StatusDoc:
+    """What the configuration says where the status file says nothing."""
     state = StateDir(cfg.state_dir)
-    doc = read_json(state.status)
-    daemon_ok = server_ok = health_ok = False
-    health_detail = "not probed"
-    tree: list[dict] = []
-    if doc:
-        try:
-            daemon_ok = alive(ProcRef.from_json(doc["daemon"]))
-        except (KeyError, TypeError, ValueError):
-            daemon_ok = False
-        server = doc.get("server") or {}
-        for rec in server.get("tree") or []:
-            ref = ProcRef.from_json(rec)
-            tree.append({"pid": ref.pid, "alive": daemon_ok and alive(ref)})
-        server_ok = any(t["alive"] and t["pid"] == server.get("pid") for t in tree)
-        if daemon_ok and server.get("url"):
-            health_ok, health_detail = probe_health(server["url"], probe_timeout)
-    verdict = assess(doc, daemon_ok, server_ok, health_ok)
-    if verdict.label == HEALTHY:
-        verdict = protection(doc or {}) or verdict
-    store = (doc or {}).get("store") or (str(cfg.store) if cfg.store else None)
-    strays = []
+    return StatusDoc(store=str(cfg.store) if cfg.store else None, host_id=cfg.host_id,
+                     config_file=str(cfg.file) if cfg.file else None, state_dir=str(state.root),
+                     log_file=str(state.guard_log), server_log_file=str(state.server_log))
+
+
+def store_of(doc: StatusDoc | None, fallback: StatusDoc) -> str | None:
+    return (doc.store if doc else None) or fallback.store
+
+
+def report(cfg: Config, probe_timeout: float = 3.0) -> Report:
+    """Everything `guardctl status` shows: the status file, checked against what is live."""
+    doc = read_status(StateDir(cfg.state_dir).status)
+    fallback = fallback_of(cfg)
+    live = Live()
+    if doc is not None:
+        ref = doc.daemon.ref
+        daemon_ok = ref is not None and alive(ref)
+        server = doc.keeper.server
+        tree = tuple(TreeEntry(r.pid, daemon_ok and alive(r)) for r in server.tree)
+        health = (HealthCheck(*probe_health(server.url, probe_timeout))
+                  if daemon_ok and server.url else HealthCheck())
+        live = Live(daemon_ok, tree, health)
+    store = store_of(doc, fallback)
     if store:
-        own = [ProcRef.from_json(r) for r in ((doc or {}).get("server") or {}).get("tree") or []]
+        own = list(doc.keeper.server.tree) if doc else []
         census = classify(snapshot(), store, cfg.server.port, str(cfg.state_dir), own)
-        strays = [{"pid": p.pid, "user": p.username, "command": p.command}
-                  for p in census.same_store]
-    now = time.time()
-    daemon = (doc or {}).get("daemon") or {}
-    return {
-        "state": verdict.label,
-        "exit_code": verdict.exit_code,
-        "reason": verdict.reason,
-        "daemon": {"pid": daemon.get("pid"), "alive": daemon_ok,
-                   "uptime_s": round(now - daemon["started_at"], 1)
-                   if daemon_ok and daemon.get("started_at") else None},
-        "phase": (doc or {}).get("phase") if daemon_ok else None,
-        "server": {"pid": ((doc or {}).get("server") or {}).get("pid") if daemon_ok else None,
-                   "tree": tree if daemon_ok else [],
-                   "url": ((doc or {}).get("server") or {}).get("url"),
-                   "health": {"ok": health_ok, "detail": health_detail}},
-        "restarts": (doc or {}).get("restarts", 0),
-        "last_reason": (doc or {}).get("last_reason"),
-        "store": store,
-        "host_id": (doc or {}).get("host_id", cfg.host_id),
-        "mlflow_version": (doc or {}).get("mlflow_version"),
-        "guard_version": (doc or {}).get("guard_version"),
-        "config_file": (doc or {}).get("config_file", str(cfg.file) if cfg.file else None),
-        "state_dir": str(state.root),
-        "log_file": (doc or {}).get("log_file", str(state.guard_log)),
-        "server_log_file": (doc or {}).get("server_log_file", str(state.server_log)),
-        "strays": strays,
-        "portability": (doc or {}).get("portability") if daemon_ok else None,
-        "peers": (doc or {}).get("peers") if daemon_ok else None,
-        "conflicts": (doc or {}).get("conflicts") if daemon_ok else None,
-        "vault": (doc or {}).get("vault") if daemon_ok else None,
-        "gc_processes": (doc or {}).get("gc_processes") or [] if daemon_ok else [],
-        "parts": (doc or {}).get("parts") or {} if daemon_ok else {},
-        "status_age_s": round(now - doc["updated_at"], 1) if doc and doc.get("updated_at") else None,
-    }
+        live = replace(live, strays=tuple(Stray(p.pid, p.username, p.command)
+                                          for p in census.same_store))
+    return summarize(doc, live, fallback, time.time())
 
 
-def render(r: dict) -> str:
+def summarize(doc: StatusDoc | None, live: Live, fallback: StatusDoc, now: float) -> Report:
+    """The report from the status file, what is live, and the configuration's fallbacks."""
+    d = doc if doc is not None else fallback
+    server = d.keeper.server
+    server_ok = any(t.alive and t.pid == server.pid for t in live.tree)
+    verdict = assess(doc, live.daemon, server_ok, live.health.ok)
+    if verdict.label == HEALTHY and doc is not None:
+        verdict = protection(doc) or verdict
+    started = d.daemon.started_at
+    shown = d if live.daemon else None  # the daemon's own sections, while it runs
+    return Report(
+        state=verdict.label,
+        exit_code=verdict.exit_code,
+        reason=verdict.reason,
+        daemon=DaemonView(d.daemon.pid, live.daemon,
+                          round(now - started, 1) if live.daemon and started else None),
+        phase=shown.keeper.phase if shown else None,
+        server=ServerView(server.pid if shown else None, live.tree if shown else (),
+                          server.url, live.health),
+        restarts=d.keeper.restarts,
+        last_reason=d.keeper.last_reason,
+        store=store_of(doc, fallback),
+        host_id=d.host_id or fallback.host_id,
+        mlflow_version=d.mlflow_version,
+        guard_version=d.guard_version,
+        config_file=d.config_file,
+        state_dir=fallback.state_dir or "",
+        log_file=d.log_file or fallback.log_file or "",
+        server_log_file=d.server_log_file or fallback.server_log_file or "",
+        strays=live.strays,
+        portability=shown.portability if shown else None,
+        peers=shown.peers if shown else None,
+        conflicts=shown.conflicts if shown else None,
+        vault=shown.vault if shown else None,
+        gc_processes=shown.gc_processes if shown else (),
+        parts=shown.parts if shown else {},
+        status_age_s=round(now - d.updated_at, 1) if doc and d.updated_at else None,
+    )
+
+
+def render(r: Report) -> str:
     """The at-a-glance text form."""
-    mark = {HEALTHY: "OK", DEGRADED: "DEGRADED", NOT_RUNNING: "NOT RUNNING"}[r["state"]]
-    lines = [f"mlflow-guard: {mark} - {r['reason']}"]
-    d, s = r["daemon"], r["server"]
-    lines.append(f"  daemon    pid {d['pid']}, up {duration(d['uptime_s'])}" if d["alive"]
+    mark = {HEALTHY: "OK", DEGRADED: "DEGRADED", NOT_RUNNING: "NOT RUNNING"}[r.state]
+    lines = [f"mlflow-guard: {mark} - {r.reason}"]
+    d, s = r.daemon, r.server
+    lines.append(f"  daemon    pid {d.pid}, up {duration(d.uptime_s)}" if d.alive
                  else "  daemon    not running")
-    if d["alive"]:
-        tree = ", ".join(f"{t['pid']}{'' if t['alive'] else ' (gone)'}" for t in s["tree"]) or "-"
-        lines.append(f"  server    {r['phase']}; pid {s['pid']} (tree: {tree})")
-        lines.append(f"  url       {s['url']}  health: {s['health']['detail']}")
-    lines.append(f"  restarts  {r['restarts']}" +
-                 (f"; last reason: {r['last_reason']}" if r["last_reason"] else ""))
-    lines.append(f"  store     {r['store'] or '(not configured)'}")
-    lines.append(f"  host_id   {r['host_id']}")
-    lines.append(f"  mlflow    {r['mlflow_version'] or '-'}")
-    lines.append(f"  config    {r['config_file'] or '(defaults and flags only)'}")
-    lines.append(f"  logs      {r['log_file']}")
-    lines.append(f"            {r['server_log_file']}")
-    lines.extend(_portability_lines(r.get("portability")))
-    lines.extend(_peer_lines(r.get("peers")))
-    lines.extend(_conflict_lines(r.get("conflicts")))
-    lines.extend(_vault_lines(r.get("vault"), r.get("gc_processes") or []))
-    lines.extend(_part_lines(r.get("parts")))
-    if r["strays"]:
+    if d.alive:
+        tree = ", ".join(f"{t.pid}{'' if t.alive else ' (gone)'}" for t in s.tree) or "-"
+        lines.append(f"  server    {_phase(r.phase)}; pid {s.pid} (tree: {tree})")
+        lines.append(f"  url       {s.url}  health: {s.health.detail}")
+    lines.append(f"  restarts  {r.restarts}" +
+                 (f"; last reason: {r.last_reason}" if r.last_reason else ""))
+    lines.append(f"  store     {r.store or '(not configured)'}")
+    lines.append(f"  host_id   {r.host_id}")
+    lines.append(f"  mlflow    {r.mlflow_version or '-'}")
+    lines.append(f"  config    {r.config_file or '(defaults and flags only)'}")
+    lines.append(f"  logs      {r.log_file}")
+    lines.append(f"            {r.server_log_file}")
+    lines.extend(_portability_lines(r.portability))
+    lines.extend(_peer_lines(r.peers))
+    lines.extend(_conflict_lines(r.conflicts))
+    lines.extend(_vault_lines(r.vault, r.gc_processes))
+    lines.extend(_part_lines(r.parts))
+    if r.strays:
         lines.append("  STRAYS    MLflow servers over this store not started by the guard:")
-        for p in r["strays"]:
-            lines.append(f"            pid {p['pid']} ({p['user']}): {p['command'][:120]}")
+        for p in r.strays:
+            lines.append(f"            pid {p.pid} ({p.user}): {p.command[:120]}")
     else:
         lines.append("  strays    none")
     return "\n".join(lines)
+
+
+def _phase(phase: Phase | None) -> str:
+    return phase.value if phase is not None else "None"
 
 
 def _ago(t: float | None) -> str:
     return "-" if t is None else f"{duration(time.time() - t)} ago"
 
 
-def _portability_lines(p: dict | None) -> list[str]:
-    if not p:
+def _portability_lines(p: Portability | None) -> list[str]:
+    if p is None:
         return []
-    if p.get("enabled") is False:
+    rw, watch = p.rewrite, p.watch
+    if not isinstance(rw, RewriteFigures):
         return ["  paths     rewriting disabled (rewrite.enabled: false)"]
-    mode = p.get("watch_mode", "-") + (" (paused: store lost)" if p.get("paused") else "")
-    lines = [f"  paths     watching by {mode}; {p['rewrites_total']} rewrites, "
-             f"{p['rewrites_last_hour']} in the last hour"]
-    last = p.get("last_rewrite")
+    mode = (watch.watch_mode if watch else "-") + (" (paused: store lost)" if rw.paused else "")
+    lines = [f"  paths     watching by {mode}; {rw.rewrites_total} rewrites, "
+             f"{rw.rewrites_last_hour} in the last hour"]
+    last = rw.last_rewrite
     if last:
-        lines.append(f"            last rewrite {_ago(last['time'])}: {last['file']} ({last['key']})")
-    full = p.get("last_full_pass")
-    lines.append(f"            last full pass: {full['duration_s']:.2f} s over {full['files']} files"
+        lines.append(f"            last rewrite {_ago(last.time)}: {last.file} ({last.key})")
+    full = rw.last_full_pass
+    lines.append(f"            last full pass: {full.duration_s:.2f} s over {full.files} files"
                  if full else "            first full pass running")
-    if p.get("watch_overflows"):
-        lines.append(f"            {p['watch_overflows']} event overflows (each followed by a "
+    if watch and watch.watch_overflows:
+        lines.append(f"            {watch.watch_overflows} event overflows (each followed by a "
                      "full check; raise fs.inotify.max_queued_events if frequent)")
-    if p.get("pending_foreign"):
-        lines.append(f"            {p['pending_foreign']} foreign paths waiting for their "
+    if rw.pending_foreign:
+        lines.append(f"            {rw.pending_foreign} foreign paths waiting for their "
                      "own machine's guard (rewrite.foreign_delay)")
-    if p.get("deferred_in_flight"):
-        lines.append(f"            {p['deferred_in_flight']} locations left alone while their "
+    if rw.deferred_in_flight:
+        lines.append(f"            {rw.deferred_in_flight} locations left alone while their "
                      "run or model is in progress")
-    if p.get("problem_count"):
-        lines.append(f"  UNPORTABLE {p['unportable_count']} unportable, "
-                     f"{p['problem_count'] - p['unportable_count']} other problems "
+    if rw.problem_count:
+        lines.append(f"  UNPORTABLE {rw.unportable_count} unportable, "
+                     f"{rw.problem_count - rw.unportable_count} other problems "
                      "(`guardctl fix --dry-run` lists them)")
     return lines
 
 
-def _peer_lines(p: dict | None) -> list[str]:
+def _peer_lines(p: PeerReport | None) -> list[str]:
     if p is None:
         return []
-    warnings = [f"  WARNING   {p[key]}" for key in ("clash", "warning") if p.get(key)]
-    if not p.get("list"):
+    warnings = [f"  WARNING   {text}" for text in (p.clash, p.warning) if text]
+    if not p.hosts:
         return ["  peers     none seen (no other guard's heartbeat has synced in)"] + warnings
     lines = ["  peers     host          age      mlflow    guard   state"]
-    for v in p["list"]:
-        state = ("STALE" if v["state"] == "running" else v["state"]) if v["stale"] else "ok"
-        lines.append(f"            {v['host_id']:<13} {duration(v['age_s']):<8} "
-                     f"{v['mlflow_version']:<9} {v['guard_version']:<7} {state}")
+    for v in p.hosts:
+        state = ("STALE" if v.state == "running" else v.state) if v.stale else "ok"
+        lines.append(f"            {v.host_id:<13} {duration(v.age_s):<8} "
+                     f"{v.mlflow_version:<9} {v.guard_version:<7} {state}")
     return lines + warnings
 
 
-def _conflict_lines(c: dict | None) -> list[str]:
-    if not c:
+def _conflict_lines(c: Off | ConflictFigures | None) -> list[str]:
+    if c is None:
         return []
-    if c.get("enabled") is False:
+    if not isinstance(c, ConflictFigures):
         return ["  conflicts not resolved (conflicts.enabled: false)"]
-    line = (f"  conflicts {c['resolved']} copies resolved since start, "
-            f"{c['needs_attention']} need a look (`guardctl conflicts`)")
-    lines = [line, f"            last scan {_ago(c.get('last_scan'))}"
-             + (f"; {c['waiting']} copies waiting" if c.get("waiting") else "")
-             + ("; paused: store lost" if c.get("paused") else "")]
-    if c.get("error"):
-        lines.append(f"  WARNING   conflicts: {c['error']}")
+    line = (f"  conflicts {c.resolved} copies resolved since start, "
+            f"{c.needs_attention} need a look (`guardctl conflicts`)")
+    lines = [line, f"            last scan {_ago(c.last_scan)}"
+             + (f"; {c.waiting} copies waiting" if c.waiting else "")
+             + ("; paused: store lost" if c.paused else "")]
+    if c.error:
+        lines.append(f"  WARNING   conflicts: {c.error}")
     return lines
 
 
-def _part_lines(parts: dict | None) -> list[str]:
+def _part_lines(parts: dict[str, PartState]) -> list[str]:
     """Failed parts that no section above reports (conflicts and the vault report theirs)."""
-    return [f"  WARNING   {name}: {p['error']}" for name, p in (parts or {}).items()
-            if p.get("error") and name not in ("conflicts", "vault")]
+    return [f"  WARNING   {name}: {p.error}" for name, p in parts.items()
+            if p.error and name not in ("conflicts", "vault")]
 
 
-def _vault_lines(v: dict | None, gcs: list[dict]) -> list[str]:
+def _vault_lines(v: Off | VaultFigures | None, gcs: tuple[GcProcess, ...]) -> list[str]:
     lines = []
     for p in gcs:
-        lines.append(f"  MLFLOW GC running against this store: pid {p['pid']} ({p['user']}): "
-                     f"{p['command'][:100]}; deletions it makes are put back from the vault; "
+        lines.append(f"  MLFLOW GC running against this store: pid {p.pid} ({p.user}): "
+                     f"{p.command[:100]}; deletions it makes are put back from the vault; "
                      "use `guardctl gc` instead")
-    if not v:
+    if v is None:
         return lines
-    if v.get("enabled") is False:
+    if not isinstance(v, VaultFigures):
         return ["  vault     off (vault.enabled: false): deletions are not put back"] + lines
-    state = ("PAUSED: the store looks unmounted, nothing is restored" if v.get("unmounted")
-             or v.get("paused") else "building" if not v.get("ready") else "ok")
-    lines.insert(0, f"  vault     {state}; {v['mode']} mode, policy {v['policy']}, {v['path']}")
-    lines.insert(1, f"            {v['restored']} restored, {v['alerts']} alerts, "
-                    f"{v['followed']} sanctioned or moved since start; last pass "
-                    f"{_ago(v.get('last_pass'))}")
-    for entry in v.get("recent") or []:
-        lines.append(f"            {entry['action']} {entry['path']} ({entry['kind']}, "
-                     f"{_ago(entry['at'])}): {entry['reason']}")
-    if v.get("too_large"):
-        lines.append(f"  WARNING   vault: {v['too_large']} artifacts above vault.copy_max_bytes "
+    state = ("PAUSED: the store looks unmounted, nothing is restored" if v.unmounted
+             or v.paused else "building" if not v.ready else "ok")
+    lines.insert(0, f"  vault     {state}; {v.mode} mode, policy {v.policy}, {v.path}")
+    lines.insert(1, f"            {v.restored} restored, {v.alerts} alerts, "
+                    f"{v.followed} sanctioned or moved since start; last pass "
+                    f"{_ago(v.last_pass)}")
+    for entry in v.recent:
+        lines.append(f"            {entry.action} {entry.path} ({entry.kind}, "
+                     f"{_ago(entry.at)}): {entry.reason}")
+    if v.too_large:
+        lines.append(f"  WARNING   vault: {v.too_large} artifacts above vault.copy_max_bytes "
                      "are not kept (copy mode)")
-    if v.get("error"):
-        lines.append(f"  WARNING   vault: {v['error']}")
+    if v.error:
+        lines.append(f"  WARNING   vault: {v.error}")
     return lines

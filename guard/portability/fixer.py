@@ -17,16 +17,18 @@ import os
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator
 
 from guard.core import metayaml
 from guard.core.journal import Journal, read_journal
 from guard.core.layout import META, Kind, classify_meta, walk
-from guard.core.paths import parse_local, safe_segments
-from guard.portability.rewrite import apply, experiment_wait, in_flight, plan_file
 from guard.core.parts import Event, ThreadPart
+from guard.core.paths import parse_local, safe_segments
+from guard.core.records import OMIT_NONE
 from guard.core.watch import EVENTS, Change
+from guard.portability.rewrite import apply, experiment_wait, in_flight, plan_file
 
 log = logging.getLogger("guard.fixer")
 
@@ -34,6 +36,55 @@ CLEAN, REWRITTEN, PENDING, DEFERRED, MALFORMED, SKIPPED, GONE, BUSY, WOULD = (
     "clean", "rewritten", "pending", "deferred", "malformed", "skipped", "gone", "busy",
     "would rewrite")
 DEFERRED_RECHECK = 30.0
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A meta.yaml the fixer cannot make portable, or cannot read."""
+
+    file: str
+    problem: str  # unportable, malformed, symlink, ...
+    key: str | None = field(default=None, metadata=OMIT_NONE)  # the location key, if one
+    value: str | None = field(default=None, metadata=OMIT_NONE)
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class LastRewrite:
+    time: float
+    file: str
+    key: str
+    new: str
+
+
+@dataclass(frozen=True)
+class FullPass:
+    """One pass over every meta.yaml: when, how long, how many files, and what became of
+    them (outcome -> count)."""
+
+    at: float
+    duration_s: float
+    files: int
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RewriteFigures:
+    """The fixer's figures; the rewrite part adds its error and pause (`guardctl status`'s
+    "paths" lines and the "portability" section of the status)."""
+
+    rewrites_total: int = 0
+    rewrites_last_hour: int = 0
+    rewritten_by_kind: dict[str, int] = field(default_factory=dict)
+    last_rewrite: LastRewrite | None = None
+    pending_foreign: int = 0     # foreign paths waiting for their own machine's guard
+    deferred_in_flight: int = 0  # locations left alone while their run or model is running
+    unportable_count: int = 0
+    problem_count: int = 0
+    problems: tuple[Problem, ...] = ()  # the first 50
+    last_full_pass: FullPass | None = None
+    error: str | None = None
+    paused: bool = False
 
 
 def iter_meta_files(store: Path, problems: dict | None = None,
@@ -67,12 +118,12 @@ class Fixer:
         self.cache: dict[str, tuple[int, int]] = {}
         self.pending: dict[str, float] = {}
         self.problems: dict[str, list[dict]] = {}
-        self.rewritten = Counter()
-        self.would = Counter()
+        self.rewritten: Counter[str] = Counter()  # rewrites by kind of meta.yaml
+        self.would: Counter[str] = Counter()
         self.recent: deque[float] = deque()
         self.total = 0
-        self.last_rewrite: dict | None = None
-        self.last_pass: dict | None = None
+        self.last_rewrite: LastRewrite | None = None
+        self.last_pass: FullPass | None = None
         self.lock = threading.RLock()
 
     # ---- single files --------------------------------------------------------------------
@@ -161,7 +212,7 @@ class Fixer:
         self.total += 1
         self.recent.append(now)
         for change in plan.changes:
-            self.last_rewrite = {"time": now, "file": key, "key": change.key, "new": change.new}
+            self.last_rewrite = LastRewrite(now, key, change.key, change.new)
             if self.journal is not None:
                 self.journal.append(action="rewrite", host=self.host_id, file=key, kind=plan.kind,
                                     key=change.key, old=change.old, new=change.new)
@@ -246,7 +297,7 @@ class Fixer:
         self.problems.pop(key, None)
 
     # ---- passes --------------------------------------------------------------------------
-    def full_pass(self, force: bool = False, use_cache: bool = False) -> dict:
+    def full_pass(self, force: bool = False, use_cache: bool = False) -> FullPass:
         """Check every meta.yaml in the store; returns the pass's figures."""
         start = time.perf_counter()
         outcomes: Counter = Counter()
@@ -262,10 +313,10 @@ class Fixer:
             for key in {*self.cache, *self.problems} - seen - set(links):
                 self._forget(key)  # the file is gone (deleted, moved to .trash, unlinked)
             self.problems.update(links)
-            self.last_pass = {"at": now, "duration_s": round(time.perf_counter() - start, 3),
-                              "files": sum(v for k, v in outcomes.items() if k != GONE),
-                              "outcomes": dict(outcomes)}
-            return dict(self.last_pass)
+            self.last_pass = FullPass(now, round(time.perf_counter() - start, 3),
+                                      sum(v for k, v in outcomes.items() if k != GONE),
+                                      dict(outcomes))
+            return self.last_pass
 
     def check_dir(self, folder: Path) -> None:
         """A folder that appeared in one move (sync, restore from .trash): check its files."""
@@ -283,24 +334,25 @@ class Fixer:
             self.check(self.store / key, now)
 
     # ---- figures -------------------------------------------------------------------------
-    def snapshot(self, now: float | None = None) -> dict:
+    def snapshot(self, now: float | None = None) -> RewriteFigures:
         now = time.time() if now is None else now
         with self.lock:
             while self.recent and now - self.recent[0] > 3600:
                 self.recent.popleft()
-            problems = [{"file": k, **p} for k, ps in sorted(self.problems.items()) for p in ps]
-            return {
-                "rewrites_total": self.total,
-                "rewrites_last_hour": len(self.recent),
-                "rewritten_by_kind": dict(self.rewritten),
-                "last_rewrite": self.last_rewrite,
-                "pending_foreign": len(self.pending),
-                "deferred_in_flight": len(self.deferred),
-                "unportable_count": sum(1 for p in problems if p["problem"] == "unportable"),
-                "problem_count": len(problems),
-                "problems": problems[:50],
-                "last_full_pass": self.last_pass,
-            }
+            problems = [Problem(file=k, **p) for k, ps in sorted(self.problems.items())
+                        for p in ps]
+            return RewriteFigures(
+                rewrites_total=self.total,
+                rewrites_last_hour=len(self.recent),
+                rewritten_by_kind=dict(self.rewritten),
+                last_rewrite=self.last_rewrite,
+                pending_foreign=len(self.pending),
+                deferred_in_flight=len(self.deferred),
+                unportable_count=sum(1 for p in problems if p.problem == "unportable"),
+                problem_count=len(problems),
+                problems=tuple(problems[:50]),
+                last_full_pass=self.last_pass,
+            )
 
 
 class RewritePart(ThreadPart):
@@ -320,8 +372,8 @@ class RewritePart(ThreadPart):
         self.full_pass_interval = full_pass_interval
         self.next_full = self.next_poll = self.next_deferred = 0.0
 
-    def snapshot(self) -> dict:
-        return {**self.fixer.snapshot(), **super().snapshot()}
+    def snapshot(self) -> RewriteFigures:
+        return replace(self.fixer.snapshot(), error=self.error, paused=self.paused.is_set())
 
     def begin(self) -> None:
         self.fixer.full_pass()

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from guard.core.layout import MetaKind, version_target
-from guard.core.timefmt import ms
 from guard.core.paths import PORTABLE_SCHEME, LocalPath, parse_local, portable_uri, safe_segments
+from guard.core.timefmt import ms
 
 KEEP, REWRITE, UNPORTABLE, UNSAFE = "keep", "rewrite", "unportable", "unsafe"
 
@@ -100,7 +100,7 @@ def plan_file(kind: MetaKind, doc: dict, own_root: LocalPath | None) -> Plan:
                                                 "names no run or logged model in the store"))
                 continue
         decision = decide(value, target)
-        if decision.action == REWRITE:
+        if decision.action == REWRITE and decision.new is not None:
             loc = parse_local(value)
             own = own_root is not None and loc is not None and loc.startswith(own_root)
             changes.append(Change(key, value, decision.new, own))

@@ -13,11 +13,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from guard.protection import tombstones
-from guard.protection.deletions import Rel
 from guard.core.layout import META, Entry, Kind, walk
 from guard.core.metayaml import read_doc
 from guard.core.timefmt import ms
+from guard.protection import tombstones
+from guard.protection.deletions import Rel
 from guard.protection.trash import move_into_trash, new_batch
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -44,7 +44,8 @@ class Protected:
 def referenced_ids(doc: dict) -> tuple[set[str], set[str]]:
     """Run ids and logged-model ids a model version's meta.yaml names, directly or inside its
     source / storage_location (runs:/<id>/..., models:/m-<id>, .../<run_id>/artifacts/...)."""
-    runs, models = set(), set()
+    runs: set[str] = set()
+    models: set[str] = set()
     for key in ("run_id", "model_id"):
         value = doc.get(key)
         if isinstance(value, str) and value:

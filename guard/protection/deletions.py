@@ -11,8 +11,8 @@ Everything here works on store-relative path segments and facts the caller gathe
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from guard.core.config import VaultPolicy
 from guard.core.layout import META, META_UNITS, Kind, Rel, describe, trash_twin

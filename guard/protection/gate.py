@@ -24,7 +24,8 @@ from guard.sync.leases import resource_name
 # MLflow serves each REST endpoint as /api/2.0/mlflow/... and /ajax-api/2.0/mlflow/..., both
 # optionally under a --static-prefix.
 _ENDPOINT = re.compile(r"^(?:/[^?#]*)?/(?:api|ajax-api)/2\.0/mlflow/(?P<op>[a-z-]+/[a-z-]+)/?$")
-_TRACES_DELETE = re.compile(r"^(?:/[^?#]*)?/(?:api|ajax-api)/[23]\.0/mlflow/traces/delete-traces/?$")
+_TRACES_DELETE = re.compile(
+    r"^(?:/[^?#]*)?/(?:api|ajax-api)/[23]\.0/mlflow/traces/delete-traces/?$")
 _ARTIFACT = re.compile(r"^(?:/[^?#]*)?/(?:api|ajax-api)/2\.0/mlflow-artifacts/artifacts(?:/|$)")
 SANCTIONS_ENV = "MLFLOW_GUARD_SANCTIONS"  # Sanctions as JSON, for the servers the guard starts
 GC_HINT = ("runs and experiments deleted in MLflow (the deleted stage) are removed for good by "

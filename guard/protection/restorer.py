@@ -15,21 +15,57 @@ import logging
 import os
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from guard.protection import tombstones
-from guard.protection.deletions import ALERT, FOLLOW, RESTORE, Rel, judge
 from guard.core.journal import Journal
 from guard.core.layout import META, TAGS, Kind, describe
 from guard.core.parts import Event, ThreadPart
+from guard.core.records import to_json
 from guard.core.store import inspect_store
 from guard.core.watch import Change
+from guard.protection import tombstones
+from guard.protection.deletions import ALERT, FOLLOW, RESTORE, Rel, judge
 from guard.protection.trash import prune_trash
 from guard.protection.vault import Vault
 
 log = logging.getLogger("guard.restorer")
 SAVE_EVERY = 30.0
 RECENT = 10
+
+
+@dataclass(frozen=True)
+class VaultEvent:
+    """A deletion the vault acted on: restored, or alerted about (also a journal line)."""
+
+    action: str   # "restored" or "alert"
+    path: str     # what was gone, as `layout.describe` says it
+    kind: str
+    reason: str
+    files: int    # files put back
+    at: float
+
+
+@dataclass(frozen=True)
+class VaultFigures:
+    """The vault part's figures (the "vault" section of the status)."""
+
+    enabled: Literal[True] = True  # the tag that tells it from a part switched off
+    policy: str = ""
+    mode: str = ""
+    path: str = ""
+    ready: bool = False       # the first full pass is done
+    paused: bool = False
+    unmounted: bool = False   # the store looks unmounted: nothing is judged
+    pending: int = 0          # disappearances waiting for their grace period
+    restored: int = 0
+    followed: int = 0         # sanctioned or moved deletions followed since start
+    alerts: int = 0
+    recent: tuple[VaultEvent, ...] = ()
+    last_pass: float | None = None
+    too_large: int = 0
+    error: str | None = None
 
 
 class RestoreService(ThreadPart):
@@ -54,7 +90,7 @@ class RestoreService(ThreadPart):
         self.pending: dict[Rel, float] = {}
         self.alerted: set[Rel] = set()
         self.counts = {RESTORE: 0, FOLLOW: 0, ALERT: 0}
-        self.recent: deque = deque(maxlen=RECENT)
+        self.recent: deque[VaultEvent] = deque(maxlen=RECENT)
         self.unmounted = False
         self.ready = False
         self.last_pass: float | None = None
@@ -67,14 +103,13 @@ class RestoreService(ThreadPart):
         except OSError as exc:
             log.warning("could not save the vault index: %s", exc)
 
-    def snapshot(self) -> dict:
-        return {"enabled": True, "policy": self.policy, "mode": self.vault.mode,
-                "path": str(self.vault.root), "ready": self.ready, "paused": self.paused.is_set(),
-                "unmounted": self.unmounted, "pending": len(self.pending),
-                "restored": self.counts[RESTORE], "followed": self.counts[FOLLOW],
-                "alerts": self.counts[ALERT], "recent": list(self.recent),
-                "last_pass": self.last_pass, "too_large": self.vault.too_large,
-                "error": self.error}
+    def snapshot(self) -> VaultFigures:
+        return VaultFigures(
+            policy=self.policy, mode=self.vault.mode, path=str(self.vault.root),
+            ready=self.ready, paused=self.paused.is_set(), unmounted=self.unmounted,
+            pending=len(self.pending), restored=self.counts[RESTORE],
+            followed=self.counts[FOLLOW], alerts=self.counts[ALERT], recent=tuple(self.recent),
+            last_pass=self.last_pass, too_large=self.vault.too_large, error=self.error)
 
     # ---- the part's rounds ---------------------------------------------------------------
     def begin(self) -> None:
@@ -196,7 +231,6 @@ class RestoreService(ThreadPart):
         self._record("restored", what, kind, verdict.reason, count)
 
     def _record(self, action: str, what: str, kind: str, reason: str, files: int) -> None:
-        entry = {"action": action, "path": what, "kind": kind, "reason": reason,
-                 "files": files, "at": time.time()}
-        self.journal.append(**entry)
+        entry = VaultEvent(action, what, kind, reason, files, time.time())
+        self.journal.append(**to_json(entry))
         self.recent.append(entry)

@@ -14,10 +14,10 @@ import time
 import uuid
 from pathlib import Path
 
-from guard.protection.deletions import Rel, Tombstone
 from guard.core.layout import COORDINATION
 from guard.core.state import write_json_atomic
 from guard.core.store import mkdirs_in_store
+from guard.protection.deletions import Rel, Tombstone
 
 TOMBSTONES = "tombstones"
 

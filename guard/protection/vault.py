@@ -21,20 +21,24 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+from typing import Literal, overload
 
 from filelock import FileLock, Timeout
 
 from guard.core.conflictnames import parse_conflict_name
-from guard.protection.deletions import Rel, Unit
 from guard.core.layout import COORDINATION, META, TEMP_PREFIX, Kind, describe
 from guard.core.metayaml import read_doc
 from guard.core.store import SYNC_MARKERS, mkdirs_in_store
+from guard.protection.deletions import Rel, Unit
 from guard.protection.trash import created_of, link_or_copy
 
 log = logging.getLogger("guard.vault")
 LINK, COPY = "link", "copy"
+# A kept file in the index: its inode (link mode: the object is a hard link to it), or
+# [id, size, mtime_ns] (copy mode). An index of the other mode is rebuilt on load.
+Key = int | list[int]
 INDEX_VERSION = 1
 
 
@@ -161,6 +165,11 @@ class Vault:
         self.dirty = False
 
     # ---- keeping the store's files ---------------------------------------------------
+    @overload
+    def _node(self, rel: Rel, create: Literal[True]) -> dict: ...
+    @overload
+    def _node(self, rel: Rel, create: bool = False) -> dict | None: ...
+
     def _node(self, rel: Rel, create: bool = False) -> dict | None:
         node = self.tree
         for part in rel:
@@ -172,7 +181,7 @@ class Vault:
             node = child
         return node
 
-    def _object(self, key: int | list) -> Path:
+    def _object(self, key: Key) -> Path:
         if isinstance(key, list):
             return self.objects / f"{key[0] & 0xff:02x}" / f"c{key[0]:x}"
         return self.objects / f"{key & 0xff:02x}" / f"{key:x}"
@@ -271,7 +280,7 @@ class Vault:
         os.replace(tmp, obj)
 
     # ---- what is known, and putting it back ------------------------------------------
-    def files_under(self, rel: Rel) -> Iterator[tuple[Rel, int | list]]:
+    def files_under(self, rel: Rel) -> Iterator[tuple[Rel, Key]]:
         """(path, key) of every kept file at or below `rel`."""
         parent = self._node(rel[:-1]) if rel else self.tree
         if parent is None:
@@ -279,7 +288,7 @@ class Vault:
         top = parent.get(rel[-1]) if rel else parent
         if top is None:
             return
-        stack: list[tuple[Rel, object]] = [(rel, top)]
+        stack: list[tuple[Rel, dict | Key]] = [(rel, top)]
         while stack:
             here, value = stack.pop()
             if isinstance(value, dict):
@@ -311,7 +320,7 @@ class Vault:
             mkdirs_in_store(self.store, dest.parent)
             obj = self._object(key)
             try:
-                if self.mode == LINK:
+                if isinstance(key, int):  # link mode
                     os.link(obj, dest)
                 else:
                     tmp = dest.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}")

@@ -17,20 +17,20 @@ import os
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata, util
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import psutil
 
 from guard.core.config import Config, ConfigError, WatchMode, find_config_file
-from guard.sync.peers import read_with_arrival
-from guard.supervision.processes import ProcRef, classify, running_daemon_pid, snapshot
-from guard.supervision.server import port_bindable
 from guard.core.state import StateDir, read_json
 from guard.core.store import StoreState, inspect_store
 from guard.core.watch import watched_folders
+from guard.supervision.processes import ProcRef, classify, running_daemon_pid, snapshot
+from guard.supervision.server import port_bindable
+from guard.sync.peers import read_with_arrival
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 OFF = "off"  # the watch mode when path rewriting, the one user of file events, is off
@@ -568,19 +568,19 @@ def gather(cfg: Config | None, probes: Probes = Probes(),
            config: ConfigFacts | None = None) -> Facts:
     """Collect every fact the checks need, reading only: nothing is written anywhere."""
     config = config or config_facts(cfg, None, None)
-    base = dict(config=config, mlflow=gather_mlflow(),
-                sync_clients=sync_clients_seen(probes.processes()), linux=probes.linux)
+    base = Facts(config=config, mlflow=gather_mlflow(),
+                 sync_clients=sync_clients_seen(probes.processes()), linux=probes.linux)
     if cfg is None:
-        return Facts(**base)
+        return base
     if cfg.store is None:
-        return Facts(**base)
+        return base
     port = gather_port(cfg)
     store = cfg.store
     check = inspect_store(store)
     store_facts = StoreFacts(str(store), check.state.value, check.detail,
                              check.ok and os.access(store, os.W_OK))
     if not check.ok:
-        return Facts(**base, store=store_facts, port=port)
+        return replace(base, store=store_facts, port=port)
     real = os.path.realpath(store)
     parts = probes.partitions()
     if sys.platform == "win32":
@@ -596,5 +596,5 @@ def gather(cfg: Config | None, probes: Probes = Probes(),
     watches = WatchFacts(count_watch_folders(store), probes.watch_limit(), mode) \
         if probes.linux else None
     mount = MountFacts(real, mount_of(real, parts), mode)
-    return Facts(**base, store=store_facts, port=port, mount=mount, watches=watches,
-                 volume=volume, clocks=clocks)
+    return replace(base, store=store_facts, port=port, mount=mount, watches=watches,
+                   volume=volume, clocks=clocks)

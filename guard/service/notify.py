@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Mapping
+from collections.abc import Mapping
 
 from guard.service.readiness import Advice
 

@@ -22,7 +22,8 @@ from guard.service.readiness import Advice, Reporter
 
 log = logging.getLogger("guard.service")
 
-START_PENDING, RUNNING, STOP_PENDING, STOPPED = "start pending", "running", "stop pending", "stopped"
+START_PENDING, RUNNING, STOP_PENDING, STOPPED = (
+    "start pending", "running", "stop pending", "stopped")
 EVERY = 5.0  # seconds between "start pending" reports; the wait hint covers three of them
 
 
@@ -73,6 +74,7 @@ class ServiceHost:
     # readiness.Reporter: what the daemon's loop tells us
     def send(self, advice: Advice) -> None:
         if advice.ready:
+            assert self.daemon is not None  # the daemon reports only from inside its run()
             self.manager.report(RUNNING)
             self.manager.event(logging.INFO, f"serving MLflow at {self.daemon.url}")
         elif advice.extend and not self._stop_asked.is_set():

@@ -47,8 +47,8 @@ def quote(word: str, command: bool = False) -> str:
 def render(spec: UnitSpec) -> str:
     """The unit file's text."""
     system = spec.user is not None
-    command = " ".join(quote(w, command=True) for w in (spec.python, "-m", "guard.cli", "run", "--config",
-                                          spec.config, "--wait-for-store"))
+    command = " ".join(quote(w, command=True) for w in (
+        spec.python, "-m", "guard.cli", "run", "--config", spec.config, "--wait-for-store"))
     stop_timeout = int(spec.stop_grace * 2 + 30)
     lines = [
         f"# {SERVICE_NAME} ({'system' if system else 'user'} unit). `guardctl install-service "

@@ -15,8 +15,8 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from guard.core.config import Config
 from guard.core.logs import server_output_logger
@@ -103,6 +103,38 @@ class Settings:
                    server_url(cfg.server.host, cfg.server.port), cfg.server.health_interval)
 
 
+@dataclass(frozen=True)
+class HealthProbe:
+    """The last /health probe (or why there is none: "starting", "server ended: ...")."""
+
+    ok: bool = False
+    detail: str = "not probed yet"
+    at: float | None = None
+
+
+@dataclass(frozen=True)
+class ServerFigures:
+    """The server the keeper runs: the "server" section of the status."""
+
+    pid: int | None = None
+    tree: tuple[ProcRef, ...] = ()  # the last seen tree, the server first
+    url: str | None = None
+    started_at: float | None = None
+    health: HealthProbe = field(default_factory=HealthProbe)
+
+
+@dataclass(frozen=True)
+class KeeperFigures:
+    """The keeper's figures: the status document's top-level server keys."""
+
+    phase: Phase | None = None
+    message: str = ""
+    server: ServerFigures = field(default_factory=ServerFigures)
+    restarts: int = 0
+    last_reason: str | None = None
+    next_start_at: float | None = None
+
+
 def policy_of(cfg: Config) -> supervisor.Policy:
     return supervisor.Policy(
         backoff_initial=cfg.restart.backoff_initial, backoff_max=cfg.restart.backoff_max,
@@ -128,7 +160,7 @@ class Keeper:
         self.sup = supervisor.State()
         self.server: Server | None = None
         self.known: list[ProcRef] = []  # last seen server tree, kept to end orphans
-        self.health: dict[str, Any] = {"ok": False, "detail": "not probed yet", "at": None}
+        self.health = HealthProbe()
         self.message = ""  # why there is no server, while waiting for the store
         self.error: str | None = None  # the keeper's failures are the supervisor's last_reason
         self.paused = threading.Event()  # set while the store is away
@@ -237,22 +269,12 @@ class Keeper:
         self.fx.forget_pids()
         self.sup = supervisor.stopped(self.sup)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> KeeperFigures:
         s = self.sup
-        return {
-            "phase": s.phase.value,
-            "message": self.message,
-            "server": {
-                "pid": self.server.ref.pid if self.server and self.server.ref else None,
-                "tree": [r.to_json() for r in self.known],
-                "url": self.site.url,
-                "started_at": s.started_at,
-                "health": self.health,
-            },
-            "restarts": s.restarts,
-            "last_reason": s.last_reason,
-            "next_start_at": s.next_start_at,
-        }
+        server = ServerFigures(self.server.ref.pid if self.server and self.server.ref else None,
+                               tuple(self.known), self.site.url, s.started_at, self.health)
+        return KeeperFigures(s.phase, self.message, server, s.restarts, s.last_reason,
+                             s.next_start_at)
 
     # ---- the steps ----------------------------------------------------------------------------
     def _watch(self, now: float) -> None:
@@ -267,7 +289,7 @@ class Keeper:
             return
         ok, detail = self.fx.probe_health()
         at = self.fx.clock()
-        self.health = {"ok": ok, "detail": detail, "at": at}
+        self.health = HealthProbe(ok, detail, at)
         before = self.sup.phase
         self.sup, end = supervisor.probed(self.sup, ok, at, self.policy)
         if before is Phase.STARTING and self.sup.phase is Phase.RUNNING:
@@ -300,7 +322,7 @@ class Keeper:
                         self.sup.last_reason)
         self.server = self.fx.start_server()
         self.sup = supervisor.started(self.sup, now)
-        self.health = {"ok": False, "detail": "starting", "at": None}
+        self.health = HealthProbe(False, "starting")
         self._next_probe = self.fx.clock() + STARTING_PROBE_INTERVAL
         self._remember_tree()
 
@@ -323,7 +345,7 @@ class Keeper:
             survivors = self.fx.end_tree(self.known + orphans)
         self.known = []
         self.fx.save_pids([])
-        self.health = {"ok": False, "detail": f"server ended: {reason}", "at": self.fx.clock()}
+        self.health = HealthProbe(False, f"server ended: {reason}", self.fx.clock())
         return survivors
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from guard.core.paths import same_folder, uri_to_local_path
+from guard.core.records import from_json
 from guard.core.state import StateDir, read_json
 
 log = logging.getLogger("guard.processes")
@@ -43,8 +44,34 @@ class ProcRef:
         return {"pid": self.pid, "create_time": self.create_time}
 
     @classmethod
-    def from_json(cls, data: dict) -> "ProcRef":
+    def from_json(cls, data: dict) -> ProcRef:
         return cls(int(data["pid"]), float(data["create_time"]))
+
+
+@dataclass(frozen=True)
+class DaemonRecord:
+    """The daemon as its status file names it: the "daemon" section."""
+
+    pid: int | None = None
+    create_time: float | None = None
+    started_at: float | None = None
+
+    @property
+    def ref(self) -> ProcRef | None:
+        """Its identity, when the record has one."""
+        if self.pid is None or self.create_time is None:
+            return None
+        return ProcRef(self.pid, self.create_time)
+
+
+@dataclass(frozen=True)
+class GcProcess:
+    """An `mlflow gc` aimed at the store, as status shows it while it runs."""
+
+    pid: int
+    user: str | None
+    command: str
+    started_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -130,11 +157,12 @@ def gc_aimed_at(info: ProcInfo, store: str, port: int, folders: Folders) -> bool
     tracking = _flag(args, "--tracking-uri") or ""
     if re.search(rf"^https?://(localhost|127\.0\.0\.1|\[::1\])(:{port})(/|$)", tracking):
         return True
-    return not backend and bool(info.cwd) and same_folder(os.path.join(info.cwd, "mlruns"),
-                                                          store, folders.resolve)
+    if backend or not info.cwd:
+        return False
+    return same_folder(os.path.join(info.cwd, "mlruns"), store, folders.resolve)
 
 
-def gc_processes(store: str, port: int) -> list[dict]:
+def gc_processes(store: str, port: int) -> list[GcProcess]:
     """Running `mlflow gc` processes aimed at the store (pid, user, command), for status."""
     found = []
     for proc in psutil.process_iter(["pid", "ppid", "create_time", "cmdline", "username"]):
@@ -148,8 +176,8 @@ def gc_processes(store: str, port: int) -> list[dict]:
         info = ProcInfo(proc.pid, proc.info.get("ppid") or 0, proc.info.get("create_time") or 0,
                         cmdline, cwd, proc.info.get("username"))
         if gc_aimed_at(info, store, port, LOCAL_FOLDERS):
-            found.append({"pid": info.pid, "user": info.username, "command": info.command[:300],
-                          "started_at": info.create_time})
+            found.append(GcProcess(info.pid, info.username, info.command[:300],
+                                   info.create_time))
     return found
 
 
@@ -269,12 +297,9 @@ def alive(ref: ProcRef) -> bool:
 
 def running_daemon_pid(state: StateDir) -> int | None:
     """The pid of the live daemon named in the status file, if any."""
-    doc = read_json(state.status) or {}
-    try:
-        ref = ProcRef.from_json(doc["daemon"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return ref.pid if alive(ref) else None
+    doc = read_json(state.status)
+    ref = from_json(DaemonRecord, doc.get("daemon") if isinstance(doc, dict) else None).ref
+    return ref.pid if ref is not None and alive(ref) else None
 
 
 def tree_of(refs: Iterable[ProcRef]) -> list[psutil.Process]:

@@ -18,11 +18,11 @@ import urllib.request
 import psutil
 
 from guard.core.config import Config
+from guard.core.store import ALLOW_FILE_STORE_ENV, store_uri
 from guard.protection.gate import SANCTIONS_ENV, Sanctions
+from guard.supervision.processes import OWNER_ENV, ProcRef, end_tree, ref_of, resolve, tree_of
 from guard.sync.locks import ENV as LOCKS_ENV
 from guard.sync.locks import LockSettings
-from guard.supervision.processes import OWNER_ENV, ProcRef, end_tree, ref_of, resolve, tree_of
-from guard.core.store import ALLOW_FILE_STORE_ENV, store_uri
 
 log = logging.getLogger("guard.server")
 

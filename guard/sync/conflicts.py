@@ -442,7 +442,8 @@ def resolve(kind: str, original: bytes, copy: bytes, original_mtime: float | Non
                                                                copy_mtime)
     if kind == OTHER:
         return resolve_other(original, copy)
-    docs, errors = [], []
+    docs: list[dict | None] = []
+    errors: list[str] = []
     for raw in (original, copy):
         try:
             docs.append(metayaml.parse(raw))

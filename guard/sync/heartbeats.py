@@ -7,11 +7,11 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from guard.core.parts import TickPart
+from guard.core.records import key
 from guard.core.store import inspect_store
 from guard.sync import peers
 
@@ -30,6 +30,17 @@ def clash_warning(found: peers.Heartbeat | None, mine: peers.Heartbeat | None,
     return clash
 
 
+@dataclass(frozen=True)
+class PeerReport:
+    """The heartbeats' figures: the other hosts as seen now, a version warning, a host_id
+    clash (the "peers" section of the status)."""
+
+    hosts: tuple[peers.PeerView, ...] = field(default=(), metadata=key("list"))
+    clash: str | None = None
+    warning: str | None = None
+    error: str | None = None
+
+
 class Heartbeats(TickPart):
     """Publishes `mine` (with the time and state filled in) every `mine.interval` seconds and
     keeps `report`: the other hosts as seen now, a version warning and a host_id clash."""
@@ -42,7 +53,7 @@ class Heartbeats(TickPart):
         self.mine = mine
         self.stale_after = stale_after
         self.last_beat: peers.Heartbeat | None = None
-        self.report: dict[str, Any] = {"list": [], "warning": None, "clash": None}
+        self.report = PeerReport()
 
     def round(self, now: float) -> None:
         self.beat(now)
@@ -63,7 +74,7 @@ class Heartbeats(TickPart):
         except OSError:
             copies = []
         clash = clash_warning(found, self.last_beat, copies, host_id)
-        if clash and clash != self.report.get("clash"):
+        if clash and clash != self.report.clash:
             log.error("%s", clash)
         try:
             peers.publish(self.store, beat)
@@ -71,12 +82,12 @@ class Heartbeats(TickPart):
         except OSError as exc:
             log.warning("cannot publish the heartbeat into the store: %s", exc)
         views = peers.assess(beats, host_id, now, self.stale_after)
-        self.report = {"list": [v.__dict__ for v in views], "clash": clash,
-                       "warning": peers.version_warning(beat.mlflow_version, views)}
+        self.report = PeerReport(tuple(views), clash,
+                                 peers.version_warning(beat.mlflow_version, views))
 
     def hosts(self) -> list[str]:
         """This host and every host seen: whose conflict copies may appear in the store."""
-        return [self.mine.host_id] + [p["host_id"] for p in self.report["list"]]
+        return [self.mine.host_id] + [p.host_id for p in self.report.hosts]
 
-    def snapshot(self) -> dict[str, Any]:
-        return {**self.report, "error": self.error}
+    def snapshot(self) -> PeerReport:
+        return replace(self.report, error=self.error)

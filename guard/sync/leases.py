@@ -210,7 +210,7 @@ def decide_acquire(mine: Lease | None, visible: Iterable[Lease], me: str, now: f
         # release it for good: a lease lapsed by our heartbeat gap would look live again
         # after our next heartbeat, though the others may have moved on meanwhile
         return Decision(WITHDRAW, why=f"our {mine.state} lease lapsed ({own.why})")
-    if not own:
+    if mine is None or not own:
         top = winner(rivals, *args)
         if top is None:
             return Decision(CLAIM, why="no live lease from another host")

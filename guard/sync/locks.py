@@ -16,20 +16,20 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable, Mapping
 
 from filelock import FileLock
 from filelock import Timeout as FileLockTimeout
 
-from guard.sync import leases
-from guard.core.layout import COORDINATION
 from guard.core.config import Config, LockBackend
-from guard.sync.leases import Lease
-from guard.sync.peers import read_all
+from guard.core.layout import COORDINATION
 from guard.core.state import write_json_atomic
 from guard.core.store import mkdirs_in_store
+from guard.sync import leases
+from guard.sync.leases import Lease
+from guard.sync.peers import read_all
 
 log = logging.getLogger("guard.locks")
 LOCKS = "locks"
@@ -58,7 +58,7 @@ class LockSettings:
     stale_after: float
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "LockSettings":
+    def from_config(cls, cfg: Config) -> LockSettings:
         return cls(str(cfg.require_store()), str(cfg.state_dir), cfg.host_id, cfg.locks.backend,
                    cfg.locks.settle, cfg.locks.ttl, cfg.locks.renew_every, cfg.locks.skew,
                    cfg.locks.timeout, cfg.peers.stale_after)
@@ -67,7 +67,7 @@ class LockSettings:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_env(cls, text: str) -> "LockSettings":
+    def from_env(cls, text: str) -> LockSettings:
         return cls(**json.loads(text))
 
 
@@ -150,12 +150,14 @@ class LeaseLock:
                                              uuid.uuid4().hex))
                     continue
                 if decision.action == leases.TAKE:
+                    assert self.mine is not None  # only a claim of ours is ever taken
                     self._write(leases.take(self.mine, now, self.ttl))
                     self._start_renewer()
                     return
                 if decision.action == leases.HOLD:
                     return
                 if decision.action == leases.WITHDRAW:
+                    assert self.mine is not None  # only a lease of ours is ever withdrawn
                     self._write(leases.release(self.mine, now))
                     self.mine = None
             if time.monotonic() > deadline:
@@ -334,7 +336,7 @@ class HostLock:
         finally:
             self.local.release()
 
-    def __enter__(self) -> "HostLock":
+    def __enter__(self) -> HostLock:
         self.acquire()
         return self
 

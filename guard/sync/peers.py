@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from guard.core.conflictnames import parse_conflict_name
@@ -39,23 +39,38 @@ class Heartbeat:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: object) -> "Heartbeat | None":
+    def from_json(cls, data: object) -> Heartbeat | None:
         """A heartbeat from parsed JSON, or None when it is not one (never raises)."""
         if not isinstance(data, dict):
             return None
-        kinds = {"pid": int, "started_at": (int, float), "last_seen": (int, float),
-                 "interval": (int, float)}
-        values = {}
-        for f in fields(cls):
-            if f.name not in data:
-                if f.name == "state":
-                    continue
-                return None
-            value = data[f.name]
-            if not isinstance(value, kinds.get(f.name, str)) or isinstance(value, bool):
-                return None
-            values[f.name] = value
-        return cls(**values)
+        try:
+            return cls(host_id=_text(data["host_id"]), pid=_integer(data["pid"]),
+                       guard_version=_text(data["guard_version"]),
+                       mlflow_version=_text(data["mlflow_version"]),
+                       platform=_text(data["platform"]), store=_text(data["store"]),
+                       started_at=_number(data["started_at"]),
+                       last_seen=_number(data["last_seen"]), interval=_number(data["interval"]),
+                       state=_text(data.get("state", "running")))
+        except (KeyError, TypeError):
+            return None
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"not a string: {value!r}")
+    return value
+
+
+def _integer(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"not an integer: {value!r}")
+    return value
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"not a number: {value!r}")
+    return value
 
 
 @dataclass(frozen=True)

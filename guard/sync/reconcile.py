@@ -13,18 +13,27 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ContextManager, Iterable
+from typing import Literal
 
-from guard.sync import conflicts
 from guard.core import metayaml
 from guard.core.conflictnames import ConflictName, parse_conflict_name
 from guard.core.journal import Journal, read_journal
-from guard.core.layout import (META, TAGS, TEMP_PREFIX, Kind, describe, version_folder,
-                               version_number)
+from guard.core.layout import (
+    META,
+    TAGS,
+    TEMP_PREFIX,
+    Kind,
+    describe,
+    version_folder,
+    version_number,
+)
 from guard.core.parts import Event, ThreadPart
 from guard.core.watch import Change
+from guard.sync import conflicts
 from guard.sync.leases import resource_name
 from guard.sync.locks import HostLock, LockSettings, LockTimeout
 from guard.sync.quarantine import Quarantine
@@ -89,7 +98,8 @@ class Reconciler:
         self.reported = 0
 
     def resolve_all(self, copies: list[Copy],
-                    model_lock: Callable[[str], ContextManager] | None = None) -> list[dict]:
+                    model_lock: Callable[[str], AbstractContextManager] | None = None,
+                    ) -> list[dict]:
         """Resolve each copy; returns the journal records written. `model_lock(name)` gives
         the lock a renumbering must hold (the one model registration takes)."""
         quarantine = Quarantine(self.quarantine_root, self.store)
@@ -118,7 +128,7 @@ class Reconciler:
                 "quarantined": quarantined, "time": time.time(), **extra}
 
     def _resolve(self, copy: Copy, quarantine: Quarantine,
-                 model_lock: Callable[[str], ContextManager] | None) -> dict | None:
+                 model_lock: Callable[[str], AbstractContextManager] | None) -> dict | None:
         theirs = _read(copy.path)
         if theirs is None:
             return None  # resolved elsewhere meanwhile
@@ -137,11 +147,13 @@ class Reconciler:
             if model_lock is None:
                 return None
             with model_lock(copy.rel[1]):
-                extra = self._renumber(copy, res, ours[0], theirs[0], quarantine, kept)
-                if extra is None:
+                renumbered = self._renumber(copy, res, ours[0], theirs[0], quarantine, kept)
+                if renumbered is None:
                     return None
+                extra = renumbered
         elif res.rewrites_original:
-            new = res.merged if res.action == conflicts.MERGE else theirs[0]
+            # a merge carries the merged bytes; otherwise the copy is taken
+            new = res.merged if res.merged is not None else theirs[0]
             kept.append(quarantine.keep_bytes(copy.original, ours[0]))
             if not metayaml.replace_if_unchanged(copy.original, new, ours[0], limit=None):
                 return None  # written meanwhile: look again next pass
@@ -194,6 +206,19 @@ def read_records(path: Path) -> list[dict]:
         return []
 
 
+@dataclass(frozen=True)
+class ConflictFigures:
+    """The conflicts part's figures (the "conflicts" section of the status)."""
+
+    enabled: Literal[True] = True  # the tag that tells it from a part switched off
+    waiting: int = 0          # copies found by the last scan and not resolved yet
+    last_scan: float | None = None
+    resolved: int = 0         # since the daemon started
+    needs_attention: int = 0  # resolved, but worth a look (`guardctl conflicts`)
+    error: str | None = None
+    paused: bool = False
+
+
 class ConflictService(ThreadPart):
     """The daemon's conflicts part: a scan of the store at start, every `interval`, and as
     soon as the watcher sees a copy appear; copies found -> take the cross-machine "conflicts"
@@ -213,10 +238,9 @@ class ConflictService(ThreadPart):
         self.waiting = 0
         self.last_scan: float | None = None
 
-    def snapshot(self) -> dict:
-        return {"enabled": True, "waiting": self.waiting, "last_scan": self.last_scan,
-                "resolved": self.reconciler.resolved,
-                "needs_attention": self.reconciler.reported, **super().snapshot()}
+    def snapshot(self) -> ConflictFigures:
+        return ConflictFigures(True, self.waiting, self.last_scan, self.reconciler.resolved,
+                               self.reconciler.reported, self.error, self.paused.is_set())
 
     def model_lock(self, name: str) -> HostLock:
         return HostLock(self.settings, resource_name("model", name))

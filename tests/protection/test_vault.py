@@ -1,0 +1,349 @@
+"""The vault over real stores written by a real MLflow client: hard links where it can (the
+same inode), copies where it cannot (another volume), restores that never overwrite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from guard.core.store import init_store
+from guard.protection.vault import COPY, LINK, Vault
+from tests.helpers.daemons import healthy_guard
+
+
+def log_runs(store: Path, n: int = 2, big: int = 0) -> list[str]:
+    """Real runs through MLflow's own file store client, each with a small artifact (and a
+    `big`-byte one when asked)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(store.as_uri())
+    mlflow.set_experiment("vault")  # a file-store experiment: artifacts under a local path
+    ids = []
+    for i in range(n):
+        with mlflow.start_run() as run:
+            mlflow.log_param("i", i)
+            mlflow.log_metric("loss", 1.0 / (i + 1), step=0)
+            mlflow.log_text(f"run {i}", "notes.txt")
+            if big:
+                mlflow.log_text("x" * big, "weights.bin")
+        ids.append(run.info.run_id)
+    mlflow.set_tracking_uri(None)  # the default lookup again ("" would pin ./mlruns)
+    return ids
+
+
+def store_files(store: Path) -> dict[tuple[str, ...], os.stat_result]:
+    out = {}
+    for folder, _dirs, files in os.walk(store):
+        for name in files:
+            path = Path(folder) / name
+            out[path.relative_to(store).parts] = path.stat()
+    return out
+
+
+def open_vault(root: Path, store: Path, copy_max: int = 10_000) -> Vault:
+    vault = Vault(root, store, copy_max)
+    vault.open()
+    return vault
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    store = tmp_path / "mlruns"
+    init_store(store)
+    return store
+
+
+def test_on_one_volume_every_store_file_is_hard_linked_same_inode(store, tmp_path):
+    log_runs(store)
+    vault = open_vault(tmp_path / "vault", store)
+    try:
+        assert vault.mode == LINK
+        assert vault.sync(()) == []
+        files = store_files(store)
+        kept = dict(vault.files_under(()))
+        assert set(kept) == set(files)
+        for rel, st in files.items():
+            obj = vault._object(kept[rel]).stat()
+            assert (obj.st_ino, obj.st_dev) == (st.st_ino, st.st_dev)
+            assert st.st_nlink == 2
+    finally:
+        vault.close()
+
+
+def test_a_file_replaced_by_rename_is_linked_again_and_the_old_one_collected(store, tmp_path):
+    """Sync clients (and MLflow, when its temp folder shares the volume) replace a file by
+    renaming a new one over it: a new inode the vault must link again."""
+    run_id = log_runs(store, 1)[0]
+    vault = open_vault(tmp_path / "vault", store)
+    try:
+        vault.sync(())
+        meta = next(store.glob(f"*/{run_id}/meta.yaml"))
+        old = meta.stat().st_ino
+        tmp = meta.with_name("incoming.tmp")
+        tmp.write_text(meta.read_text().replace("status: 3", "status: 4"))
+        os.replace(tmp, meta)
+        new = meta.stat().st_ino
+        assert new != old
+        vault.sync(meta.parent.relative_to(store).parts)
+        rel = meta.relative_to(store).parts
+        assert dict(vault.files_under(rel))[rel] == new
+        assert vault.collect() == 1  # the old version's object
+        assert not vault._object(old).exists() and vault._object(new).exists()
+    finally:
+        vault.close()
+
+
+def test_restore_puts_a_deleted_run_back_whole_and_never_overwrites(store, tmp_path):
+    import shutil
+
+    import mlflow
+
+    run_id = log_runs(store, 1)[0]
+    vault = open_vault(tmp_path / "vault", store)
+    try:
+        vault.sync(())
+        run_dir = next(store.glob(f"*/{run_id}"))
+        rel = run_dir.relative_to(store).parts
+        before = {k: v.st_size for k, v in store_files(store).items()}
+        shutil.rmtree(run_dir)
+        assert rel in vault.sync(rel[:-1], recursive=False)
+        (run_dir / "params").mkdir(parents=True)
+        (run_dir / "params" / "i").write_text("newer")  # something came back meanwhile
+        restored = vault.restore(rel)
+        assert restored == len([k for k in before if k[:len(rel)] == rel]) - 1
+        assert (run_dir / "params" / "i").read_text() == "newer"  # not overwritten
+        run = mlflow.MlflowClient(store.as_uri()).get_run(run_id)
+        assert run.data.metrics["loss"] == 1.0
+        path = mlflow.MlflowClient(store.as_uri()).download_artifacts(run_id, "notes.txt",
+                                                                      str(tmp_path))
+        assert Path(path).read_text() == "run 0"
+    finally:
+        vault.close()
+
+
+def test_the_index_survives_a_restart_and_finds_deletions_made_while_down(store, tmp_path):
+    import shutil
+
+    ids = log_runs(store, 2)
+    vault = open_vault(tmp_path / "vault", store)
+    vault.sync(())
+    vault.close()
+    gone = next(store.glob(f"*/{ids[0]}"))
+    shutil.rmtree(gone)
+    again = open_vault(tmp_path / "vault", store)
+    try:
+        assert again.knows(gone.relative_to(store).parts)
+        assert again.sync(()) == [gone.relative_to(store).parts]
+        assert again.restore(gone.relative_to(store).parts) > 5
+        assert (gone / "meta.yaml").is_file()
+    finally:
+        again.close()
+
+
+def test_one_vault_per_daemon(store, tmp_path):
+    from guard.protection.vault import VaultError
+
+    log_runs(store, 1)
+    first = open_vault(tmp_path / "vault", store)
+    try:
+        with pytest.raises(VaultError, match="in use by another guard daemon"):
+            open_vault(tmp_path / "vault", store)
+    finally:
+        first.close()
+
+
+def other_volume(path: Path) -> Path:
+    """A writable folder on another filesystem than `path` (tmpfs /dev/shm on Linux)."""
+    for candidate in ("/dev/shm", os.environ.get("XDG_RUNTIME_DIR") or "/run/user"):
+        if os.path.isdir(candidate) and os.access(candidate, os.W_OK) and \
+                os.stat(candidate).st_dev != os.stat(path).st_dev:
+            return Path(candidate)
+    raise AssertionError("this test needs a writable folder on a second filesystem "
+                         "(/dev/shm); none was found")
+
+
+def test_across_volumes_metadata_is_copied_and_artifacts_up_to_the_limit(store, tmp_path):
+    import shutil
+    import tempfile
+
+    run_id = log_runs(store, 1, big=20_000)[0]
+    root = Path(tempfile.mkdtemp(prefix="guard-vault-", dir=other_volume(tmp_path)))
+    try:
+        vault = open_vault(root / "vault", store, copy_max=10_000)
+        try:
+            assert vault.mode == COPY
+            vault.sync(())
+            kept = {rel[-1] for rel, _ in vault.files_under(())}
+            assert {"meta.yaml", "notes.txt", "loss", "i"} <= kept
+            assert "weights.bin" not in kept and vault.too_large == 1
+            run_dir = next(store.glob(f"*/{run_id}"))
+            meta = (run_dir / "meta.yaml").read_bytes()
+            shutil.rmtree(run_dir)
+            assert vault.restore(run_dir.relative_to(store).parts) >= 6
+            assert (run_dir / "meta.yaml").read_bytes() == meta
+            assert (run_dir / "artifacts" / "notes.txt").read_text() == "run 0"
+            assert os.stat(run_dir / "meta.yaml").st_nlink == 1  # a copy, not a link
+            assert not (run_dir / "artifacts" / "weights.bin").exists()  # never kept
+            assert vault.sync(()) == []
+        finally:
+            vault.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_an_unmounted_store_is_never_filled_from_the_vault(new_store, make_guard, tmp_path):
+    """The drive goes (the folder vanishes), an empty mount point appears, the drive comes
+    back: the daemon pauses, restores nothing, and serves the same store again."""
+    import time
+
+    from mlflow import MlflowClient
+
+    from tests.helpers.daemons import wait_for
+
+    guard = healthy_guard(new_store, make_guard, tmp_path)
+    client = MlflowClient(guard.url)
+    run = client.create_run("0")
+    client.log_param(run.info.run_id, "lr", "0.1")
+    client.set_terminated(run.info.run_id)
+    wait_for(lambda: (guard.status().get("vault") or {}).get("ready"), 60)
+    time.sleep(1.5)  # the watcher's events for the run have been handled
+
+    away = new_store.with_name("mlruns.unmounted")
+    new_store.rename(away)
+    wait_for(lambda: guard.status().get("phase") == "waiting for store", 30,
+             what="the daemon to notice the store is gone")
+    new_store.mkdir()  # the empty mount point
+    time.sleep(5)  # several grace periods and store checks
+    assert os.listdir(new_store) == []
+    status = guard.ctl("status").stdout
+    assert "waiting for the store" in status or "unmounted" in status
+
+    new_store.rmdir()
+    away.rename(new_store)
+    guard.wait_healthy()
+    assert client.get_run(run.info.run_id).data.params == {"lr": "0.1"}
+    journal = guard.state_dir / "journal" / "vault.jsonl"
+    assert not journal.exists() or "restored" not in journal.read_text()
+
+
+def test_an_index_of_another_store_is_never_restored_from(store, tmp_path):
+    """A state folder reused for another store: that store's runs must not appear here."""
+    other = tmp_path / "other" / "mlruns"
+    init_store(other)
+    gone = log_runs(other, 1)[0]
+    vault = open_vault(tmp_path / "vault", other)
+    vault.sync(())
+    vault.close()
+    log_runs(store, 1)
+    here = open_vault(tmp_path / "vault", store)
+    try:
+        assert not any(gone in rel for rel, _ in here.files_under(()))
+        assert here.sync(()) == []  # nothing of the other store is "missing" here
+        assert not list(store.glob(f"*/{gone}"))
+    finally:
+        here.close()
+
+
+def test_a_folder_gone_before_it_was_seen_leaves_no_entry(store, tmp_path):
+    log_runs(store, 1)
+    vault = open_vault(tmp_path / "vault", store)
+    try:
+        vault.sync(())
+        assert vault.sync(("0", "never-there")) == []
+        assert not vault.knows(("0", "never-there"))
+        assert vault.sync(()) == []  # and no later pass reports it
+    finally:
+        vault.close()
+
+
+def test_hidden_artifacts_are_kept_and_sync_clients_temp_files_are_not(store, tmp_path):
+    run_id = log_runs(store, 1)[0]
+    arts = next(store.glob(f"*/{run_id}")) / "artifacts"
+    (arts / ".hydra").mkdir()
+    (arts / ".hydra" / "config.yaml").write_text("lr: 0.1\n")
+    (arts / ".syncthing.notes.txt.tmp").write_text("partial")
+    vault = open_vault(tmp_path / "vault", store)
+    try:
+        vault.sync(())
+        kept = {rel[-1] for rel, _ in vault.files_under(())}
+        assert "config.yaml" in kept and ".syncthing.notes.txt.tmp" not in kept
+    finally:
+        vault.close()
+
+
+def test_policy_alert_reports_without_restoring_and_refuse_blocks_model_deletion(
+        new_store, make_guard, tmp_path):
+    """vault.policy alert: a run removed by hand is reported (journal, status), not put back.
+    gc.model_deletions refuse: deleting a registered model through the server is a 403."""
+    import shutil
+
+    import pytest as _pytest
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from tests.helpers.daemons import wait_for
+
+    guard = healthy_guard(new_store, make_guard, tmp_path,
+                          "vault:\n  policy: alert\ngc:\n  model_deletions: refuse\n")
+    client = MlflowClient(guard.url)
+    run = client.create_run("0")
+    client.set_terminated(run.info.run_id)
+    client.create_registered_model("precious")
+    wait_for(lambda: (guard.status().get("vault") or {}).get("ready"), 60)
+    import time
+    time.sleep(1.5)
+
+    with _pytest.raises(MlflowException, match="gc.model_deletions: refuse"):
+        client.delete_registered_model("precious")
+    assert (new_store / "models" / "precious" / "meta.yaml").is_file()
+
+    shutil.rmtree(new_store / "0" / run.info.run_id)
+    journal = guard.state_dir / "journal" / "vault.jsonl"
+    wait_for(lambda: journal.exists() and '"alert"' in journal.read_text(), 30,
+             what="the alert in the vault journal")
+    assert run.info.run_id in journal.read_text()
+    time.sleep(3)
+    assert not (new_store / "0" / run.info.run_id).exists()  # reported, not restored
+    status = guard.ctl("status").stdout
+    assert "1 alerts" in status and f"alert 0/{run.info.run_id}" in status
+
+
+def test_with_rewriting_off_a_run_deleted_by_hand_is_put_back_on_its_watcher_event(
+        new_store, make_guard, tmp_path):
+    """The watcher belongs to the daemon, not to the rewrite part: with rewrite.enabled false
+    the vault still hears the deletion and puts the run back within seconds, long before its
+    next full scan (vault.scan_interval, an hour here)."""
+    import shutil
+    import time
+
+    from mlflow import MlflowClient
+
+    from tests.helpers.daemons import wait_for
+
+    guard = healthy_guard(new_store, make_guard, tmp_path,
+                          "rewrite:\n  enabled: false\nvault:\n  scan_interval: 3600\n")
+    client = MlflowClient(guard.url)
+    run = client.create_run("0")
+    client.log_param(run.info.run_id, "lr", "0.1")
+    client.log_metric(run.info.run_id, "loss", 0.5)  # MLflow needs metrics/ and artifacts/,
+    client.log_text(run.info.run_id, "w=1", "notes.txt")  # and the vault keeps files only
+    client.set_terminated(run.info.run_id)
+    wait_for(lambda: (guard.status().get("vault") or {}).get("ready"), 60)
+    time.sleep(1.5)  # the watcher's events for the run have been handled
+    portability = guard.status()["portability"]
+    assert portability["enabled"] is False and portability["watch_mode"] == "events"
+
+    run_dir = new_store / "0" / run.info.run_id
+    shutil.rmtree(run_dir)
+    deleted = time.monotonic()
+    wait_for(lambda: (run_dir / "meta.yaml").is_file(), 20,
+             what="the vault to put the run back on its watcher event")
+    assert time.monotonic() - deleted < 20
+    journal = guard.state_dir / "journal" / "vault.jsonl"
+    wait_for(lambda: journal.exists() and '"restored"' in journal.read_text(), 10,
+             what="the restore in the vault journal")
+    assert client.get_run(run.info.run_id).data.params == {"lr": "0.1"}
+    assert "rewriting disabled" in guard.ctl("status").stdout

@@ -1,0 +1,61 @@
+"""The heartbeats part (guard.sync.heartbeats) over a store folder: no processes."""
+
+from __future__ import annotations
+
+import json
+
+from guard.core.store import init_store
+from guard.sync import peers
+from guard.sync.heartbeats import Heartbeats, clash_warning
+
+
+def beat(host: str, last_seen: float = 0.0, pid: int = 10, store: str = "/s") -> peers.Heartbeat:
+    return peers.Heartbeat(host_id=host, pid=pid, guard_version="0.1.0",
+                           mlflow_version="3.17.2", platform="linux", store=store,
+                           started_at=1.0, last_seen=last_seen, interval=5.0)
+
+
+def test_clash_warning_names_another_writer_or_the_sync_clients_copies():
+    mine = beat("hostA", 10.0)
+    assert clash_warning(mine, mine, [], "hostA") is None
+    assert clash_warning(None, None, [], "hostA") is None
+    other = beat("hostA", 11.0, pid=99, store="/elsewhere")
+    assert "another guard also uses host_id 'hostA' (pid 99" in clash_warning(other, mine, [],
+                                                                               "hostA")
+    copy = "hostA (conflicted copy).json"
+    warning = clash_warning(mine, mine, [copy], "hostA")
+    assert warning is not None and copy in warning and "host_id 'hostA'" in warning
+
+
+def test_heartbeats_publish_read_peers_and_say_stopped_at_the_end(tmp_path):
+    store = tmp_path / "mlruns"
+    init_store(store)
+    peers.publish(store, beat("hostB", last_seen=100.0))
+    part = Heartbeats(store, beat("hostA"), stale_after=60.0)
+    part.stop()  # never ran: no "stopped" heartbeat
+    assert not (peers.peers_dir(store) / "hostA.json").exists()
+
+    part.tick(101.0)
+    mine = json.loads((peers.peers_dir(store) / "hostA.json").read_text())
+    assert (mine["last_seen"], mine["state"]) == (101.0, "running")
+    assert [p.host_id for p in part.snapshot().hosts] == ["hostB"]
+    assert part.snapshot().clash is None and part.error is None
+    assert part.hosts() == ["hostA", "hostB"]
+
+    part.tick(102.0)  # before the interval: nothing written
+    assert json.loads((peers.peers_dir(store) / "hostA.json").read_text())["last_seen"] == 101.0
+    part.stop()
+    assert json.loads((peers.peers_dir(store) / "hostA.json").read_text())["state"] == "stopped"
+
+
+def test_heartbeats_notice_another_machine_with_the_same_host_id(tmp_path, caplog):
+    store = tmp_path / "mlruns"
+    init_store(store)
+    part = Heartbeats(store, beat("hostA"), stale_after=60.0)
+    part.tick(100.0)
+    peers.publish(store, beat("hostA", last_seen=103.0, pid=4242, store="/other"))
+    part.tick(105.0)
+    assert "pid 4242" in (part.snapshot().clash or "")
+    assert caplog.text.count("another guard also uses host_id") == 1
+    part.tick(110.0)  # said once in the log, kept in the status
+    assert caplog.text.count("another guard also uses host_id") == 1

@@ -1,0 +1,172 @@
+"""The locks shell over real folders: lease locks between hosts kept in sync by the simulated
+sync client, and OS locks held by real processes."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from guard.sync import leases
+from guard.sync.locks import (
+    HostLock,
+    LeaseLock,
+    LockSettings,
+    LockTimeout,
+    OsLock,
+    list_locks,
+    locks_dir,
+    read_leases,
+)
+from guard.sync.peers import Heartbeat, publish
+
+SETTLE = 1.0  # the simulated sync needs delay (0.2 s) + a scan interval (0.1 s) and some slack
+
+
+def lease_lock(store: Path, host: str, resource: str = "model-m", **kw) -> LeaseLock:
+    opts = dict(settle=SETTLE, ttl=10.0, renew_every=1.0)
+    opts.update(kw)
+    return LeaseLock(store, host, resource, **opts)
+
+
+def test_two_hosts_contending_never_both_hold_once_settled(synced):
+    """Each host takes, holds and releases the same lock over and over; the hold intervals
+    of the two hosts never overlap, and both get the lock."""
+    (store_a, store_b), syncer = synced(2, delay=0.2)
+    holds: dict[str, list[tuple[float, float]]] = {"hostA": [], "hostB": []}
+    errors: list[BaseException] = []
+
+    def worker(store: Path, host: str, seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(4):
+                lock = lease_lock(store, host)
+                lock.acquire(timeout=60)
+                start = time.monotonic()
+                assert lock.holding()
+                time.sleep(rng.uniform(0.2, 0.5))
+                end = time.monotonic()
+                lock.release()
+                holds[host].append((start, end))
+                time.sleep(rng.uniform(0.0, 0.4))
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(store, host, i))
+               for i, (store, host) in enumerate(((store_a, "hostA"), (store_b, "hostB")))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(180)
+    assert not errors, errors
+    assert len(holds["hostA"]) == 4 and len(holds["hostB"]) == 4
+    for a_start, a_end in holds["hostA"]:
+        for b_start, b_end in holds["hostB"]:
+            assert a_end <= b_start or b_end <= a_start, "both hosts held the lock at once"
+    syncer.settle(30)
+    assert list_locks(store_a, time.time()) == list_locks(store_b, time.time()) == []
+
+
+def test_a_waiting_host_times_out_naming_the_holder_then_gets_it_after_release(synced):
+    (store_a, store_b), syncer = synced(2, delay=0.2)
+    a = lease_lock(store_a, "hostA")
+    a.acquire(timeout=30)
+    syncer.settle(30)
+    b = lease_lock(store_b, "hostB")
+    with pytest.raises(LockTimeout, match="hostA holds model-m"):
+        b.acquire(timeout=1.5)
+    (held,) = [lock for lock in list_locks(store_b, time.time()) if not lock["released"]]
+    assert held["holder"] == "hostA" and held["state"] == "held"
+    assert "held by hostA" in held["text"]
+    a.release()
+    b.acquire(timeout=30)
+    assert b.holding()
+    b.release()
+
+
+def test_held_lease_is_renewed_and_removed_on_release(tmp_path):
+    store = tmp_path / "mlruns"
+    store.mkdir()
+    lock = lease_lock(store, "hostA", ttl=3.0, renew_every=0.3, settle=0.1)
+    lock.acquire(timeout=10)
+    first = read_leases(locks_dir(store) / "model-m")[0]
+    time.sleep(1.0)
+    later = read_leases(locks_dir(store) / "model-m")[0]
+    assert later.state == leases.HELD and later.expires_at > first.expires_at
+    assert later.claimed_at == first.claimed_at
+    lock.release()
+    assert not (locks_dir(store) / "model-m" / "hostA.json").exists()
+
+
+def test_a_crashed_holder_with_a_stale_heartbeat_does_not_block(tmp_path):
+    """A host that died holding a lease (its file stays, its heartbeat goes stale) blocks the
+    lock only until its heartbeat is stale_after old, not until the lease's far expiry."""
+    store = tmp_path / "mlruns"
+    store.mkdir()
+    now = time.time()
+    dead = leases.take(leases.claim("model-m", "hostA", now - 100, 3600, "t1"), now - 99, 3600)
+    (locks_dir(store) / "model-m").mkdir(parents=True)
+    (locks_dir(store) / "model-m" / "hostA.json").write_text(json.dumps(dead.__dict__))
+    publish(store, Heartbeat("hostA", 1, "0", "3.0", "linux", "/x", now - 100, now - 90, 5))
+    beats = {"hostA": now - 90}
+    blocked = lease_lock(store, "hostB", settle=0.1)
+    with pytest.raises(LockTimeout, match="hostA holds"):
+        blocked.acquire(timeout=0.5)
+    lock = lease_lock(store, "hostB", settle=0.1, stale_after=30, heartbeats=lambda: beats)
+    lock.acquire(timeout=5)
+    assert lock.holding()
+    lock.release()
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from guard.sync.locks import OsLock
+lock = OsLock(Path(sys.argv[1]), "nas-host", "model-m")
+lock.acquire(10)
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.integration
+def test_os_backend_lock_held_by_another_process(tmp_path):
+    """The OS arbitrates: while a real process holds the lock nobody else gets it (the error
+    names the holder); when that process dies the OS frees it."""
+    store = tmp_path / "share" / "mlruns"
+    store.mkdir(parents=True)
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(store)], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        (listed,) = list_locks(store, time.time())
+        assert listed["backend"] == "os" and listed["holder"] == "nas-host"
+        mine = OsLock(store, "other-host", "model-m")
+        with pytest.raises(LockTimeout, match="held by nas-host"):
+            mine.acquire(0.5)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert list_locks(store, time.time()) == []  # the dead holder's record is not a lock
+    mine.acquire(5)
+    assert mine.holding()
+    mine.release()
+
+
+def test_host_lock_serializes_this_hosts_processes(tmp_path):
+    """Two processes of one host share its lease file; the local lock keeps them apart."""
+    (tmp_path / "mlruns").mkdir()
+    settings = LockSettings(str(tmp_path / "mlruns"), str(tmp_path / "state"), "hostA",
+                            "lease", 0.1, 10, 1, 0, 0.5, 60)
+    with HostLock(settings, "model-m"):
+        with pytest.raises(LockTimeout, match="another process of this host"):
+            HostLock(settings, "model-m").acquire()
+    with HostLock(settings, "model-m"):
+        pass
+    assert LockSettings.from_env(settings.to_env()) == settings

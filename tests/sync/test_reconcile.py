@@ -1,0 +1,178 @@
+"""Conflict copies in a real MLflow store (written by a real MLflow client), resolved by the
+reconcile shell, and read back with MLflow's own FileStore: nothing lost, nothing left."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from guard.core import metayaml
+from guard.core.journal import Journal
+from guard.core.layout import COORDINATION
+from guard.sync.reconcile import RENUMBERED_TAG, Reconciler, find_copies, read_records
+from tests.helpers.store import EXP, RUN, copy_direct_store
+
+SYN = "_hostB_Nov-22-0650-2026_Conflict_1"  # Synology Drive's marker, as hostB lost
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    return copy_direct_store(tmp_path)
+
+
+def reconciler(tmp_path, store) -> Reconciler:
+    return Reconciler(store, tmp_path / "state" / "quarantine",
+                      Journal(tmp_path / "state" / "journal" / "conflicts.jsonl"))
+
+
+def file_store(store):
+    from mlflow.store.tracking.file_store import FileStore
+
+    return FileStore(store.as_uri())
+
+
+def registry(store):
+    from mlflow.store.model_registry.file_store import FileStore
+
+    return FileStore(store.as_uri())
+
+
+class NoLock:
+    taken: list[str] = []
+
+    def __init__(self, name: str) -> None:
+        NoLock.taken.append(name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def test_metrics_params_tags_and_run_meta_copies_are_merged_and_moved_aside(store, tmp_path):
+    run_dir = store / EXP / RUN
+    metric = run_dir / "metrics" / "m"
+    ours = metric.read_text()
+    theirs_line = f"{int(time.time() * 1000)} 0.5 7\n"
+    (run_dir / "metrics" / f"m{SYN}").write_text(ours + theirs_line)
+    (run_dir / "params" / f"p{SYN}").write_bytes((run_dir / "params" / "p").read_bytes())
+    (run_dir / "params" / "q").write_text("1")
+    (run_dir / "params" / f"q{SYN}").write_text("2")
+    tag = run_dir / "tags" / "mlflow.runName"
+    (run_dir / "tags" / f"mlflow.runName{SYN}").write_text("renamed-on-B")
+    os.utime(tag, (time.time() - 100, time.time() - 100))
+    meta, doc = run_dir / "meta.yaml", metayaml.parse((run_dir / "meta.yaml").read_bytes())
+    running = dict(doc, status=1, end_time=None)
+    meta.write_bytes(metayaml.dump(running))
+    (run_dir / f"meta{SYN}.yaml").write_bytes(metayaml.dump(doc))  # B finished the run
+
+    copies = find_copies(store)
+    assert len(copies) == 5
+    records = reconciler(tmp_path, store).resolve_all(copies)
+    by_file = {r["original"].split("/")[-1]: r for r in records}
+    assert by_file["m"]["action"] == "merge" and not by_file["m"]["needs_attention"]
+    assert by_file["p"]["action"] == "keep_original"
+    assert by_file["q"]["action"] == "keep_original" and by_file["q"]["needs_attention"]
+    assert by_file["mlflow.runName"]["action"] == "take_copy"
+    assert by_file["meta.yaml"]["action"] == "take_copy"
+
+    assert find_copies(store) == []  # nothing left in the store
+    run = file_store(store).get_run(RUN)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["q"] == "1" and run.data.tags["mlflow.runName"] == "renamed-on-B"
+    history = file_store(store).get_metric_history(RUN, "m")
+    # the union of both sides, duplicates dropped (this one already held a repeated line)
+    assert 7 in [m.step for m in history] and len(history) == len(set(ours.splitlines())) + 1
+    # every copy, and every original that was replaced, is in the quarantine
+    kept = [p for r in records for p in r["quarantined"]]
+    assert len(kept) == 5 + 3 and all(os.path.exists(p) for p in kept)
+    assert any(p.endswith("meta.yaml.before") for p in kept)
+    assert read_records(tmp_path / "state" / "journal" / "conflicts.jsonl") == records
+
+
+def model_version_copy(store, later: str) -> tuple[dict, dict]:
+    """Version 1 registered on two machines: the original from hostA, a copy from hostB."""
+    vdir = store / "models" / "adder" / "version-1"
+    ours = metayaml.parse((vdir / "meta.yaml").read_bytes())
+    theirs = dict(ours, run_id="b" * 32, model_id="m-" + "b" * 32,
+                  source="models:/m-" + "b" * 32,
+                  creation_timestamp=ours["creation_timestamp"] + (5 if later == "copy" else -5))
+    (vdir / f"meta{SYN}.yaml").write_bytes(metayaml.dump(theirs))
+    return ours, theirs
+
+
+@pytest.mark.parametrize("later", ["copy", "original"])
+def test_one_version_number_taken_twice_keeps_both_versions(store, tmp_path, later, monkeypatch):
+    # The registry's search consults the tracking store; without this it opens ./mlflow.db.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())
+    ours, theirs = model_version_copy(store, later)
+    NoLock.taken = []
+    (record,) = reconciler(tmp_path, store).resolve_all(find_copies(store), NoLock)
+    assert NoLock.taken == ["adder"]  # renumbering holds the model's lock
+    assert record["action"] == "renumber" and record["new_version"] == 2
+    assert record["needs_attention"]
+    found = registry(store).search_model_versions("name='adder'", max_results=100)
+    versions = {int(mv.version): mv for mv in found}
+    assert sorted(versions) == [1, 2]
+    moved, stayed = (theirs, ours) if later == "copy" else (ours, theirs)
+    assert versions[2].run_id == moved["run_id"] and versions[1].run_id == stayed["run_id"]
+    assert "version 1: registered on two machines" in versions[2].tags[RENUMBERED_TAG]
+    assert find_copies(store) == []
+
+
+def test_a_copy_whose_original_is_gone_takes_its_place(store, tmp_path):
+    params = store / EXP / RUN / "params"
+    (params / f"p{SYN}").write_bytes((params / "p").read_bytes())
+    (params / "p").unlink()
+    (record,) = reconciler(tmp_path, store).resolve_all(find_copies(store))
+    assert record["action"] == "restored" and (params / "p").exists()
+
+
+def test_artifacts_and_the_coordination_folder_are_not_touched(store, tmp_path):
+    art = store / EXP / RUN / "artifacts"
+    art.mkdir(exist_ok=True)
+    (art / "notes.txt").write_text("a")
+    (art / f"notes{SYN}.txt").write_text("b")
+    peers = store / COORDINATION / "peers"
+    peers.mkdir(parents=True)
+    (peers / "hostA.json").write_text("{}")
+    (peers / f"hostA{SYN}.json").write_text("{}")
+    assert find_copies(store) == []
+
+
+def test_syncthing_dropbox_and_onedrive_copies_are_found(store, tmp_path):
+    params = store / EXP / RUN / "params"
+    (params / "p.sync-conflict-20261122-065000-ABCDEF7").write_text("x")
+    (params / "p (Andy's conflicted copy 2026-11-22)").write_text("x")
+    (params / "p-hostB").write_text("x")
+    assert len(find_copies(store)) == 2
+    assert len(find_copies(store, ["hostB"])) == 3
+
+
+def test_the_daemon_resolves_a_copy_as_soon_as_the_watcher_sees_it(store, tmp_path, make_guard):
+    """The full scan runs once an hour here; a meta.yaml copy is handled on its event."""
+    from tests.helpers.daemons import wait_for
+
+    config = tmp_path / "guard.yaml"
+    config.write_text("conflicts:\n  scan_interval: 3600\nlocks:\n  settle: 0.2\n")
+    guard = make_guard(store, config=config).start()
+    guard.wait_healthy()
+    wait_for(lambda: (guard.status().get("conflicts") or {}).get("last_scan"), 30,
+             what="the first conflict scan")
+    run_dir = store / EXP / RUN
+    doc = metayaml.parse((run_dir / "meta.yaml").read_bytes())
+    tmp = tmp_path / "incoming.yaml"
+    tmp.write_bytes(metayaml.dump(dict(doc, status=1, end_time=None)))  # a stale RUNNING copy
+    os.replace(tmp, run_dir / f"meta{SYN}.yaml")  # as a sync client delivers it
+    journal = guard.state_dir / "journal" / "conflicts.jsonl"
+    (record,) = wait_for(lambda: read_records(journal), 20, what="the copy to be resolved")
+    assert record["action"] == "keep_original" and record["kind"] == "run_meta"
+    assert not (run_dir / f"meta{SYN}.yaml").exists()
+    assert file_store(store).get_run(RUN).info.status == "FINISHED"
+    # status.json is rewritten about once a second
+    wait_for(lambda: "conflicts 1 copies resolved since start, 0 need a look"
+             in guard.ctl("status").stdout, 15, what="status to count the resolved copy")
