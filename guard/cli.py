@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from guard import __version__
@@ -23,12 +24,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a program ended by SIGPIPE (128 + 13)
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an OSError: which path, and what the system said about it."""
+    if exc.filename is None:
+        return str(exc)
+    where = str(exc.filename) + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+    return f"{where}: {exc.strerror or exc}"
+
+
+def _quiet_stdout() -> None:
+    """The reader of our output went away (`guardctl status | head -1`): point stdout at
+    devnull, so the flush at exit does not raise again (Python docs, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; every error the user can cause is a message and an exit code,
+    never a traceback: 2 for a configuration, store or state folder that cannot be used."""
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try
+        return code
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
     except ConfigError as exc:
         print(f"guardctl: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"guardctl: {os_error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from guard.commands.common import add_config_options, config_from
+from guard.core.state import StateDir
 from guard.daemon.loop import AlreadyRunning, Daemon, StartupError
 
 NAME = "run"
@@ -21,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from(args)
+    try:
+        StateDir(cfg.state_dir).create()
+    except OSError as exc:  # its message names the folder and what to do
+        print(f"guardctl: cannot start: {exc}", file=sys.stderr)
+        return 2
     try:
         return Daemon(cfg, wait_for_store=args.wait_for_store).run()
     except AlreadyRunning as exc:

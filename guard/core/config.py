@@ -9,6 +9,7 @@ configuration and every error names the key and the file.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import socket
@@ -382,6 +383,8 @@ def check_value(f: Field, value: Any, origin: str, base_dir: Path | None) -> Any
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
         value = float(value)
+        if not math.isfinite(value):  # .nan and .inf pass every comparison or none
+            raise ConfigError(f"{where} is {value}: not a finite number")
     if f.minimum is not None and value < f.minimum:
         raise ConfigError(f"{where} is {value}; it must be at least {f.minimum:g}")
     return value

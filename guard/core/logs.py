@@ -5,6 +5,9 @@
   (`<3>` for errors) and no timestamp of its own, so `journalctl -p err` works;
 - a level per component (log.levels, e.g. `vault: DEBUG`) over the default log.level;
 - `server.log`, the MLflow server's own output verbatim, rotating by the same settings.
+
+A file name that is not UTF-8 (any bytes on Linux; Python hands it over with lone surrogates)
+is written as `\\xNN` escapes: a strict UTF-8 handler would fail on it and drop the line.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 from guard.core.config import LOG_COMPONENTS, LogConfig
+from guard.core.safeio import printable
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JOURNAL_FORMAT = "%(levelname)s %(name)s: %(message)s"
@@ -24,7 +28,15 @@ PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR
             logging.CRITICAL: 2}
 
 
-class JournalFormatter(logging.Formatter):
+class Formatter(logging.Formatter):
+    """Lines with the bytes of non-UTF-8 names escaped (safeio.printable), so they can be
+    written to any UTF-8 file or stream and still name the same file."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
+class JournalFormatter(Formatter):
     """journald reads a leading `<N>` on a stream line as the line's syslog priority."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -47,6 +59,15 @@ def _reset(logger: logging.Logger) -> None:
         handler.close()
 
 
+class LogFile(RotatingFileHandler):
+    """A rotating log file that stays quiet when the state folder is full or read-only: the
+    same line still reaches stderr (the journal), and logging's default of printing a
+    traceback to stderr for every line that cannot be written would bury it."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        return
+
+
 def setup_logging(path: Path, cfg: LogConfig, extra: Iterable[logging.Handler] = ()) -> None:
     """Send the `guard` loggers to `path`, to stderr and to `extra` handlers (the Windows
     Event Log keeps its own level)."""
@@ -57,12 +78,12 @@ def setup_logging(path: Path, cfg: LogConfig, extra: Iterable[logging.Handler] =
     for component in LOG_COMPONENTS:
         logging.getLogger(f"guard.{component}").setLevel(cfg.levels.get(component, logging.NOTSET))
     path.parent.mkdir(parents=True, exist_ok=True)
-    file_handler = RotatingFileHandler(path, maxBytes=cfg.max_bytes, backupCount=cfg.backups,
-                                       encoding="utf-8")
-    file_handler.setFormatter(logging.Formatter(FORMAT))
+    file_handler = LogFile(path, maxBytes=cfg.max_bytes, backupCount=cfg.backups,
+                                       encoding="utf-8", errors="backslashreplace")
+    file_handler.setFormatter(Formatter(FORMAT))
     stream_handler = logging.StreamHandler(sys.stderr)
     stream_handler.setFormatter(JournalFormatter(JOURNAL_FORMAT) if stderr_is_journal()
-                                else logging.Formatter(FORMAT))
+                                else Formatter(FORMAT))
     handlers: list[logging.Handler] = [file_handler, stream_handler, *extra]
     for handler in handlers:
         logger.addHandler(handler)
@@ -75,8 +96,8 @@ def server_output_logger(path: Path, cfg: LogConfig) -> logging.Logger:
     logger.setLevel(logging.INFO)
     _reset(logger)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = RotatingFileHandler(path, maxBytes=cfg.max_bytes, backupCount=cfg.backups,
-                                  encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler = LogFile(path, maxBytes=cfg.max_bytes, backupCount=cfg.backups,
+                                  encoding="utf-8", errors="backslashreplace")
+    handler.setFormatter(Formatter("%(message)s"))
     logger.addHandler(handler)
     return logger

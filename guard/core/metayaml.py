@@ -1,7 +1,8 @@
 """Reading and replacing meta.yaml files safely, byte-compatible with how MLflow writes them.
 
-Reading refuses what MLflow never writes (over 1 MB, binary, not a mapping, YAML anchors and
-aliases, deep nesting) so a hostile or broken file is reported, not parsed into trouble.
+Reading refuses what MLflow never writes (not a regular file, over 1 MB, binary, not a
+mapping, YAML anchors and aliases, deep nesting) so a hostile or broken file is reported, not
+parsed into trouble; a FIFO or symlink is refused without being opened (core.safeio).
 Writing goes to a temp file in the same folder (a name MLflow ignores), is fsynced, re-checks
 that nobody changed the original meanwhile, and only then renames over it.
 """
@@ -12,11 +13,14 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
+from guard.core import safeio
 from guard.core.layout import TEMP_PREFIX
+from guard.core.tempfiles import discard
 
 # libyaml's C classes when PyYAML was built with it (much faster), else the pure-Python ones
 Dumper: type[yaml.CSafeDumper | yaml.SafeDumper]
@@ -113,11 +117,11 @@ def dump(doc: dict) -> bytes:
 def read(path: Path) -> tuple[bytes, dict]:
     """The raw bytes and parsed mapping of a meta.yaml (MetaError when it is not usable)."""
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise MetaError(f"larger than {MAX_BYTES // 1024} KiB")
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_BYTES + 1)
+        raw = safeio.read_bytes(path, MAX_BYTES)  # a FIFO or symlink is refused, unopened
+    except safeio.TooLarge:
+        raise MetaError(f"larger than {MAX_BYTES // 1024} KiB") from None
+    except safeio.NotARegularFile as exc:
+        raise MetaError(exc.reason) from None
     except FileNotFoundError:
         raise
     except OSError as exc:
@@ -135,28 +139,42 @@ def read_doc(path: Path) -> dict:
 
 
 def replace_if_unchanged(path: Path, new: bytes, expected: bytes,
-                         limit: int | None = MAX_BYTES) -> bool:
+                         limit: int | None = MAX_BYTES,
+                         before_rename: Callable[[], None] | None = None) -> bool:
     """Atomically replace `path` with `new` unless its content is no longer `expected`
     (compared up to `limit` bytes; None: the whole file, for metrics files).
 
-    Returns False (and writes nothing) when another writer got there first.
+    Returns False (and writes nothing) when another writer got there first. `before_rename`
+    runs once the new content is on disk and the original was found unchanged, just before
+    the rename: a write-ahead journal line goes there (if it raises, nothing is renamed).
+    A failed write leaves neither a temp file nor a partial file; its OSError names `path`.
     """
     tmp = path.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}")
     try:
-        mode = path.stat().st_mode
-        with open(tmp, "xb") as fh:
-            fh.write(new)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode & 0o7777)
-        with open(path, "rb") as fh:
-            if fh.read(-1 if limit is None else limit + 1) != expected:
-                return False
+        try:
+            mode = path.stat().st_mode
+            with open(tmp, "xb") as fh:
+                fh.write(new)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, mode & 0o7777)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:  # full, read-only, no permission: name the file, not the temp
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        try:
+            with safeio.open_regular(path) as (fh, _):  # never blocks on a swapped-in FIFO
+                if fh.read(-1 if limit is None else limit + 1) != expected:
+                    return False
+        except safeio.NotARegularFile:
+            return False
+        if before_rename is not None:
+            before_rename()
         _replace_with_retry(tmp, path)
         return True
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        if os.path.lexists(tmp):
+            discard(tmp)
 
 
 def _replace_with_retry(src: Path, dst: Path, attempts: int = 20) -> None:

@@ -16,25 +16,33 @@ from pathlib import Path
 from typing import Any
 
 from guard.core.layout import TEMP_PREFIX
+from guard.core.tempfiles import discard
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write via a temp file in the same folder and rename over the target, so a reader (or a
     sync client) never sees half a file."""
     tmp = path.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    for attempt in range(10):
-        try:
-            os.replace(tmp, path)
-            return
-        except PermissionError:  # Windows: a reader holds the target open; retry briefly
-            if attempt == 9:
-                tmp.unlink(missing_ok=True)
-                raise
-            time.sleep(0.05 * (attempt + 1))
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            # ASCII only: a non-UTF-8 file name (lone surrogates) becomes a \udcNN escape that
+            # json.loads gives back as the same string, where UTF-8 output would raise
+            json.dump(data, fh, indent=2, sort_keys=True, ensure_ascii=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        for attempt in range(10):
+            try:
+                os.replace(tmp, path)
+                return
+            except PermissionError:  # Windows: a reader holds the target open; retry briefly
+                if attempt == 9:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+    except BaseException as exc:
+        discard(tmp)  # a full or read-only disk leaves no temp file behind
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename in (None, str(tmp)):
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc  # name the file
+        raise
 
 
 def read_json(path: Path) -> Any | None:

@@ -16,17 +16,18 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 
 import psutil
 from filelock import FileLock, Timeout
 
 from guard import __version__
+from guard.core import tempfiles
 from guard.core.config import Config
 from guard.core.journal import Journal
 from guard.core.logs import setup_logging
-from guard.core.parts import Part, ThreadPart, state_of
+from guard.core.parts import DEADLINE_MIN, Part, PartState, Supervised, ThreadPart
 from guard.core.state import StateDir
 from guard.core.watch import WatchPart
 from guard.daemon import statusdoc
@@ -36,6 +37,7 @@ from guard.protection.gcwatch import GcWatch
 from guard.protection.restorer import RestoreService
 from guard.protection.vault import Vault, VaultError
 from guard.service import notify, readiness
+from guard.supervision import partlife
 from guard.supervision.keeper import (
     STORE_CHECK_INTERVAL,
     Keeper,
@@ -76,8 +78,11 @@ def conflicts_part(cfg: Config, state: StateDir, hosts: Heartbeats) -> ConflictS
         return None
     reconciler = Reconciler(cfg.require_store(), state.quarantine,
                             Journal(state.conflict_journal))
-    return ConflictService(reconciler, LockSettings.from_config(cfg),
+    part = ConflictService(reconciler, LockSettings.from_config(cfg),
                            cfg.conflicts.scan_interval, hosts.hosts)
+    # a pass may wait for the cross-machine lock that long before it can make progress
+    part.deadline = cfg.locks.timeout + cfg.locks.settle + DEADLINE_MIN
+    return part
 
 
 def vault_part(cfg: Config, state: StateDir) -> RestoreService | None:
@@ -102,8 +107,38 @@ def rewrite_part(cfg: Config, state: StateDir, watch: WatchPart) -> RewritePart 
         return None
     fixer = Fixer(cfg.require_store(), Journal(state.rewrite_journal), cfg.host_id,
                   foreign_delay=rw.foreign_delay, in_flight_grace=rw.in_flight_grace,
-                  experiment_quiet=rw.experiment_quiet)
+                  experiment_quiet=rw.experiment_quiet, temp_folders=(state.root,))
     return RewritePart(fixer, lambda: watch.mode, rw.poll_interval, rw.full_pass_interval)
+
+
+def _attempt(what: str, step: Callable[[], object]) -> None:
+    """Run one shutdown step; a failure is logged, never raised, so the next step runs."""
+    try:
+        step()
+    except OSError as exc:  # a full or read-only state folder: expected, no traceback
+        log.error("shutdown: %s failed: %s; going on", what, exc)
+    except Exception:
+        log.exception("shutdown: %s failed; going on", what)
+
+
+def seen_of(part: Supervised) -> partlife.Seen:
+    """What the daemon sees of a part this turn, for its life's next step."""
+    return partlife.Seen(part.crashes, part.error, part.alive, part.idle, part.last_tick,
+                         part.deadline, part.held, part.paused.is_set())
+
+
+def _log_phase(name: str, before: partlife.Life, life: partlife.Life) -> None:
+    if life.phase is partlife.CRASH_LOOP:
+        log.error("%s failed %d times within restart.crash_loop_window; not restarted until "
+                  "`guardctl restart`: %s", name, len(life.failures), life.last_error)
+    elif life.phase is partlife.BACKOFF and before.phase is not partlife.BACKOFF:
+        log.error("%s failed: %s; restarting it in %.1f s", name, life.last_error,
+                  (life.next_start_at or 0) - time.time())
+    elif life.phase is partlife.STUCK:
+        log.error("%s is stuck: no progress for more than its deadline; the service "
+                  "manager's watchdog restarts the daemon (if there is one)", name)
+    elif before.phase is partlife.STUCK:
+        log.warning("%s is making progress again", name)
 
 
 class Daemon:
@@ -137,11 +172,18 @@ class Daemon:
         self.vault: RestoreService | None = None
         self.rewrite: RewritePart | None = None
         self.background: list[ThreadPart] = []  # the parts with a thread, as started
+        self.lives: dict[str, partlife.Life] = {}  # each supervised part's life, by name
         self._last_status_write = 0.0
+        self._status_write_failed = False
 
     @property
     def parts(self) -> list[Part]:
         return [self.keeper, self.peers, self.gc, *self.background]
+
+    @property
+    def supervised(self) -> list[Supervised]:
+        """The parts the daemon restarts (the keeper supervises its server itself)."""
+        return [self.peers, self.gc, *self.background]
 
     # ---- entry point -------------------------------------------------------------------
     def run(self) -> int:
@@ -160,6 +202,7 @@ class Daemon:
             self._install_signals()
             log.info("mlflow-guard %s starting (pid %s) for store %s", __version__,
                      self.me.pid, self.store)
+            tempfiles.sweep(self.state.root)  # what a killed daemon left (status, pids...)
             self.write_status(force=True)
             if not self._await_store():
                 return 0 if self.stopping.is_set() else 2
@@ -219,9 +262,12 @@ class Daemon:
             store_ok = self.keeper.check_store(now)
             self._pause(not store_ok)
             phase = self.keeper.phase
+            self._supervise(now)
             if store_ok:
-                for ticked in (self.peers, self.gc, self.keeper):
-                    ticked.tick(now)
+                for ticked in (self.peers, self.gc):
+                    if partlife.runs(self.life(ticked)):
+                        ticked.tick(now)
+                self.keeper.tick(now)
             self.write_status(force=self.keeper.phase is not phase)
             self.stopping.wait(TICK if store_ok else STORE_CHECK_INTERVAL)
 
@@ -235,14 +281,45 @@ class Daemon:
             else:
                 part.paused.clear()
 
+    # ---- the parts' lives ----------------------------------------------------------------
+    def life(self, part: Part) -> partlife.Life:
+        return self.lives.get(part.name, partlife.Life())
+
+    def _supervise(self, now: float) -> None:
+        """Each part's life after a look at it (guard.supervision.partlife decides): a part
+        that failed is restarted after its backoff, or left in a crash loop."""
+        for part in self.supervised:
+            before = self.life(part)
+            life, restart = partlife.step(before, seen_of(part), now, self.keeper.policy)
+            self.lives[part.name] = life
+            if life.phase is not before.phase:
+                _log_phase(part.name, before, life)
+            if restart:
+                log.warning("restarting %s (restart %d)", part.name, life.restarts)
+                part.restart()
+
+    def _resume_parts(self, now: float) -> None:
+        """`guardctl restart`: the parts that failed are restarted at once, crash loop or not."""
+        for name, life in self.lives.items():
+            self.lives[name] = partlife.resumed(life, now)
+
+    def part_state(self, part: Part) -> PartState:
+        """The part's entry in the status: how it is doing and where it is in its life."""
+        life = self.life(part)
+        return PartState(part.error, part.paused.is_set(), part.last_tick, life.phase,
+                         getattr(part, "held", None), life.restarts, life.last_error,
+                         life.next_start_at)
+
     def _tell(self) -> None:
         """Readiness, liveness and a status line for the service manager, if there is one.
-        Called from the loop's own thread, so a hung loop stops the watchdog pings."""
+        Called from the loop's own thread, so a hung loop stops the watchdog pings, and so
+        does a stuck part: the manager then restarts the daemon, which ends the stuck thread."""
         if self.reporter is None:
             return
+        stuck = any(life.phase is partlife.STUCK for life in self.lives.values())
         advice, self.told = readiness.advise(
             self.keeper.phase, self.keeper.health.ok, self.url,
-            self.keeper.message, self.told, time.monotonic(), self.reporter.every)
+            self.keeper.message, self.told, time.monotonic(), self.reporter.every, stuck=stuck)
         if advice != readiness.Advice():
             self.reporter.send(advice)
 
@@ -255,19 +332,23 @@ class Daemon:
         if command == "stop":
             self.stopping.set()
         elif command == "restart":
-            self.keeper.restart(time.time())
+            now = time.time()
+            self.keeper.restart(now)
+            self._resume_parts(now)
         else:
             log.warning("ignoring unknown request %r", command)
 
     def _shutdown(self) -> list[int]:
+        """End the server tree first, then stop the parts and write the last status. Each step
+        that fails (a full or read-only state folder, a part that raises) is logged and the
+        next one runs: no failure here may leave a server behind or skip the lock's release."""
         self.keeper.begin_stop()
-        self.write_status(force=True)
-        self._tell()
+        _attempt("telling the service manager", self._tell)
+        _attempt("ending the server tree", self.keeper.stop)
         for part in self.background:
-            part.stop()
-        self.keeper.stop()
-        self.peers.stop()  # a last heartbeat: peers see a clean stop at once
-        self.write_status(force=True)
+            _attempt(f"stopping {part.name}", part.stop)
+        _attempt("the last heartbeat", self.peers.stop)  # peers see a clean stop at once
+        _attempt("writing the status", lambda: self.write_status(force=True))
         log.info("stopped")
         return self.keeper.survivors
 
@@ -293,7 +374,7 @@ class Daemon:
             conflicts=self.conflicts.snapshot() if self.conflicts else Off(),
             vault=self.vault.snapshot() if self.vault else Off(),
             gc_processes=tuple(self.gc.seen),
-            parts={p.name: state_of(p) for p in self.parts},
+            parts={p.name: self.part_state(p) for p in self.parts},
             updated_at=time.time(),
         )
 
@@ -301,5 +382,17 @@ class Daemon:
         now = time.monotonic()
         if not force and now - self._last_status_write < 1.0:
             return
-        statusdoc.write_status(self.state.status, self.status_doc())
         self._last_status_write = now
+        try:
+            statusdoc.write_status(self.state.status, self.status_doc())
+        except OSError as exc:
+            # A full or read-only state folder must not take the server down with the daemon:
+            # keep guarding; `guardctl status` sees the file age and says "not responding".
+            if not self._status_write_failed:
+                log.error("cannot write the status file %s: %s; the guard keeps running, "
+                          "free space in the state folder", self.state.status, exc)
+            self._status_write_failed = True
+        else:
+            if self._status_write_failed:
+                log.info("status file written again")
+            self._status_write_failed = False

@@ -1,7 +1,9 @@
 """`guardctl status`: what the daemon says about itself, checked against what is live now.
 
-The daemon's status file can be stale (a daemon killed with -9 cannot clean up), so the report
-re-checks the pids it names and probes /health itself. `assess` is the pure verdict.
+The daemon's status file can be stale (a daemon killed with -9 cannot clean up, a hung one
+stops writing it), so the report re-checks the pids it names, probes /health itself and never
+trusts a file older than STALE_AFTER. `assess`, `responding` and `parts_verdict` are the pure
+verdicts.
 """
 
 from __future__ import annotations
@@ -10,14 +12,22 @@ import time
 from dataclasses import dataclass, field, replace
 
 from guard.core.config import Config
-from guard.core.parts import PartState
+from guard.core.parts import PartPhase, PartState
+from guard.core.safeio import printable
 from guard.core.state import StateDir
 from guard.core.strenum import StrEnum
 from guard.core.timefmt import duration
 from guard.daemon.statusdoc import Off, Portability, StatusDoc, read_status
 from guard.portability.fixer import RewriteFigures
 from guard.protection.restorer import VaultFigures
-from guard.supervision.processes import GcProcess, alive, classify, snapshot
+from guard.supervision.processes import (
+    GcProcess,
+    alive,
+    classify,
+    orphans,
+    recorded_refs,
+    snapshot,
+)
 from guard.supervision.server import probe_health
 from guard.supervision.supervisor import Phase
 from guard.sync.heartbeats import PeerReport
@@ -33,6 +43,14 @@ class Health(StrEnum):
 
 HEALTHY, DEGRADED, NOT_RUNNING = Health.HEALTHY, Health.DEGRADED, Health.NOT_RUNNING
 EXIT_CODES = {HEALTHY: 0, DEGRADED: 1, NOT_RUNNING: 3}
+
+# The daemon's loop writes its status about once a second (every STORE_CHECK_INTERVAL while the
+# store is away): a live daemon whose file is older than this is not responding.
+STALE_AFTER = 10.0
+
+# The parts, in the words of the people who read `guardctl status`.
+TITLES = {"server": "server", "rewrite": "path rewriting", "conflicts": "conflict copies",
+          "vault": "vault", "peers": "heartbeats", "gc": "gc watch", "watch": "watcher"}
 
 
 @dataclass(frozen=True)
@@ -82,6 +100,13 @@ class Stray:
 
 
 @dataclass(frozen=True)
+class Orphan:
+    """A process of this guard's server tree still running after its daemon died."""
+    pid: int
+    command: str
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything `guardctl status` shows: the status document checked against what is live
     now (its JSON is the --json output). The daemon's sections are None when it is not alive."""
@@ -102,6 +127,7 @@ class Report:
     log_file: str = ""
     server_log_file: str = ""
     strays: tuple[Stray, ...] = ()
+    orphans: tuple[Orphan, ...] = ()
     portability: Portability | None = None
     peers: PeerReport | None = None
     conflicts: Off | ConflictFigures | None = None
@@ -137,7 +163,82 @@ def protection(doc: StatusDoc) -> Verdict | None:
                                  f"{doc.gc_processes[0].pid}); use `guardctl gc`")
     if isinstance(doc.vault, VaultFigures) and doc.vault.error:
         return Verdict(DEGRADED, doc.vault.error)
+    if isinstance(doc.vault, VaultFigures) and doc.vault.incomplete:
+        first, more = doc.vault.incomplete[0], len(doc.vault.incomplete) - 1
+        return Verdict(DEGRADED, f"restore incomplete: {first.path} ({first.kind}): "
+                                 f"{first.reason}" + (f"; and {more} more" if more else ""))
     return None
+
+
+def orphan_verdict(daemon_alive: bool, daemon_pid: int | None,
+                   orphans: tuple[Orphan, ...]) -> Verdict | None:
+    """A dead daemon's server still serving is the orphan the guard exists to prevent:
+    degraded (not "not running"), naming the pids and `guardctl stop`, which ends it."""
+    if daemon_alive or not orphans:
+        return None
+    was = f" (pid {daemon_pid})" if daemon_pid else ""
+    return Verdict(DEGRADED, f"the daemon{was} is not running but its server is: orphan pids "
+                             f"{', '.join(str(o.pid) for o in orphans)}; `guardctl stop` "
+                             "ends it")
+
+
+def orphan_lines(orphans: tuple[Orphan, ...]) -> list[str]:
+    """The ORPHAN section of the text form: each process of the dead daemon's server."""
+    if not orphans:
+        return []
+    lines = ["  ORPHAN    server of a dead daemon, still running (`guardctl stop` ends it):"]
+    lines.extend(f"            pid {o.pid}: {o.command[:120]}" for o in orphans)
+    return lines
+
+
+def responding(doc: StatusDoc, now: float) -> Verdict | None:
+    """A live daemon whose status file is older than STALE_AFTER has a hung loop (or is
+    stopped): what the file says is stale, so the guard is never reported OK then."""
+    if doc.updated_at is None:
+        return None
+    age = now - doc.updated_at
+    if age <= STALE_AFTER:
+        return None
+    where = f"; see {doc.log_file}" if doc.log_file else ""
+    return Verdict(DEGRADED, f"daemon not responding (status file {age:.0f} s old){where}")
+
+
+def title(name: str) -> str:
+    return TITLES.get(name, name)
+
+
+def part_problem(name: str, p: PartState, now: float) -> str | None:
+    """What is wrong with a part and what to do about it, in one line; None when it works."""
+    what, error = title(name), p.last_error or p.error
+    if p.state is PartPhase.BACKOFF:
+        due = p.next_start_at
+        when = f" in {duration(due - now)}" if due is not None and due > now else ""
+        return f"{what} failed ({error}); restarting it{when}"
+    if p.state is PartPhase.CRASH_LOOP:
+        return (f"{what} keeps failing and is not restarted any more (crash loop; last: "
+                f"{error}); fix the cause, then run `guardctl restart`")
+    if p.state is PartPhase.STUCK:
+        since = duration(now - p.last_tick) if p.last_tick is not None else "long"
+        return (f"{what} stuck: no progress for {since}; the log says where; a service "
+                "manager restarts the daemon, otherwise run `guardctl stop` then `guardctl run`")
+    if p.state is PartPhase.HELD:
+        return f"{what} paused: {p.held}; it resumes by itself once that is fixed"
+    if p.state is PartPhase.PAUSED:
+        return f"{what} paused: the store is not usable; it resumes once the store is back"
+    return None
+
+
+def part_problems(parts: dict[str, PartState], now: float) -> list[str]:
+    return [line for name, p in parts.items() if (line := part_problem(name, p, now))]
+
+
+def parts_verdict(parts: dict[str, PartState], now: float) -> Verdict | None:
+    """Any part failed, stuck, in a crash loop, held or paused: the guard is degraded."""
+    problems = part_problems(parts, now)
+    if not problems:
+        return None
+    more = len(problems) - 1
+    return Verdict(DEGRADED, problems[0] + (f"; and {more} more parts (below)" if more else ""))
 
 
 @dataclass(frozen=True)
@@ -147,6 +248,7 @@ class Live:
     tree: tuple[TreeEntry, ...] = ()  # the server tree the file names, each alive or not
     health: HealthCheck = field(default_factory=HealthCheck)
     strays: tuple[Stray, ...] = ()
+    orphans: tuple[Orphan, ...] = ()  # this guard's server, serving with no daemon
 
 
 def fallback_of(cfg: Config) -> StatusDoc:
@@ -177,9 +279,13 @@ def report(cfg: Config, probe_timeout: float = 3.0) -> Report:
     store = store_of(doc, fallback)
     if store:
         own = list(doc.keeper.server.tree) if doc else []
-        census = classify(snapshot(), store, cfg.server.port, str(cfg.state_dir), own)
+        procs = snapshot()
+        census = classify(procs, store, cfg.server.port, str(cfg.state_dir), own)
+        left = () if live.daemon else orphans(
+            procs, store, str(cfg.state_dir), [*recorded_refs(StateDir(cfg.state_dir)), *own])
         live = replace(live, strays=tuple(Stray(p.pid, p.username, p.command)
-                                          for p in census.same_store))
+                                          for p in census.same_store),
+                       orphans=tuple(Orphan(p.pid, p.command) for p in left))
     return summarize(doc, live, fallback, time.time())
 
 
@@ -190,7 +296,10 @@ def summarize(doc: StatusDoc | None, live: Live, fallback: StatusDoc, now: float
     server_ok = any(t.alive and t.pid == server.pid for t in live.tree)
     verdict = assess(doc, live.daemon, server_ok, live.health.ok)
     if verdict.label == HEALTHY and doc is not None:
-        verdict = protection(doc) or verdict
+        verdict = parts_verdict(doc.parts, now) or protection(doc) or verdict
+    if live.daemon and doc is not None:
+        verdict = responding(doc, now) or verdict
+    verdict = orphan_verdict(live.daemon, d.daemon.pid, live.orphans) or verdict
     started = d.daemon.started_at
     shown = d if live.daemon else None  # the daemon's own sections, while it runs
     return Report(
@@ -213,6 +322,7 @@ def summarize(doc: StatusDoc | None, live: Live, fallback: StatusDoc, now: float
         log_file=d.log_file or fallback.log_file or "",
         server_log_file=d.server_log_file or fallback.server_log_file or "",
         strays=live.strays,
+        orphans=live.orphans,
         portability=shown.portability if shown else None,
         peers=shown.peers if shown else None,
         conflicts=shown.conflicts if shown else None,
@@ -234,6 +344,7 @@ def render(r: Report) -> str:
         tree = ", ".join(f"{t.pid}{'' if t.alive else ' (gone)'}" for t in s.tree) or "-"
         lines.append(f"  server    {_phase(r.phase)}; pid {s.pid} (tree: {tree})")
         lines.append(f"  url       {s.url}  health: {s.health.detail}")
+    lines.extend(orphan_lines(r.orphans))
     lines.append(f"  restarts  {r.restarts}" +
                  (f"; last reason: {r.last_reason}" if r.last_reason else ""))
     lines.append(f"  store     {r.store or '(not configured)'}")
@@ -246,14 +357,14 @@ def render(r: Report) -> str:
     lines.extend(_peer_lines(r.peers))
     lines.extend(_conflict_lines(r.conflicts))
     lines.extend(_vault_lines(r.vault, r.gc_processes))
-    lines.extend(_part_lines(r.parts))
+    lines.extend(_part_lines(r.parts, time.time()))
     if r.strays:
         lines.append("  STRAYS    MLflow servers over this store not started by the guard:")
         for p in r.strays:
             lines.append(f"            pid {p.pid} ({p.user}): {p.command[:120]}")
     else:
         lines.append("  strays    none")
-    return "\n".join(lines)
+    return printable("\n".join(lines))  # a non-UTF-8 file name shows as \xNN escapes
 
 
 def _phase(phase: Phase | None) -> str:
@@ -318,16 +429,25 @@ def _conflict_lines(c: Off | ConflictFigures | None) -> list[str]:
             f"{c.needs_attention} need a look (`guardctl conflicts`)")
     lines = [line, f"            last scan {_ago(c.last_scan)}"
              + (f"; {c.waiting} copies waiting" if c.waiting else "")
+             + (f"; {c.left_alone} left alone (not regular files or too large; see the log)"
+                if c.left_alone else "")
              + ("; paused: store lost" if c.paused else "")]
     if c.error:
         lines.append(f"  WARNING   conflicts: {c.error}")
     return lines
 
 
-def _part_lines(parts: dict[str, PartState]) -> list[str]:
-    """Failed parts that no section above reports (conflicts and the vault report theirs)."""
-    return [f"  WARNING   {name}: {p.error}" for name, p in parts.items()
-            if p.error and name not in ("conflicts", "vault")]
+def _part_lines(parts: dict[str, PartState], now: float) -> list[str]:
+    """A line for each unhealthy part, and a warning for the errors of working parts that no
+    section above reports (conflicts and the vault report theirs)."""
+    lines = []
+    for name, p in parts.items():
+        problem = part_problem(name, p, now)
+        if problem:
+            lines.append(f"  PART      {problem}")
+        elif p.error and name not in ("conflicts", "vault"):
+            lines.append(f"  WARNING   {name}: {p.error}")
+    return lines
 
 
 def _vault_lines(v: Off | VaultFigures | None, gcs: tuple[GcProcess, ...]) -> list[str]:
@@ -352,6 +472,12 @@ def _vault_lines(v: Off | VaultFigures | None, gcs: tuple[GcProcess, ...]) -> li
     if v.too_large:
         lines.append(f"  WARNING   vault: {v.too_large} artifacts above vault.copy_max_bytes "
                      "are not kept (copy mode)")
+    if v.not_regular:
+        lines.append(f"            {v.not_regular} symlinks, FIFOs or devices in the store left "
+                     "alone: not kept, never followed (see the log)")
+    for entry in v.incomplete:
+        lines.append(f"  WARNING   vault: restore incomplete: {entry.path} ({entry.kind}): "
+                     f"{entry.reason}; the vault checks it again every few minutes")
     if v.error:
         lines.append(f"  WARNING   vault: {v.error}")
     return lines

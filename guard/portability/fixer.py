@@ -21,13 +21,25 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from guard.core import metayaml
-from guard.core.journal import Journal, read_journal
-from guard.core.layout import META, Kind, classify_meta, walk
+from guard.core import metayaml, tempfiles
+from guard.core.journal import (
+    APPLIED,
+    NOT_APPLIED,
+    Journal,
+    intent,
+    judge,
+    old_content,
+    read_journal,
+    readable,
+    text_field,
+    transactions,
+)
+from guard.core.layout import COORDINATION, META, Kind, classify_meta, walk
 from guard.core.parts import Event, ThreadPart
 from guard.core.paths import parse_local, safe_segments
 from guard.core.records import OMIT_NONE
 from guard.core.watch import EVENTS, Change
+from guard.core.writefaults import hold_reason, retry_delay
 from guard.portability.rewrite import apply, experiment_wait, in_flight, plan_file
 
 log = logging.getLogger("guard.fixer")
@@ -101,7 +113,10 @@ def iter_meta_files(store: Path, problems: dict | None = None,
 class Fixer:
     def __init__(self, store: Path, journal: Journal | None, host_id: str,
                  foreign_delay: float = 0.0, dry_run: bool = False,
-                 in_flight_grace: float = 72 * 3600.0, experiment_quiet: float = 600.0) -> None:
+                 in_flight_grace: float = 72 * 3600.0, experiment_quiet: float = 600.0,
+                 temp_folders: tuple[Path, ...] = ()) -> None:
+        """`temp_folders`: where else the guard writes (the state folder), swept of its stale
+        temp files by each full pass like the store's folders."""
         self.store = Path(os.path.abspath(store))
         self.store_real = os.path.realpath(self.store)
         self.own_root = parse_local(str(self.store))
@@ -125,6 +140,9 @@ class Fixer:
         self.last_rewrite: LastRewrite | None = None
         self.last_pass: FullPass | None = None
         self.lock = threading.RLock()
+        self.temp_folders = tuple(Path(p) for p in temp_folders)
+        self.swept = 0  # stale temp files removed so far
+        self.progress: Callable[[], None] = lambda: None  # told of each file of a full pass
 
     # ---- single files --------------------------------------------------------------------
     def _rel(self, path: Path) -> tuple[str, ...] | None:
@@ -204,8 +222,18 @@ class Fixer:
         if self.dry_run:
             self.would[plan.kind] += 1
             return WOULD
-        if not metayaml.replace_if_unchanged(path, metayaml.dump(apply(doc, plan.changes)), raw):
-            return BUSY
+        new = metayaml.dump(apply(doc, plan.changes))
+        journal = self.journal
+        ahead = None if journal is None else (lambda: journal.append_many(intent(
+            {"action": "rewrite", "host": self.host_id, "file": key, "kind": plan.kind},
+            [{"key": c.key, "old": c.old, "new": c.new} for c in plan.changes], raw, new)))
+        # write-ahead: the intent (with the whole old text) is on disk before the rename
+        try:
+            if not metayaml.replace_if_unchanged(path, new, raw, before_rename=ahead):
+                return BUSY
+        except FileNotFoundError:  # deleted or moved away meanwhile
+            self._forget(key)
+            return GONE
         self.pending.pop(key, None)
         self._remember(path, key)
         self.rewritten[plan.kind] += 1
@@ -213,9 +241,6 @@ class Fixer:
         self.recent.append(now)
         for change in plan.changes:
             self.last_rewrite = LastRewrite(now, key, change.key, change.new)
-            if self.journal is not None:
-                self.journal.append(action="rewrite", host=self.host_id, file=key, kind=plan.kind,
-                                    key=change.key, old=change.old, new=change.new)
         log.info("rewrote %s: %s", key, ", ".join(f"{c.key} -> {c.new}" for c in plan.changes))
         if run_changed:
             self._recheck_experiment(key, now)
@@ -304,7 +329,18 @@ class Fixer:
         now = time.time()
         seen = set()
         links: dict[str, list[dict]] = {}
-        for path in iter_meta_files(self.store, links):
+        sweep = not use_cache and not self.dry_run  # polling passes stay cheap
+        if sweep:
+            self._sweep(self.store / COORDINATION, now, recursive=True)
+            for folder in self.temp_folders:
+                self._sweep(folder, now)
+        for folder, entry in walk(self.store, (), links):
+            self.progress()
+            if sweep:
+                self._sweep(folder, now)
+            if not classify_meta(entry.rel + (META,)).has_locations:
+                continue
+            path = folder / META
             outcome = self.check(path, now, force=force, use_cache=use_cache)
             if outcome != GONE:
                 seen.add("/".join(Path(path).relative_to(self.store).parts))
@@ -318,11 +354,19 @@ class Fixer:
                                       dict(outcomes))
             return self.last_pass
 
+    def _sweep(self, folder: Path, now: float, recursive: bool = False) -> None:
+        """The guard's own temp files left by a write that was killed (tempfiles.sweep)."""
+        removed = tempfiles.sweep(folder, now, recursive=recursive)
+        for path in removed:
+            log.info("removed a stale temp file of the guard: %s", readable(str(path)))
+        self.swept += len(removed)
+
     def check_dir(self, folder: Path) -> None:
         """A folder that appeared in one move (sync, restore from .trash): check its files."""
         if self._rel(folder) is None:
             return
         for path in iter_meta_files(self.store, self.problems, Path(os.path.abspath(folder))):
+            self.progress()
             self.check(path)
 
     def flush_pending(self, now: float | None = None) -> None:
@@ -335,29 +379,37 @@ class Fixer:
 
     # ---- figures -------------------------------------------------------------------------
     def snapshot(self, now: float | None = None) -> RewriteFigures:
+        """The figures, without the lock: a check holds it across store I/O (a file that
+        blocks), and the daemon's loop must never wait for that to write its status. Each
+        dict is copied in one step (atomic under the GIL); only this method drops old times
+        from `recent`, the checks only append to it."""
         now = time.time() if now is None else now
-        with self.lock:
-            while self.recent and now - self.recent[0] > 3600:
-                self.recent.popleft()
-            problems = [Problem(file=k, **p) for k, ps in sorted(self.problems.items())
-                        for p in ps]
-            return RewriteFigures(
-                rewrites_total=self.total,
-                rewrites_last_hour=len(self.recent),
-                rewritten_by_kind=dict(self.rewritten),
-                last_rewrite=self.last_rewrite,
-                pending_foreign=len(self.pending),
-                deferred_in_flight=len(self.deferred),
-                unportable_count=sum(1 for p in problems if p.problem == "unportable"),
-                problem_count=len(problems),
-                problems=tuple(problems[:50]),
-                last_full_pass=self.last_pass,
-            )
+        while self.recent and now - self.recent[0] > 3600:
+            self.recent.popleft()
+        problems = [Problem(file=k, **p) for k, ps in sorted(dict(self.problems).items())
+                    for p in ps]
+        return RewriteFigures(
+            rewrites_total=self.total,
+            rewrites_last_hour=len(self.recent),
+            rewritten_by_kind=dict(self.rewritten),
+            last_rewrite=self.last_rewrite,
+            pending_foreign=len(self.pending),
+            deferred_in_flight=len(self.deferred),
+            unportable_count=sum(1 for p in problems if p.problem == "unportable"),
+            problem_count=len(problems),
+            problems=tuple(problems[:50]),
+            last_full_pass=self.last_pass,
+        )
 
 
 class RewritePart(ThreadPart):
     """The daemon's rewrite part: a full pass at start, then the watcher's changes, a polling
-    pass while the watcher cannot deliver events, and a periodic full pass."""
+    pass while the watcher cannot deliver events, and a periodic full pass.
+
+    A write the disk refuses (full, over quota, read-only, no permission; in the store or the
+    journal's state folder) holds the part instead of ending it: `held` says why and what to
+    do, the file stays as it was, and every 10-60 s a probe write in the same folder checks
+    whether the condition cleared; once it has, `held` clears and a full pass catches up."""
 
     name = "rewrite"
     consequence = "rewrites stopped until restart"
@@ -367,22 +419,39 @@ class RewritePart(ThreadPart):
                  full_pass_interval: float) -> None:
         super().__init__(wait=0.2)
         self.fixer = fixer
+        self.fixer.progress = self.progress
         self.watch_mode = watch_mode  # the watcher part's mode now: events, or polling
         self.poll_interval = poll_interval
         self.full_pass_interval = full_pass_interval
         self.next_full = self.next_poll = self.next_deferred = 0.0
+        self.refused = 0            # refused attempts in a row while held
+        self.retry_at = 0.0         # monotonic: when a held part probes again
+        self.probe_in: Path | None = None  # the folder whose write was refused
 
     def snapshot(self) -> RewriteFigures:
         return replace(self.fixer.snapshot(), error=self.error, paused=self.paused.is_set())
 
     def begin(self) -> None:
-        self.fixer.full_pass()
         now = time.monotonic()
-        self.next_full = now + self.full_pass_interval
         self.next_poll = now + self.poll_interval
         self.next_deferred = now + DEFERRED_RECHECK
+        if self.held is None:
+            self._guarded(now, self._full_pass)
+        else:
+            self.next_full = now  # held before a restart: the probe decides
+
+    def _full_pass(self, now: float) -> None:
+        self.next_full = now  # due again if this pass is refused midway
+        self.fixer.full_pass()
+        self.next_full = now + self.full_pass_interval
 
     def handle(self, event: Event | None, now: float) -> None:
+        if self.held is not None:
+            if now < self.retry_at or not self._probe(now):
+                return  # events meanwhile are dropped: the pass on resuming finds them
+        self._guarded(now, lambda t: self._round(event, t))
+
+    def _round(self, event: Event | None, now: float) -> None:
         if event is not None:
             kind, path = event
             if kind == Change.FILE:
@@ -390,8 +459,7 @@ class RewritePart(ThreadPart):
             elif kind == Change.DIR:
                 self.fixer.check_dir(path)
         if now >= self.next_full:
-            self.fixer.full_pass()
-            self.next_full = now + self.full_pass_interval
+            self._full_pass(now)
         elif self.watch_mode() != EVENTS and now >= self.next_poll:
             self.fixer.full_pass(use_cache=True)
             self.next_poll = now + self.poll_interval
@@ -402,36 +470,118 @@ class RewritePart(ThreadPart):
             if now >= self.next_deferred:
                 self.next_deferred = now + DEFERRED_RECHECK
 
+    # ---- writes the disk refuses -----------------------------------------------------------
+    def _guarded(self, now: float, work: Callable[[float], None]) -> None:
+        """Do `work`; a refused write holds the part (any other error ends the thread)."""
+        try:
+            work(now)
+        except OSError as exc:
+            journal = self.fixer.journal
+            in_state = (journal is not None and exc.filename is not None
+                        and Path(str(exc.filename)) == journal.path)
+            reason = hold_reason(exc, "state folder" if in_state else "store")
+            if reason is None:
+                raise
+            self._hold(readable(reason), exc, now)
+
+    def _hold(self, reason: str, exc: OSError, now: float) -> None:
+        self.refused += 1
+        self.retry_at = now + retry_delay(self.refused)
+        target = Path(str(exc.filename)) if exc.filename else self.fixer.store / META
+        self.probe_in = target.parent
+        self.next_full = now  # catch up at once when resuming
+        if reason != self.held:
+            log.warning("rewriting held: %s", reason)
+        self.held = reason
+
+    def _probe(self, now: float) -> bool:
+        """Whether a write in the refused folder works again (a small temp file, fsynced and
+        removed); if so the part resumes."""
+        folder = self.probe_in or self.fixer.store
+        if not folder.is_dir():
+            folder = self.fixer.store
+        try:
+            probe_write(folder)
+        except OSError as exc:
+            reason = hold_reason(exc, "store")
+            self.refused += 1
+            self.retry_at = now + retry_delay(self.refused)
+            if reason is not None and self.held is not None and reason != self.held:
+                self.held = readable(reason)
+            return False
+        log.info("rewriting resumes: %s accepts writes again", readable(str(folder)))
+        self.held = None
+        self.refused = 0
+        self.probe_in = None
+        return True
+
+
+PROBE_BYTES = 4096  # about a meta.yaml: a disk with room for this has room for a rewrite
+
+
+def probe_write(folder: Path) -> None:
+    """Write, fsync and remove a small temp file in `folder` (OSError if the disk refuses);
+    nothing is left behind either way."""
+    tmp = Path(folder) / f"{tempfiles.TEMP_PREFIX}probe-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(b"\0" * PROBE_BYTES)
+            fh.flush()
+            os.fsync(fh.fileno())
+    finally:
+        tempfiles.discard(tmp)
+
 
 def undo(store: Path, journal_path: Path, out: Journal | None, dry_run: bool = False) -> dict:
-    """Put back the old values a journal recorded, newest first, where still unchanged
-    (with `dry_run`, only count what would be put back)."""
+    """Put back what a journal recorded, newest first (with `dry_run`, only count what would be
+    put back). A file still holding exactly what a rewrite wrote gets its old bytes back, every
+    one; a file whose rewrite never happened (killed before the rename) is left as is; a file
+    changed since gets the old value back in each key that still holds the new one."""
     store = Path(os.path.abspath(store))
+    store_real = os.path.realpath(store)
     records = [r for r in read_journal(journal_path) if r.get("action") == "rewrite"]
     done = skipped = 0
-    for rec in reversed(records):
-        rel = tuple(str(rec.get("file", "")).split("/"))
+    for group in reversed(transactions(records)):
+        file = text_field(group[0], "file") or ""
+        rel = tuple(file.split("/"))
         path = store.joinpath(*rel)
-        if not safe_segments(rel) or not os.path.realpath(path).startswith(
-                os.path.realpath(store) + os.sep):
-            skipped += 1
+        if not safe_segments(rel) or not os.path.realpath(path).startswith(store_real + os.sep):
+            skipped += len(group)
             continue
         try:
             raw, doc = metayaml.read(path)
         except (FileNotFoundError, metayaml.MetaError):
-            skipped += 1
+            skipped += len(group)
             continue
-        if doc.get(rec["key"]) != rec["new"]:
-            skipped += 1
+        new, restored = _undone(raw, doc, group)
+        skipped += len(group) - len(restored)
+        if new is None:
             continue
-        doc[rec["key"]] = rec["old"]
         if dry_run:
-            done += 1
-        elif metayaml.replace_if_unchanged(path, metayaml.dump(doc), raw):
-            done += 1
+            done += len(restored)
+        elif metayaml.replace_if_unchanged(path, new, raw):
+            done += len(restored)
             if out is not None:
-                out.append(action="undo", file=rec["file"], key=rec["key"], old=rec["new"],
-                           new=rec["old"])
+                out.append_many([{"action": "undo", "file": file, "key": rec["key"],
+                                  "old": rec["new"], "new": rec["old"]} for rec in restored])
         else:
-            skipped += 1
+            skipped += len(restored)
     return {"undone": done, "skipped": skipped}
+
+
+def _undone(raw: bytes, doc: dict, group: list[dict]) -> tuple[bytes | None, list[dict]]:
+    """What undoing one write makes of a file (pure): its new bytes (None: nothing to do) and
+    the journal lines put back. A line without `key`/`old`/`new` is never put back."""
+    lines = [r for r in group if {"key", "old", "new"} <= r.keys()]
+    verdict = judge(raw, group[0]) if "after" in group[0] else None
+    if verdict == NOT_APPLIED:
+        return None, []
+    old = old_content(group)
+    if verdict == APPLIED and old is not None:
+        return old, lines
+    restored = [r for r in lines if doc.get(r["key"]) == r["new"]]
+    if not restored:
+        return None, []
+    for rec in restored:
+        doc[rec["key"]] = rec["old"]
+    return metayaml.dump(doc), restored

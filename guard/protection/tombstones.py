@@ -14,6 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
+from guard.core import safeio
 from guard.core.layout import COORDINATION
 from guard.core.state import write_json_atomic
 from guard.core.store import mkdirs_in_store
@@ -64,10 +65,10 @@ def read_all(store: Path) -> list[Tombstone]:
         except OSError:
             continue
         for path in names:
+            raw = safeio.read_small(path, safeio.RECORD_MAX_BYTES)  # never a FIFO or symlink
             try:
-                with open(path, encoding="utf-8") as fh:
-                    stone = parse(json.load(fh))
-            except (OSError, ValueError):
+                stone = parse(json.loads(raw)) if raw is not None else None
+            except ValueError:
                 continue
             if stone is not None:
                 found.append(stone)

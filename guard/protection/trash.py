@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import shutil
 import time
 import uuid
 from pathlib import Path
 
+from guard.core import safeio
 from guard.protection.deletions import Rel
+
+log = logging.getLogger("guard.vault")
 
 CREATED_KEYS = ("creation_timestamp", "creation_time", "start_time")
 
@@ -42,11 +46,15 @@ def new_batch(vault_root: Path, reason: str, **record) -> Path:
 
 
 def link_or_copy(src: str, dst: str) -> None:
-    """A second name for a file: a hard link where the volume allows, else a copy."""
+    """A second name for a file: a hard link where the volume allows, else a copy. A symlink
+    is kept as the link it is (never followed); a FIFO or device raises NotARegularFile."""
     try:
         os.link(src, dst)
     except OSError:
-        shutil.copy2(src, dst)
+        if os.path.islink(src):
+            os.symlink(os.readlink(src), dst)
+        else:
+            safeio.copy_regular(src, dst)
 
 
 def copy_into_trash(src: Path, rel: Rel, batch: Path) -> int:
@@ -61,7 +69,11 @@ def copy_into_trash(src: Path, rel: Rel, batch: Path) -> int:
         dest = target / os.path.relpath(folder, src)
         dest.mkdir(parents=True, exist_ok=True)
         for name in files:
-            link_or_copy(os.path.join(folder, name), str(dest / name))
+            try:
+                link_or_copy(os.path.join(folder, name), str(dest / name))
+            except safeio.NotARegularFile as exc:  # a FIFO or device: nothing to keep
+                log.warning("not kept in the trash: %s", exc)
+                continue
             count += 1
     return count
 

@@ -3,13 +3,17 @@
 Layout under the vault folder (vault.path, default state_dir/vault, never inside the store):
     objects/<bucket>/<key>   one hard link per store file (key: its inode number, in hex), or,
                              where hard links are impossible, a copy (key: c<serial>)
-    index.json.gz            the store-relative path of every kept file -> its key
+    index.json.gz            the store's folders as nested objects (an empty folder too),
+                             each kept file in its folder -> its key
     trash/<batch>/<path>     what was removed on purpose (guardctl gc, a registry deletion),
                              kept gc.retention_days; RECORD.json says why
 A hard link costs one directory entry, not a copy of the data, and it follows in-place writes
 (metric appends); a file MLflow replaces by rename gets a new inode, which the vault links
 again. Objects are named by inode rather than mirroring the store's folders because the
 store's 60,000 folders would cost more than every link together (4 KB per folder on ext4).
+The index keeps folders as well as files because MLflow needs them: a run folder without its
+empty `params/` or `artifacts/` is "not found". A restore recreates the unit's folders, then
+links its files back. (Every index ever written held folders this way: no conversion.)
 The daemon is the only writer of the index; `guardctl gc` and the server only add to trash/.
 """
 
@@ -21,12 +25,13 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal, overload
 
 from filelock import FileLock, Timeout
 
+from guard.core import safeio
 from guard.core.conflictnames import parse_conflict_name
 from guard.core.layout import COORDINATION, META, TEMP_PREFIX, Kind, describe
 from guard.core.metayaml import read_doc
@@ -80,6 +85,11 @@ class Vault:
         self.dirty = False
         self.garbage = 1  # objects no entry names any more (replaced, forgotten); 1: check once
         self.large: set[Rel] = set()  # artifacts not copied (copy mode, above copy_max_bytes)
+        # what is neither a folder nor a regular file (symlink, FIFO, socket, device): never
+        # followed, opened, kept or deleted; reported once (found by the last full pass)
+        self.special: dict[Rel, str] = {}
+        self._told: set[tuple[Rel, str]] = set()
+        self.progress: Callable[[], None] = lambda: None  # told of each folder of a pass
         self._lock = FileLock(str(self.root / "vault.lock"), timeout=0)
 
     # ---- opening and saving ----------------------------------------------------------
@@ -193,6 +203,7 @@ class Vault:
             return [rel] if rel and self.knows(rel) else []
         if not rel:
             self.large.clear()
+            self.special.clear()
         node = self._node(rel, create=True)
         missing: list[Rel] = []
         self._sync_dir(self.store.joinpath(*rel), rel, node, recursive, missing)
@@ -200,6 +211,7 @@ class Vault:
 
     def _sync_dir(self, path: Path, rel: Rel, node: dict, recursive: bool,
                   missing: list[Rel]) -> None:
+        self.progress()
         try:
             entries = list(os.scandir(path))
         except (FileNotFoundError, NotADirectoryError):
@@ -226,9 +238,20 @@ class Vault:
                 elif entry.is_file(follow_symlinks=False):
                     seen.add(name)
                     self._keep(entry, rel + (name,), node)
+                else:  # there, so not a deletion; but nothing the vault keeps or follows
+                    seen.add(name)
+                    self._not_regular(rel + (name,), entry)
             except OSError as exc:  # vanished between listing and linking: the next pass sees
                 log.debug("vault: %s: %s", entry.path, exc)
         missing.extend(rel + (name,) for name in node if name not in seen)
+
+    def _not_regular(self, rel: Rel, entry: os.DirEntry) -> None:
+        kind = safeio.kind_of(entry.stat(follow_symlinks=False).st_mode) or "special file"
+        self.special[rel] = kind
+        if (rel, kind) not in self._told:
+            self._told.add((rel, kind))
+            log.warning("vault: %s is a %s, not a regular file: not kept, never followed",
+                        safeio.printable("/".join(rel)), kind)
 
     def _keep(self, entry: os.DirEntry, rel: Rel, node: dict) -> None:
         name = rel[-1]
@@ -276,12 +299,13 @@ class Vault:
     def _copy(src: str, obj: Path) -> None:
         obj.parent.mkdir(parents=True, exist_ok=True)
         tmp = obj.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}")
-        shutil.copy2(src, tmp)
+        safeio.copy_regular(src, tmp)  # a FIFO or symlink swapped in is refused, not read
         os.replace(tmp, obj)
 
     # ---- what is known, and putting it back ------------------------------------------
-    def files_under(self, rel: Rel) -> Iterator[tuple[Rel, Key]]:
-        """(path, key) of every kept file at or below `rel`."""
+    def entries_under(self, rel: Rel) -> Iterator[tuple[Rel, Key | None]]:
+        """(path, key) of every kept folder (key None) and file at or below `rel`, each folder
+        before what it holds."""
         parent = self._node(rel[:-1]) if rel else self.tree
         if parent is None:
             return
@@ -292,12 +316,20 @@ class Vault:
         while stack:
             here, value = stack.pop()
             if isinstance(value, dict):
+                yield here, None
                 stack.extend((here + (k,), v) for k, v in value.items())
             else:
                 yield here, value
 
+    def files_under(self, rel: Rel) -> Iterator[tuple[Rel, Key]]:
+        """(path, key) of every kept file at or below `rel`."""
+        for path, key in self.entries_under(rel):
+            if key is not None:
+                yield path, key
+
     def knows(self, rel: Rel) -> bool:
-        return next(self.files_under(rel), None) is not None
+        """Whether the vault holds `rel`: a file, or a folder (an empty one too)."""
+        return bool(rel) and next(self.entries_under(rel), None) is not None
 
     def created(self, unit: Unit) -> int | None:
         """The creation time in the vault's copy of a unit's meta.yaml (tombstones name it)."""
@@ -308,13 +340,18 @@ class Vault:
         return created_of(read_doc(self._object(key)))
 
     def restore(self, rel: Rel) -> int:
-        """Put back every kept file at or below `rel` that is missing from the store; returns
-        how many. Never replaces a file that is there, never writes outside the store."""
+        """Put back every kept folder (empty ones too) and file at or below `rel` that is
+        missing from the store; returns how many files. Never replaces what is there, never
+        writes outside the store."""
         count = 0
-        for path, key in list(self.files_under(rel)):
-            if any(p in ("", ".", "..") or os.sep in p or "/" in p for p in path):
+        for path, key in list(self.entries_under(rel)):
+            if not path or any(p in ("", ".", "..") or os.sep in p or "/" in p for p in path):
                 continue
             dest = self.store.joinpath(*path)
+            if key is None:
+                if not os.path.lexists(dest):
+                    mkdirs_in_store(self.store, dest)
+                continue
             if os.path.lexists(dest):
                 continue
             mkdirs_in_store(self.store, dest.parent)
@@ -339,10 +376,14 @@ class Vault:
         return count
 
     def keep_in_trash(self, rel: Rel, batch: Path) -> int:
-        """Give every kept file at or below `rel` a name in a trash batch (before forgetting)."""
+        """Give every kept folder and file at or below `rel` a name in a trash batch (before
+        forgetting); returns how many files."""
         count = 0
-        for path, key in self.files_under(rel):
+        for path, key in self.entries_under(rel):
             target = batch.joinpath(*path)
+            if key is None:
+                target.mkdir(parents=True, exist_ok=True)
+                continue
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 link_or_copy(str(self._object(key)), str(target))
@@ -373,6 +414,7 @@ class Vault:
         except OSError:
             return 0
         for bucket in buckets:
+            self.progress()
             for entry in os.scandir(bucket):
                 if entry.name not in names:
                     try:
@@ -390,6 +432,11 @@ class Vault:
     @property
     def too_large(self) -> int:
         return len(self.large)
+
+    @property
+    def not_regular(self) -> int:
+        """Symlinks, FIFOs, sockets and devices in the store (the vault leaves them alone)."""
+        return len(self.special)
 
 
 def unit_of_meta(rel: Rel) -> Rel:

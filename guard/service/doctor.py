@@ -28,7 +28,13 @@ from guard.core.config import Config, ConfigError, WatchMode, find_config_file
 from guard.core.state import StateDir, read_json
 from guard.core.store import StoreState, inspect_store
 from guard.core.watch import watched_folders
-from guard.supervision.processes import ProcRef, classify, running_daemon_pid, snapshot
+from guard.supervision.processes import (
+    ProcRef,
+    classify,
+    orphans,
+    running_daemon_pid,
+    snapshot,
+)
 from guard.supervision.server import port_bindable
 from guard.sync.peers import read_with_arrival
 
@@ -128,6 +134,7 @@ class PortFacts:
     ours: tuple[Listener, ...] = ()  # this guard's server processes
     same_store: tuple[Listener, ...] = ()  # hand-started MLflow servers over the store
     foreign: tuple[Listener, ...] = ()  # anything else listening on the port
+    orphans: tuple[Listener, ...] = ()  # this guard's server, left running by a dead daemon
 
 
 @dataclass(frozen=True)
@@ -336,6 +343,11 @@ def check_port(f: PortFacts) -> Finding:
                        f"{_named(f.same_store)}; the guard ends it when it starts",
                        "stop it yourself and point clients at the guard's server, or let "
                        "`guardctl run` end it")
+    if f.orphans and f.daemon_pid is None:
+        return Finding("port", WARN,
+                       f"the server of a dead guard daemon is still running (orphan): "
+                       f"{_named(f.orphans)}",
+                       "`guardctl stop` ends it (and `guardctl run` replaces it)")
     mine = f.daemon_pid is not None or bool(f.ours)
     daemon = f" (daemon pid {f.daemon_pid})" if f.daemon_pid else ""
     if not f.bindable:
@@ -552,16 +564,20 @@ def gather_port(cfg: Config) -> PortFacts:
     state = StateDir(cfg.state_dir)
     records = [ProcRef.from_json(r) for r in (read_json(state.pids) or {}).get("server", [])
                if isinstance(r, dict) and "pid" in r and "create_time" in r]
-    census = classify(snapshot(), str(cfg.require_store()), cfg.server.port,
-                      str(cfg.state_dir), records)
+    procs = snapshot()
+    store = str(cfg.require_store())
+    census = classify(procs, store, cfg.server.port, str(cfg.state_dir), records)
+    daemon_pid = running_daemon_pid(state)
+    left = () if daemon_pid else orphans(procs, store, str(cfg.state_dir), records)
 
     def listeners(procs) -> tuple[Listener, ...]:
         return tuple(Listener(p.pid, p.command) for p in procs)
 
     return PortFacts(cfg.server.host, cfg.server.port,
                      port_bindable(cfg.server.host, cfg.server.port),
-                     running_daemon_pid(state), listeners(census.ours),
-                     listeners(census.same_store), listeners(census.foreign_on_port))
+                     daemon_pid, listeners(census.ours),
+                     listeners(census.same_store), listeners(census.foreign_on_port),
+                     listeners(left))
 
 
 def gather(cfg: Config | None, probes: Probes = Probes(),

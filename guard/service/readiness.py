@@ -4,8 +4,9 @@ Pure: the daemon passes its phase and the last health probe; the answer says whe
 ready (once, when the MLflow server first answers health), whether to prove liveness now (a
 watchdog ping once ready, a start-timeout extension before), and which status line to show.
 Liveness is withheld while the server is up but failing probes (the supervisor should act
-within `health_failures` probes; if it does not, the manager's watchdog does) and in a crash
-loop (the supervisor gave up, so the manager's own restart and start limits take over).
+within `health_failures` probes; if it does not, the manager's watchdog does), in a crash
+loop (the supervisor gave up, so the manager's own restart and start limits take over) and
+while a part is stuck (a thread cannot be ended from inside: the manager restarts the daemon).
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ def status_line(phase: Phase, healthy: bool, url: str, message: str) -> str:
 
 
 def advise(phase: Phase, healthy: bool, url: str, message: str, told: Told, now: float,
-           every: float) -> tuple[Advice, Told]:
-    """The messages due now, and what will have been told once they are sent."""
+           every: float, stuck: bool = False) -> tuple[Advice, Told]:
+    """The messages due now, and what will have been told once they are sent; `stuck`: a
+    part of the daemon is stuck, so no liveness is proven."""
     line = status_line(phase, healthy, url, message)
     status = line if line != told.status else None
     if phase in (Phase.STOPPING, Phase.STOPPED):
@@ -61,7 +63,8 @@ def advise(phase: Phase, healthy: bool, url: str, message: str, told: Told, now:
         return advice, replace(told, status=line, stopping=True)
     serving = phase is Phase.RUNNING and healthy
     ready = serving and not told.ready
-    alive = (serving or phase in WORKING) and (ready or now - told.alive_at >= every)
+    alive = ((serving or phase in WORKING) and not stuck
+             and (ready or now - told.alive_at >= every))
     advice = Advice(ready=ready, watchdog=alive and told.ready,
                     extend=alive and not told.ready and not ready, status=status)
     return advice, replace(told, ready=told.ready or ready, status=line,

@@ -264,9 +264,14 @@ class Keeper:
         self.sup = supervisor.stopping(self.sup)
 
     def stop(self) -> None:
-        """End the server tree and every orphan; `survivors` names what could not be ended."""
-        self.survivors = self._end_server("daemon stopping")
-        self.fx.forget_pids()
+        """End the server tree and every orphan; `survivors` names what could not be ended.
+        The tree is ended before anything is written, and a state folder that cannot be
+        written (full, read-only) is logged, never raised: shutdown must not leave a server."""
+        self.survivors = self._end_tree("daemon stopping")
+        try:
+            self.fx.forget_pids()
+        except OSError as exc:
+            log.error("could not clear the pid records: %s", exc)
         self.sup = supervisor.stopped(self.sup)
 
     def snapshot(self) -> KeeperFigures:
@@ -335,7 +340,14 @@ class Keeper:
             self.fx.save_pids(self.known)
 
     def _end_server(self, reason: str) -> list[int]:
-        """End the current tree, remembered orphans, and anything carrying our owner mark."""
+        """End the tree (see `_end_tree`) and record that none is left."""
+        survivors = self._end_tree(reason)
+        self.fx.save_pids([])
+        return survivors
+
+    def _end_tree(self, reason: str) -> list[int]:
+        """End the current tree, remembered orphans, and anything carrying our owner mark;
+        writes nothing. Returns the pids that could not be ended."""
         orphans = [p.ref for p in self.fx.census(self.known).ours]
         survivors: list[int] = []
         if self.server is not None:
@@ -344,7 +356,6 @@ class Keeper:
         elif self.known or orphans:
             survivors = self.fx.end_tree(self.known + orphans)
         self.known = []
-        self.fx.save_pids([])
         self.health = HealthProbe(False, f"server ended: {reason}", self.fx.clock())
         return survivors
 

@@ -363,3 +363,52 @@ def end_tree(refs: Iterable[ProcRef], grace: float) -> list[int]:
     left = _wait_ended(procs, grace)
     _signal(left, kill=True)
     return [p.pid for p in _wait_ended(left, 5)]
+
+
+def orphans(
+    procs: Iterable[ProcInfo],
+    store: str,
+    owner: str,
+    records: Iterable[ProcRef] = (),
+    self_pid: int | None = None,
+    folders: Folders = LOCAL_FOLDERS,
+) -> tuple[ProcInfo, ...]:
+    """This guard's server processes, for when its daemon is gone (pure given `folders`).
+
+    Each must be both this guard's (recorded by its state folder with pid *and* start time, or
+    carrying its owner mark) and an MLflow server or worker over `store` (its command line, or
+    the store `mlflow server` hands its workers). A look-alike over another store, or a process
+    that only inherited the mark, is never one: `guardctl stop` ends what this returns.
+    """
+    records = set(records)
+    found = []
+    for p in procs:
+        if p.pid == self_pid:
+            continue
+        mark = p.env.get(OWNER_ENV)
+        if not (p.ref in records or (mark and same_folder(mark, owner, folders.resolve))):
+            continue
+        served = served_store(p, folders)
+        if served and same_folder(served, store, folders.resolve):
+            found.append(p)
+    return tuple(found)
+
+
+def recorded_refs(state: StateDir) -> list[ProcRef]:
+    """The server tree the daemon last recorded in pids.json (none when unreadable)."""
+    data = read_json(state.pids)
+    entries = data.get("server", []) if isinstance(data, dict) else []
+    refs = []
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            refs.append(ProcRef.from_json(entry))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return refs
+
+
+def orphans_now(store: str, state: StateDir, known: Iterable[ProcRef] = ()) -> tuple[ProcInfo, ...]:
+    """The live processes `orphans` picks, from this machine's processes and the records of the
+    state folder (pids.json plus `known`, e.g. the tree its status file names)."""
+    return orphans(snapshot(), store, str(state.root), [*recorded_refs(state), *known],
+                   self_pid=os.getpid())

@@ -10,9 +10,12 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from guard.core import tempfiles
+from guard.core.layout import COORDINATION
 from guard.core.parts import TickPart
 from guard.core.records import key
 from guard.core.store import inspect_store
+from guard.core.writefaults import hold_reason, retry_delay
 from guard.sync import peers
 
 log = logging.getLogger("guard.daemon")
@@ -54,8 +57,14 @@ class Heartbeats(TickPart):
         self.stale_after = stale_after
         self.last_beat: peers.Heartbeat | None = None
         self.report = PeerReport()
+        self.refused = 0      # refused writes in a row while held
+        self.retry_at = 0.0   # when a held part tries to write again
+        self.swept = False    # the coordination folder's stale temp files, once at start
 
     def round(self, now: float) -> None:
+        if not self.swept:  # at start: what a killed daemon left in the coordination folder
+            self.swept = True
+            tempfiles.sweep(self.store / COORDINATION, now, recursive=True)
         self.beat(now)
 
     def stop(self) -> None:
@@ -76,14 +85,35 @@ class Heartbeats(TickPart):
         clash = clash_warning(found, self.last_beat, copies, host_id)
         if clash and clash != self.report.clash:
             log.error("%s", clash)
-        try:
-            peers.publish(self.store, beat)
-            self.last_beat = beat
-        except OSError as exc:
-            log.warning("cannot publish the heartbeat into the store: %s", exc)
+        self.publish(beat, now)
         views = peers.assess(beats, host_id, now, self.stale_after)
         self.report = PeerReport(tuple(views), clash,
                                  peers.version_warning(beat.mlflow_version, views))
+
+    def publish(self, beat: peers.Heartbeat, now: float) -> None:
+        """Write the heartbeat, unless a refused write holds the part and its retry is not due
+        (a last "stopped" beat is always tried). A full, read-only or unwritable store holds
+        the part with the reason; the first write that works again clears it."""
+        if self.held is not None and now < self.retry_at and beat.state == "running":
+            return
+        try:
+            peers.publish(self.store, beat)
+        except OSError as exc:
+            reason = hold_reason(exc, "store")
+            if reason is None:
+                log.warning("cannot publish the heartbeat into the store: %s", exc)
+                return
+            self.refused += 1
+            self.retry_at = now + retry_delay(self.refused)
+            if reason != self.held:
+                log.warning("heartbeats held: %s", reason)
+            self.held = reason
+            return
+        if self.held is not None:
+            log.info("heartbeats resume: the store accepts writes again")
+        self.held = None
+        self.refused = 0
+        self.last_beat = beat
 
     def hosts(self) -> list[str]:
         """This host and every host seen: whose conflict copies may appear in the store."""

@@ -19,10 +19,12 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 from filelock import Timeout as FileLockTimeout
 
+from guard.core import safeio
 from guard.core.config import Config, LockBackend
 from guard.core.layout import COORDINATION
 from guard.core.state import write_json_atomic
@@ -86,6 +88,11 @@ def _write_json(path: Path, data: dict) -> None:
     write_json_atomic(path, data)
 
 
+def _read_record(path: str | Path) -> Any:
+    """A lock record's JSON; a FIFO or symlink in its place is refused unopened (OSError)."""
+    return json.loads(safeio.read_bytes(path, safeio.RECORD_MAX_BYTES))
+
+
 def read_leases(folder: Path) -> list[Lease]:
     """The well-formed lease files of one resource (each named after its host)."""
     out = []
@@ -98,10 +105,9 @@ def read_leases(folder: Path) -> list[Lease]:
         if not entry.name.endswith(".json"):
             continue
         try:
-            with open(entry.path, encoding="utf-8") as fh:
-                data = json.load(fh)
+            data = _read_record(entry.path)
             lease = Lease(**{k: v for k, v in data.items() if k in names})
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError, TypeError, AttributeError):
             continue
         if entry.name == f"{lease.host_id}.json":
             out.append(lease)
@@ -232,8 +238,7 @@ class OsLock:
 
     def holder_info(self) -> dict | None:
         try:
-            with open(self.holder, encoding="utf-8") as fh:
-                return json.load(fh)
+            return _read_record(self.holder)
         except (OSError, ValueError):
             return None
 
@@ -275,8 +280,7 @@ def list_locks(store: Path, now: float) -> list[dict]:
                             "text": leases.describe(lease, now)})
         elif entry.name.endswith(".holder.json"):
             try:
-                with open(entry.path, encoding="utf-8") as fh:
-                    info = json.load(fh)
+                info = _read_record(entry.path)
             except (OSError, ValueError):
                 continue
             resource = entry.name[:-len(".holder.json")]

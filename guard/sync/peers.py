@@ -14,6 +14,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from guard.core import safeio
 from guard.core.conflictnames import parse_conflict_name
 from guard.core.layout import COORDINATION
 from guard.core.state import write_json_atomic
@@ -159,9 +160,12 @@ def read_with_arrival(store: Path) -> list[tuple[Heartbeat, float]]:
         if not entry.name.endswith(".json") or not entry.is_file(follow_symlinks=False):
             continue
         try:
-            with open(entry.path, encoding="utf-8") as fh:
-                beat = Heartbeat.from_json(json.load(fh))
-                arrived = os.fstat(fh.fileno()).st_ctime
+            with safeio.open_regular(entry.path) as (fh, st):  # never a FIFO or symlink
+                raw = safeio.read_bounded(fh, safeio.RECORD_MAX_BYTES + 1)
+            if len(raw) > safeio.RECORD_MAX_BYTES:
+                continue
+            beat = Heartbeat.from_json(json.loads(raw))
+            arrived = st.st_ctime
         except (OSError, ValueError):
             continue
         if beat is not None and entry.name == f"{beat.host_id}.json":

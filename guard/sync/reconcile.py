@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from guard.core import metayaml
+from guard.core import metayaml, safeio
 from guard.core.conflictnames import ConflictName, parse_conflict_name
 from guard.core.journal import Journal, read_journal
 from guard.core.layout import (
@@ -40,6 +40,9 @@ from guard.sync.quarantine import Quarantine
 
 log = logging.getLogger("guard.reconcile")
 RENUMBERED_TAG = "mlflow-guard.renumbered_from"
+# Both sides of a conflict are read whole (a metric file can be long); past this a copy is
+# left for a person rather than held in memory twice over.
+MAX_READ = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,25 @@ class Copy:
     original: Path   # the file it is a copy of (may be missing)
     rel: tuple[str, ...]  # the original's path in the store, as segments
     name: ConflictName
+    unsafe: str | None = None  # why it is left alone: it or its original is not a regular file
+
+
+def _not_regular(path: Path) -> str | None:
+    """What `path` is when it is there and not a regular file (lstat: nothing is opened)."""
+    try:
+        return safeio.kind_of(os.lstat(path).st_mode)
+    except OSError:
+        return None
+
+
+def unsafe_reason(copy_kind: str | None, original_kind: str | None) -> str | None:
+    """Why a conflict copy is left alone, from what lstat says the copy and its original are
+    (None: regular or missing); None when it can be resolved (pure)."""
+    if copy_kind is not None:
+        return f"the copy is a {copy_kind}, not a regular file; left alone, never followed"
+    if original_kind is not None:
+        return f"its original is a {original_kind}, not a regular file; left alone"
+    return None
 
 
 def _skip_dir(rel: tuple[str, ...], name: str) -> bool:
@@ -73,18 +95,25 @@ def find_copies(store: Path, hosts: Iterable[str] = ()) -> list[Copy]:
             parsed = parse_conflict_name(fname, known)
             if parsed is None:
                 continue
-            found.append(Copy(Path(folder) / fname, Path(folder) / parsed.original,
-                              rel_dir + (parsed.original,), parsed))
+            path, original = Path(folder) / fname, Path(folder) / parsed.original
+            found.append(Copy(path, original, rel_dir + (parsed.original,), parsed,
+                              unsafe_reason(_not_regular(path), _not_regular(original))))
     return found
 
 
 def _read(path: Path) -> tuple[bytes, float] | None:
+    """Content and mtime of a regular file, or None when it is gone. A FIFO, symlink or device
+    is never opened (safeio.NotARegularFile), nor is more than MAX_READ read (TooLarge)."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-        return data, os.stat(path).st_mtime
+        with safeio.open_regular(path) as (fh, st):
+            if st.st_size > MAX_READ:
+                raise safeio.TooLarge(path, st.st_size, MAX_READ)
+            data = safeio.read_bounded(fh, MAX_READ + 1)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    if len(data) > MAX_READ:
+        raise safeio.TooLarge(path, len(data), MAX_READ)
+    return data, st.st_mtime
 
 
 class Reconciler:
@@ -96,6 +125,20 @@ class Reconciler:
         self.journal = journal
         self.resolved = 0
         self.reported = 0
+        self.left_alone: dict[Path, str] = {}  # copies not resolved: why (found by the last pass)
+        self._told: set[tuple[Path, str]] = set()  # each logged once
+
+    def leave_alone(self, copies: Iterable[Copy]) -> None:
+        """Note the copies the guard will not touch (`unsafe`), logging each once."""
+        self.left_alone = {c.path: c.unsafe for c in copies if c.unsafe}
+        for path, why in self.left_alone.items():
+            self._tell(path, why)
+
+    def _tell(self, path: Path, why: str) -> None:
+        if (path, why) not in self._told:
+            self._told.add((path, why))
+            log.warning("conflict copy %s: %s",
+                        safeio.printable(os.path.relpath(path, self.store)), why)
 
     def resolve_all(self, copies: list[Copy],
                     model_lock: Callable[[str], AbstractContextManager] | None = None,
@@ -105,8 +148,14 @@ class Reconciler:
         quarantine = Quarantine(self.quarantine_root, self.store)
         records = []
         for copy in copies:
+            if copy.unsafe:
+                continue
             try:
                 record = self._resolve(copy, quarantine, model_lock)
+            except safeio.UnsafeFile as exc:  # swapped since the scan, or too large
+                self.left_alone[copy.path] = exc.reason
+                self._tell(copy.path, exc.reason)
+                continue
             except OSError as exc:
                 log.warning("could not resolve %s: %s (will retry)", copy.path, exc)
                 continue
@@ -217,6 +266,7 @@ class ConflictFigures:
     needs_attention: int = 0  # resolved, but worth a look (`guardctl conflicts`)
     error: str | None = None
     paused: bool = False
+    left_alone: int = 0       # copies not touched: not regular files (FIFO, symlink...), too large
 
 
 class ConflictService(ThreadPart):
@@ -240,22 +290,32 @@ class ConflictService(ThreadPart):
 
     def snapshot(self) -> ConflictFigures:
         return ConflictFigures(True, self.waiting, self.last_scan, self.reconciler.resolved,
-                               self.reconciler.reported, self.error, self.paused.is_set())
+                               self.reconciler.reported, self.error, self.paused.is_set(),
+                               len(self.reconciler.left_alone))
 
     def model_lock(self, name: str) -> HostLock:
         return HostLock(self.settings, resource_name("model", name))
 
     def run_once(self) -> list[dict]:
+        """One pass; the cross-machine lock is taken only when there are copies to resolve
+        (a FIFO or symlink copy is reported, never resolved, so it never holds the lock)."""
         store = self.reconciler.store
-        copies = find_copies(store, self.hosts())
+        copies = self._scan(store)
         self.waiting, self.last_scan = len(copies), time.time()
         if not copies:
             return []
         with HostLock(self.settings, "conflicts"):
-            copies = find_copies(store, self.hosts())
+            copies = self._scan(store)
             records = self.reconciler.resolve_all(copies, self.model_lock)
-        self.waiting = sum(copy.path.exists() for copy in copies)  # left for a later pass
+        left = self.reconciler.left_alone
+        self.waiting = sum(c.path not in left and os.path.lexists(c.path) for c in copies)
         return records
+
+    def _scan(self, store: Path) -> list[Copy]:
+        """The copies to resolve; the others are noted as left alone."""
+        found = find_copies(store, self.hosts())
+        self.reconciler.leave_alone(found)
+        return [c for c in found if not c.unsafe]
 
     def begin(self) -> None:
         if not self.paused.is_set():

@@ -619,3 +619,23 @@ def test_choices_load_as_enum_members_that_read_as_their_strings(tmp_path):
     assert (str(watch), f"{watch!s:<9}|", f"{watch}", json.dumps(watch)) == \
         ("polling", "polling  |", "polling", '"polling"')
     assert watch == "polling" and {"polling": 1}[watch] == 1
+
+
+# --- non-finite numbers -------------------------------------------------------------------------
+
+FLOAT_KEYS = [f.key for f in gc._declared(Config) if f.kind == "float"]
+
+
+@pytest.mark.parametrize("text", [".nan", ".inf", "-.inf", ".NaN", "+.Inf"])
+@pytest.mark.parametrize("dotted", FLOAT_KEYS)
+def test_non_finite_numbers_are_refused_for_every_float_key(tmp_path, dotted, text):
+    section, _, name = dotted.rpartition(".")
+    yaml_text = f"{section}:\n  {name}: {text}\n" if section else f"{name}: {text}\n"
+    path = write(tmp_path / "guard.yaml", yaml_text)
+    msg = config_error(str(path))
+    assert "not a finite number" in msg
+    assert f"'{dotted}'" in msg and str(path) in msg
+
+
+def test_float_keys_are_found():
+    assert "server.health_timeout" in FLOAT_KEYS and "gc.retention_days" in FLOAT_KEYS

@@ -90,3 +90,20 @@ def test_component_levels_load(tmp_path: Path):
     cfg = tmp_path / "g.yaml"
     cfg.write_text("log:\n  levels: {vault: debug, app: warning}\n")
     assert load_config(str(cfg)).log.levels == {"vault": "DEBUG", "app": "WARNING"}
+
+
+def test_a_name_that_is_not_utf8_is_logged_escaped_not_dropped(tmp_path, capsys):
+    """Linux file names are any bytes; Python hands them over with lone surrogates, which a
+    strict UTF-8 handler refuses (the line was lost, with a traceback on stderr)."""
+    import os
+
+    path = tmp_path / "guard.log"
+    setup_logging(path, LogConfig("INFO", 1 << 20, 2, {}))
+    name = os.fsdecode(b"1234/run-\xff\xfe/meta.yaml")
+    logging.getLogger("guard.vault").warning("cannot keep %s", name)
+    logging.getLogger("guard.fixer").warning("after it")
+    text = path.read_text(encoding="utf-8")
+    assert "cannot keep 1234/run-\\xff\\xfe/meta.yaml" in text
+    assert "after it" in text
+    err = capsys.readouterr().err
+    assert "Logging error" not in err and "run-\\xff\\xfe" in err

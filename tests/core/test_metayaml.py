@@ -18,6 +18,7 @@ from guard.core.metayaml import (
     dump,
     parse,
     read,
+    read_doc,
     replace_if_unchanged,
 )
 from tests.helpers.store import DIRECT_STORE, copy_direct_store
@@ -146,6 +147,35 @@ def test_read_returns_raw_and_doc_and_refuses_big_files_by_size(tmp_path):
         read(path)
     with pytest.raises(FileNotFoundError):
         read(tmp_path / "missing.yaml")
+
+
+def test_read_refuses_a_fifo_or_symlink_without_opening_it(tmp_path):
+    """A FIFO meta.yaml moved into the store once froze the rewrite thread in open()."""
+    import threading
+
+    fifo = tmp_path / "fifo" / "meta.yaml"
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)
+    link = tmp_path / "link" / "meta.yaml"
+    link.parent.mkdir()
+    (tmp_path / "outside.yaml").write_bytes(b"artifact_location: x\n")
+    os.symlink(tmp_path / "outside.yaml", link)
+    errors = {}
+
+    def attempt(path):
+        try:
+            read(path)
+        except MetaError as exc:
+            errors[path] = str(exc)
+
+    for path in (fifo, link):
+        thread = threading.Thread(target=attempt, args=(path,), daemon=True)
+        thread.start()
+        thread.join(5)
+        assert not thread.is_alive(), f"read({path.parent.name}) blocked"
+    assert errors == {fifo: "not a regular file but a FIFO",
+                      link: "not a regular file but a symlink"}
+    assert read_doc(fifo) == {} and read_doc(link) == {}
 
 
 # --- dump is MLflow's write_yaml, byte for byte -----------------------------------------------

@@ -162,3 +162,56 @@ def test_both_kinds_are_parts():
         assert p.name and p.error is None and not p.paused.is_set() and p.last_tick is None
         p.tick(0.0)
         assert p.snapshot() == state_of(p) == PartState(None, False, p.last_tick)
+
+
+# ---- what the daemon's supervision needs of the skeletons -----------------------------------
+
+def test_a_failed_thread_part_restarts_with_a_new_thread_keeping_what_it_knows(part, caplog):
+    caplog.set_level(logging.ERROR, logger="guard.daemon")
+    part.fail_on = "bad"
+    for name in ("a", "bad", "left"):  # "left" still waits in the inbox when "bad" fails
+        part.notice(Change.FILE, Path(name))
+    part.start()
+    wait_for(lambda: part.crashes == 1 and not part.alive, 5, what="the thread to fail")
+    part.notice(Change.FILE, Path("while-dead"))  # dropped: the restart's pass finds it
+    assert part.inbox.qsize() == 1  # only "left"
+    part.restart()
+    assert part.alive and part.error is None
+    wait_for(lambda: part.begun == 2, 5, what="begin() again")
+    part.notice(Change.FILE, Path("after"))
+    wait_for(lambda: Path("after") in [e[1] for e in part.events()], 5, what="a round after")
+    assert [e[1].name for e in part.events()] == ["a", "after"]  # kept; nothing from while dead
+    part.restart()  # a running part is left alone
+    assert part.begun == 2 and part.crashes == 1
+
+
+def test_a_stopped_or_never_failed_part_is_not_restarted():
+    stopped = Recorder()
+    stopped.start()
+    stopped.stop()
+    stopped.restart()
+    assert not stopped.alive
+
+
+def test_a_thread_part_waiting_for_work_is_idle_and_its_passes_report_progress(part):
+    part.start()
+    wait_for(lambda: part.idle, 5, what="the part to wait for work")
+    part.notice(Change.FILE, Path("slow"))
+    wait_for(lambda: not part.idle, 5, what="the part to be busy")
+    before = part.last_tick
+    time.sleep(0.05)
+    part.progress()
+    assert part.last_tick is not None and before is not None and part.last_tick > before
+    assert part.deadline == 60.0 and part.held is None
+
+
+def test_a_tick_part_counts_its_failed_rounds_and_restarts_at_once():
+    c = Counter(every=100.0)
+    c.fail = True
+    c.tick(0.0)
+    c.tick(1.0)  # not due: the round failed, but the part waits its interval
+    assert c.crashes == 1 and c.alive and c.deadline is None and c.held is None
+    c.fail = False
+    c.restart()
+    c.tick(2.0)
+    assert c.rounds == [2.0] and c.error is None and c.ran

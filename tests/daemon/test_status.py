@@ -6,20 +6,28 @@ from dataclasses import replace
 
 import pytest
 
-from guard.core.parts import PartState
+from guard.core.parts import PartPhase, PartState
 from guard.daemon.status import (
     DEGRADED,
     HEALTHY,
     NOT_RUNNING,
+    STALE_AFTER,
     DaemonView,
     HealthCheck,
+    Live,
+    Orphan,
     Report,
     ServerView,
     Stray,
     TreeEntry,
     Verdict,
     assess,
+    orphan_verdict,
+    part_problem,
+    parts_verdict,
     render,
+    responding,
+    summarize,
 )
 from guard.daemon.statusdoc import StatusDoc, parse_status
 from guard.supervision.supervisor import Phase
@@ -218,3 +226,157 @@ def test_verdict_labels_are_enum_members_with_the_json_words_of_before():
     assert assess(doc(), True, True, True).label is Health.HEALTHY
     assert json.dumps([h for h in Health]) == '["healthy", "degraded", "not running"]'
     assert [Verdict(h, "").exit_code for h in Health] == [0, 1, 3]
+
+
+# --- a dead daemon's server: the orphan ---------------------------------------------------------
+
+ORPHANS = (Orphan(4300, "python -m mlflow server --backend-store-uri file:///sync/mlruns"),
+           Orphan(4301, "python -m uvicorn --factory guard.app:create_app"))
+
+
+def test_orphan_of_a_dead_daemon_is_degraded_naming_pids_and_stop():
+    v = orphan_verdict(False, 4242, ORPHANS)
+    assert v is not None and v.label == DEGRADED and v.exit_code == 1
+    assert "pid 4242" in v.reason and "4300, 4301" in v.reason
+    assert "`guardctl stop` ends it" in v.reason
+
+
+def test_no_orphan_verdict_while_the_daemon_lives_or_nothing_is_left():
+    assert orphan_verdict(True, 4242, ORPHANS) is None
+    assert orphan_verdict(False, 4242, ()) is None
+
+
+def test_summarize_a_dead_daemon_with_its_server_serving_is_degraded_not_not_running():
+    r = summarize(doc(), Live(daemon=False, orphans=ORPHANS), StatusDoc(), now=100.0)
+    assert r.state == DEGRADED and r.exit_code == 1
+    assert r.orphans == ORPHANS
+    text = render(r)
+    assert text.splitlines()[0].startswith("mlflow-guard: DEGRADED - the daemon (pid 4242) is "
+                                           "not running but its server is")
+    assert "  ORPHAN    server of a dead daemon, still running (`guardctl stop` ends it):" \
+        in text.splitlines()
+    assert "            pid 4300: python -m mlflow server --backend-store-uri " \
+           "file:///sync/mlruns" in text.splitlines()
+    assert "pid 4301: python -m uvicorn" in text
+
+
+def test_summarize_without_a_status_file_still_reports_orphans():
+    r = summarize(None, Live(orphans=ORPHANS[:1]), StatusDoc(), now=100.0)
+    assert r.state == DEGRADED and "orphan pids 4300" in r.reason
+
+
+def test_render_without_orphans_has_no_orphan_section():
+    assert "ORPHAN" not in render(healthy_report())
+    assert "ORPHAN" not in render(not_running_report())
+
+
+# --- the parts and a daemon that stopped responding ---------------------------------------------
+
+NOW = 1_700_000_000.0
+LIVE_OK = Live(daemon=True, tree=(TreeEntry(4300, True),), health=HealthCheck(True, "200 OK"))
+
+
+def fresh(**kw) -> StatusDoc:
+    return replace(doc(**kw), updated_at=NOW - 0.5)
+
+
+@pytest.mark.parametrize("state, extra, words", [
+    (PartPhase.BACKOFF, {"last_error": "rewrite thread failed: OSError(5)",
+                         "next_start_at": NOW + 4}, ["path rewriting failed (rewrite thread "
+                                                     "failed: OSError(5)); restarting it in 4s"]),
+    (PartPhase.CRASH_LOOP, {"last_error": "IsADirectoryError: index"},
+     ["path rewriting keeps failing", "crash loop", "IsADirectoryError: index",
+      "fix the cause, then run `guardctl restart`"]),
+    (PartPhase.STUCK, {"last_tick": NOW - 125}, ["path rewriting stuck: no progress for 2m 05s",
+                                                 "`guardctl stop` then `guardctl run`"]),
+    (PartPhase.HELD, {"held": "store is read-only (EROFS)"},
+     ["path rewriting paused: store is read-only (EROFS); it resumes by itself"]),
+    (PartPhase.PAUSED, {}, ["path rewriting paused: the store is not usable"]),
+])
+def test_an_unhealthy_part_degrades_the_guard_with_what_to_do(monkeypatch, state, extra, words):
+    monkeypatch.setattr("time.time", lambda: NOW)  # the text says how long ago, as status does
+    parts = {"server": PartState(), "rewrite": PartState(state=state, **extra)}
+    line = part_problem("rewrite", parts["rewrite"], NOW)
+    assert line is not None
+    for w in words:
+        assert w in line
+    r = summarize(fresh(parts=to_json_parts(parts)), LIVE_OK, StatusDoc(), NOW)
+    assert (r.state, r.exit_code, r.reason) == (DEGRADED, 1, line)
+    assert f"  PART      {line}" in render(r).splitlines()
+
+
+def to_json_parts(parts: dict[str, PartState]) -> dict:
+    from guard.core.records import to_json
+    return {name: to_json(p) for name, p in parts.items()}
+
+
+def test_each_unhealthy_part_has_its_line_in_words_a_user_knows():
+    parts = {name: PartState(state=PartPhase.CRASH_LOOP, last_error="x")
+             for name in ("rewrite", "conflicts", "vault", "peers", "gc", "watch")}
+    v = parts_verdict(parts, NOW)
+    assert v is not None and v.label == DEGRADED and v.reason.endswith("; and 5 more parts (below)")
+    lines = [ln for ln in render(replace(healthy_report(), parts=parts)).splitlines()
+             if ln.startswith("  PART      ")]
+    assert [ln.split(" keeps")[0].strip() for ln in lines] == [
+        "PART      path rewriting", "PART      conflict copies", "PART      vault",
+        "PART      heartbeats", "PART      gc watch", "PART      watcher"]
+
+
+def test_working_parts_leave_the_verdict_alone_even_with_an_error_shown():
+    parts = {"server": PartState(), "gc": PartState("AccessDenied: psutil"),
+             "rewrite": PartState(restarts=3, last_error="old trouble")}
+    assert parts_verdict(parts, NOW) is None
+    r = summarize(fresh(parts=to_json_parts(parts)), LIVE_OK, StatusDoc(), NOW)
+    assert (r.state, r.reason) == (HEALTHY, "serving")
+
+
+def test_a_live_daemon_with_an_old_status_file_is_not_responding_never_ok():
+    old = replace(doc(log_file="/s/guard.log"), updated_at=NOW - 42)
+    v = responding(old, NOW)
+    assert v == Verdict(DEGRADED, "daemon not responding (status file 42 s old); see /s/guard.log")
+    r = summarize(old, LIVE_OK, StatusDoc(), NOW)
+    assert (r.state, r.exit_code) == (DEGRADED, 1) and r.reason.startswith("daemon not responding")
+    assert responding(replace(old, updated_at=NOW - STALE_AFTER), NOW) is None
+    assert responding(replace(old, updated_at=None), NOW) is None
+    assert summarize(fresh(), LIVE_OK, StatusDoc(), NOW).state == HEALTHY
+
+
+def test_an_old_status_file_of_a_dead_daemon_is_still_not_running():
+    old = replace(doc(), updated_at=NOW - 3600)
+    assert summarize(old, Live(), StatusDoc(), NOW).state == NOT_RUNNING
+
+
+def test_a_restore_mlflow_cannot_open_degrades_the_guard_and_names_the_unit():
+    incomplete = {"action": "restore incomplete", "path": "0/abc", "kind": "run",
+                  "reason": "run deleted without a tombstone; MLflow cannot open it: get_run: "
+                            "Run 'abc' not found", "files": 3, "at": NOW - 5}
+    vault = {"enabled": True, "ready": True, "restored": 1, "recent": [incomplete],
+             "incomplete": [incomplete]}
+    r = summarize(fresh(vault=vault), LIVE_OK, StatusDoc(), NOW)
+    assert (r.state, r.exit_code) == (DEGRADED, 1)
+    assert r.reason == ("restore incomplete: 0/abc (run): run deleted without a tombstone; "
+                        "MLflow cannot open it: get_run: Run 'abc' not found")
+    assert any(ln.startswith("  WARNING   vault: restore incomplete: 0/abc (run)")
+               for ln in render(r).splitlines())
+    two = dict(vault, incomplete=[incomplete, dict(incomplete, path="0/def")])
+    assert summarize(fresh(vault=two), LIVE_OK, StatusDoc(), NOW).reason.endswith("; and 1 more")
+    done = dict(vault, incomplete=[])
+    assert summarize(fresh(vault=done), LIVE_OK, StatusDoc(), NOW).state == HEALTHY
+
+
+def test_render_shows_a_non_utf8_name_escaped_and_the_files_left_alone():
+    """A store file name that is not UTF-8 must not break `guardctl status` (print would
+    raise UnicodeEncodeError on a UTF-8 terminal); the bytes show as \\xNN."""
+    import os
+
+    from guard.protection.restorer import VaultFigures
+    from guard.sync.reconcile import ConflictFigures
+
+    r = replace(healthy_report(), store=os.fsdecode(b"/sync/ml\xffruns"),
+                conflicts=ConflictFigures(left_alone=2),
+                vault=VaultFigures(ready=True, not_regular=3))
+    text = render(r)
+    text.encode("utf-8")
+    assert "store     /sync/ml\\xffruns" in text
+    assert "2 left alone (not regular files or too large; see the log)" in text
+    assert "3 symlinks, FIFOs or devices in the store left alone" in text

@@ -34,6 +34,10 @@ from guard.sync.reconcile import ConflictFigures
 
 NOW = 1_700_000_000.0
 
+# a part's life, in each "parts" entry: working, never restarted
+WORKING = {"state": "running", "held": None, "restarts": 0, "last_error": None,
+           "next_start_at": None}
+
 FULL_DOC = {
     "guard_version": "0.1.0",
     "daemon": {"pid": 4242, "create_time": 1699990000.5, "started_at": 1699996275.0},
@@ -101,7 +105,7 @@ FULL_DOC = {
     },
     "conflicts": {"enabled": True, "waiting": 2, "last_scan": NOW - 125, "resolved": 7,
                   "needs_attention": 1, "error": "waiting for the conflicts lock: held by b",
-                  "paused": False},
+                  "paused": False, "left_alone": 0},
     "vault": {
         "enabled": True, "policy": "restore", "mode": "link", "path": "/var/lib/guard/vault",
         "ready": True, "paused": False, "unmounted": False, "pending": 1, "restored": 3,
@@ -113,19 +117,21 @@ FULL_DOC = {
              "reason": "deleted by hand", "files": 0, "at": NOW - 7200},
         ],
         "last_pass": NOW - 240, "too_large": 6, "error": "vault thread failed: OSError(28)",
+        "incomplete": [], "not_regular": 0,
     },
     "gc_processes": [{"pid": 555, "user": "bob", "command": "mlflow gc " + "--x " * 40,
                       "started_at": NOW - 10}],
     "parts": {
-        "server": {"error": None, "paused": False, "last_tick": NOW - 0.2},
-        "peers": {"error": None, "paused": False, "last_tick": NOW - 1},
-        "gc": {"error": "AccessDenied: psutil", "paused": False, "last_tick": NOW - 2},
-        "watch": {"error": None, "paused": False, "last_tick": NOW - 0.5},
-        "rewrite": {"error": None, "paused": False, "last_tick": NOW - 0.1},
+        "server": {"error": None, "paused": False, "last_tick": NOW - 0.2, **WORKING},
+        "peers": {"error": None, "paused": False, "last_tick": NOW - 1, **WORKING},
+        "gc": {"error": "AccessDenied: psutil", "paused": False, "last_tick": NOW - 2,
+               **WORKING},
+        "watch": {"error": None, "paused": False, "last_tick": NOW - 0.5, **WORKING},
+        "rewrite": {"error": None, "paused": False, "last_tick": NOW - 0.1, **WORKING},
         "conflicts": {"error": "waiting for the conflicts lock: held by b", "paused": False,
-                      "last_tick": NOW - 5},
+                      "last_tick": NOW - 5, **WORKING},
         "vault": {"error": "vault thread failed: OSError(28)", "paused": False,
-                  "last_tick": NOW - 9},
+                  "last_tick": NOW - 9, **WORKING},
     },
     "updated_at": NOW - 0.4,
 }
@@ -273,6 +279,7 @@ def expected_json(doc: dict, state: str, exit_code: int, reason: str) -> dict:
         "server_log_file": doc["server_log_file"],
         "strays": [{"pid": 777, "user": "bob",
                     "command": "mlflow ui --backend-store-uri /sync/mlruns"}],
+        "orphans": [],  # only while a dead daemon's server still runs
         "portability": doc["portability"], "peers": doc["peers"], "conflicts": doc["conflicts"],
         "vault": doc["vault"], "gc_processes": doc["gc_processes"], "parts": doc["parts"],
         "status_age_s": round(NOW - doc["updated_at"], 1),

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from guard.core.journal import Journal, read_journal
+from guard.core import metayaml
+from guard.core.journal import Journal, digest, read_journal, text_field
 from guard.core.metayaml import TEMP_PREFIX, dump, parse
+from guard.portability import fixer as fixer_mod
 from guard.portability.fixer import (
     MALFORMED,
     PENDING,
     REWRITTEN,
     SKIPPED,
     Fixer,
+    RewritePart,
     iter_meta_files,
     undo,
 )
@@ -367,3 +372,238 @@ def test_journal_lines_are_json(store, journal_path):
     for line in journal_path.read_text().splitlines():
         rec = json.loads(line)
         assert set(rec) >= {"action", "host", "file", "kind", "key", "old", "new", "time"}
+
+
+# --- write-ahead journal, undo after a kill at any instant -----------------------------------
+
+class Killed(BaseException):
+    """A kill -9 at one instant of a pass: nothing after it runs."""
+
+
+def kill_at(monkeypatch, nth: int, after_rename: bool) -> list[Path]:
+    """Make the `nth` rename of the pass the last thing that happens (before or after it)."""
+    renamed: list[Path] = []
+    real = metayaml._replace_with_retry
+
+    def rename(src: Path, dst: Path) -> None:
+        if len(renamed) + 1 == nth and not after_rename:
+            raise Killed()
+        real(src, dst)
+        renamed.append(dst)
+        if len(renamed) == nth:
+            raise Killed()
+
+    monkeypatch.setattr(metayaml, "_replace_with_retry", rename)
+    return renamed
+
+
+def test_the_intent_is_on_disk_before_each_rename(store, journal_path, monkeypatch):
+    real = metayaml._replace_with_retry
+    seen: list[str] = []
+
+    def rename(src: Path, dst: Path) -> None:
+        key = dst.relative_to(store).as_posix()
+        on_disk = [r for r in read_journal(journal_path) if r["file"] == key]
+        assert on_disk and on_disk[0]["old_text"].encode() == dst.read_bytes()
+        assert on_disk[0]["after"] == digest(src.read_bytes())
+        seen.append(key)
+        real(src, dst)
+
+    monkeypatch.setattr(metayaml, "_replace_with_retry", rename)
+    make_fixer(store, journal_path).full_pass()
+    assert sorted(seen) == sorted(LOCATION_FILES)
+
+
+@pytest.mark.parametrize("after_rename", [False, True])
+@pytest.mark.parametrize("nth", [1, 3, 5])
+def test_undo_after_a_kill_at_any_instant_restores_every_byte(store, journal_path, monkeypatch,
+                                                              nth, after_rename):
+    original = snapshot(store)
+    renamed = kill_at(monkeypatch, nth, after_rename)
+    with pytest.raises(Killed):
+        make_fixer(store, journal_path).full_pass()
+    monkeypatch.undo()
+    assert len(renamed) == (nth if after_rename else nth - 1)
+    intents = {r["file"] for r in read_journal(journal_path)}
+    assert len(intents) == nth  # the last one's rename may not have happened
+    result = undo(store, journal_path, None)
+    assert result["undone"] >= len(renamed)
+    assert snapshot(store) == original
+
+
+def test_undo_gives_back_the_very_bytes_of_a_file_not_written_as_mlflow_writes(store,
+                                                                               journal_path):
+    path = store / EXP / RUN / "meta.yaml"
+    doc = parse(path.read_bytes())
+    odd = ("# written by hand\r\n" + "".join(f"{k}:   {json.dumps(v)}\r\n"
+                                           for k, v in reversed(doc.items()))).encode()
+    path.write_bytes(odd)
+    original = snapshot(store)
+    make_fixer(store, journal_path).full_pass()
+    assert path.read_bytes() != odd
+    assert undo(store, journal_path, None)["undone"] == 5
+    assert path.read_bytes() == odd
+    assert snapshot(store) == original
+
+
+def test_undo_of_a_file_changed_since_puts_back_the_keys_that_still_hold_the_new_value(
+        store, journal_path):
+    make_fixer(store, journal_path).full_pass()
+    path = store / EXP / RUN / "meta.yaml"
+    doc = parse(path.read_bytes())
+    doc["end_time"] = 42  # MLflow wrote the run again after the rewrite
+    path.write_bytes(dump(doc))
+    undo(store, journal_path, None)
+    after = parse(path.read_bytes())
+    assert after["end_time"] == 42
+    assert after["artifact_uri"] == parse(snapshot(REAL_STORE)[f"{EXP}/{RUN}/meta.yaml"])[
+        "artifact_uri"]
+
+
+def test_journals_of_earlier_versions_still_undo(store, journal_path):
+    original = snapshot(store)
+    make_fixer(store, journal_path).full_pass()
+    legacy = [{k: v for k, v in r.items()
+               if k in ("action", "host", "file", "kind", "key", "old", "new", "time")}
+              for r in read_journal(journal_path)]
+    journal_path.write_text("".join(json.dumps(r) + "\n" for r in legacy))
+    assert undo(store, journal_path, None) == {"undone": 5, "skipped": 0}
+    assert snapshot(store) == original
+
+
+def test_a_name_that_is_not_utf8_is_journaled_and_undone_byte_exact(store, journal_path):
+    # a registered model's folder: its versions' locations do not spell their own folder
+    name = os.fsdecode(b"adder-\xff\xfe")
+    shutil.copytree(store / "models" / "adder", store / "models" / name)
+    original = snapshot(store)
+    fixer = make_fixer(store, journal_path)
+    fixer.full_pass()  # must not raise UnicodeEncodeError
+    key = f"models/{name}/version-1/meta.yaml"
+    assert fixer.problems == {} and fixer.total == 6
+    raw = journal_path.read_bytes()
+    raw.decode("utf-8")  # the journal stays valid UTF-8
+    (rec,) = [r for r in read_journal(journal_path) if "file_b64" in r]
+    assert rec["file"] == "models/adder-\\xff\\xfe/version-1/meta.yaml"
+    assert text_field(rec, "file") == key
+    out = journal_path.with_name("undo.jsonl")
+    assert undo(store, journal_path, Journal(out))["undone"] == 6
+    assert snapshot(store) == original
+    assert {text_field(r, "file") for r in read_journal(out)} >= {key}
+
+
+# --- stale temp files -------------------------------------------------------------------------
+
+def aged(path: Path, data: bytes = b"", age: float = 120) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    t = time.time() - age
+    os.utime(path, (t, t))
+    return path
+
+
+def test_a_full_pass_sweeps_stale_temp_files_where_the_guard_writes(store, journal_path,
+                                                                     tmp_path):
+    state = tmp_path / "state"
+    stale = [aged(store / EXP / RUN / f"{TEMP_PREFIX}a"), aged(store / f"{TEMP_PREFIX}b"),
+             aged(store / "mlflow-guard.trash" / "peers" / f"{TEMP_PREFIX}c"),
+             aged(state / f"{TEMP_PREFIX}d")]
+    fresh = aged(store / EXP / f"{TEMP_PREFIX}fresh", age=0)
+    kept = [aged(store / EXP / RUN / "artifacts" / f"{TEMP_PREFIX}user-artifact"), fresh]
+    fixer = Fixer(store, Journal(journal_path), "hostB", experiment_quiet=0,
+                  temp_folders=(state,))
+    fixer.full_pass(use_cache=True)  # a polling pass stays cheap: no sweep
+    assert all(p.exists() for p in stale)
+    fixer.full_pass()
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+    assert fixer.swept == 4
+
+
+# --- writes the disk refuses ------------------------------------------------------------------
+
+def refuse(monkeypatch, code: int) -> None:
+    def replace(path, new, expected, limit=None, before_rename=None):
+        raise OSError(code, os.strerror(code), str(path))
+    monkeypatch.setattr(fixer_mod.metayaml, "replace_if_unchanged", replace)
+
+
+@pytest.mark.parametrize("code, words", [(errno.ENOSPC, "store full"),
+                                         (errno.EROFS, "store read-only"),
+                                         (errno.EACCES, "no permission to write"),
+                                         (errno.EDQUOT, "store over its disk quota")])
+def test_a_refused_write_holds_the_part_and_it_resumes_by_itself(store, journal_path,
+                                                                  monkeypatch, code, words):
+    original = snapshot(store)
+    part = RewritePart(make_fixer(store, journal_path), lambda: "events", 10.0, 3600.0)
+    refuse(monkeypatch, code)
+    part.begin()  # the first pass meets the refusal: held, not dead
+    assert part.held is not None and part.held.startswith(words) and "meta.yaml" in part.held
+    assert snapshot(store) == original
+    now = time.monotonic()
+    retry_at = part.retry_at
+    part.handle(None, now + 1)  # before the retry: nothing is tried
+    assert part.held is not None and part.retry_at == retry_at and part.refused == 1
+    monkeypatch.undo()  # the condition clears
+    part.handle(None, now + 11)
+    assert part.held is None and part.error is None
+    assert part.fixer.total == 5
+    assert undo(store, journal_path, None)["undone"] == 5 and snapshot(store) == original
+
+
+def test_a_held_part_stays_held_while_the_probe_is_refused(store, journal_path, monkeypatch):
+    part = RewritePart(make_fixer(store, journal_path), lambda: "events", 10.0, 3600.0)
+    refuse(monkeypatch, errno.ENOSPC)
+    part.begin()
+    monkeypatch.undo()
+    monkeypatch.setattr(fixer_mod, "probe_write",
+                        lambda folder: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    part.handle(None, time.monotonic() + 11)
+    assert part.held is not None and "full" in part.held and part.fixer.total == 0
+    assert part.refused == 2 and part.retry_at > time.monotonic() + 11
+
+
+def test_other_errors_still_end_the_thread(store, journal_path, monkeypatch):
+    part = RewritePart(make_fixer(store, journal_path), lambda: "events", 10.0, 3600.0)
+    refuse(monkeypatch, errno.EIO)
+    with pytest.raises(OSError):
+        part.begin()
+    assert part.held is None
+
+
+def test_a_journal_that_cannot_be_written_stops_the_rename(store, journal_path, tmp_path):
+    original = snapshot(store)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    part = RewritePart(make_fixer(store, blocked / "j.jsonl"), lambda: "events", 10.0, 3600.0)
+    with pytest.raises(OSError):  # ENOTDIR: not a refusal that passes by itself
+        part.begin()
+    assert snapshot(store) == original  # no rename without its journal line
+
+
+# --- the figures never wait for store I/O -----------------------------------------------------
+
+def test_the_figures_never_wait_for_a_check_holding_the_lock(store):
+    """The daemon's loop builds its status from `snapshot()` while a check may hold the lock
+    over a file that blocks (a FIFO): the figures must come without the lock."""
+    import threading
+
+    fixer = Fixer(store, None, "hostB")
+    fixer.full_pass()
+    held, release = threading.Event(), threading.Event()
+
+    def check_in_progress() -> None:
+        with fixer.lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=check_in_progress)
+    holder.start()
+    try:
+        assert held.wait(5)
+        figures: list = []
+        reader = threading.Thread(target=lambda: figures.append(fixer.snapshot()), daemon=True)
+        reader.start()
+        reader.join(2)
+        assert figures and figures[0].last_full_pass is not None
+    finally:
+        release.set()
+        holder.join()

@@ -151,3 +151,22 @@ def test_prune_without_own_folder_removes_nothing(tmp_path):
     assert prune(tmp_path, "host-a", 0.0) == 0
     assert prune(tmp_path / "missing", "host-a", 0.0) == 0
     assert read_all(tmp_path) == [Tombstone(RUN)]
+
+
+def test_read_all_never_opens_a_fifo_or_follows_a_symlink(tmp_path):
+    """A FIFO tombstone would block every reader in open(); a symlinked one points anywhere."""
+    import threading
+
+    write(tmp_path, "host-a", RUN, "gc")
+    folder = tombstone_dir(tmp_path) / "host-b"
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / "fifo.json")
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps({"rel": ["7"]}), encoding="utf-8")
+    os.symlink(outside, folder / "link.json")
+    found = []
+    thread = threading.Thread(target=lambda: found.extend(read_all(tmp_path)), daemon=True)
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive(), "read_all blocked on the FIFO"
+    assert found == [Tombstone(RUN)]

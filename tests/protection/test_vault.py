@@ -347,3 +347,180 @@ def test_with_rewriting_off_a_run_deleted_by_hand_is_put_back_on_its_watcher_eve
              what="the restore in the vault journal")
     assert client.get_run(run.info.run_id).data.params == {"lr": "0.1"}
     assert "rewriting disabled" in guard.ctl("status").stdout
+
+
+# ---- folders: MLflow opens a run only with its metrics/, params/ and artifacts/ ----------------
+
+def bare_run(store: Path, metric: bool) -> str:
+    """A run with no params and no artifacts (its params/ and artifacts/ are empty folders),
+    logged through MLflow's own file store client."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(store.as_uri())
+    run = client.create_run("0").info.run_id
+    if metric:
+        client.log_metric(run, "loss", 0.5, step=1)
+    client.set_terminated(run)
+    return run
+
+
+@pytest.mark.parametrize("metric", [True, False], ids=["metric only", "nothing logged"])
+def test_a_run_with_empty_folders_comes_back_whole_and_mlflow_opens_it(store, tmp_path, metric):
+    import shutil
+
+    from mlflow import MlflowClient
+
+    run = bare_run(store, metric)
+    client = MlflowClient(store.as_uri())
+    before = client.get_run(run)
+    run_dir = store / "0" / run
+    folders = sorted(p.relative_to(store) for p in run_dir.rglob("*") if p.is_dir())
+    assert {"params", "artifacts"} <= {p.name for p in folders}
+    vault = open_vault(tmp_path / "vault", store)
+    try:
+        vault.sync(())
+        shutil.rmtree(run_dir)
+        vault.restore(("0", run))
+        assert sorted(p.relative_to(store) for p in run_dir.rglob("*") if p.is_dir()) == folders
+        after = client.get_run(run)  # "Run ... not found" without params/ and artifacts/
+        assert after.data.to_dictionary() == before.data.to_dictionary()
+        assert [m.value for m in client.get_metric_history(run, "loss")] == \
+            ([0.5] if metric else [])
+    finally:
+        vault.close()
+
+
+def test_the_index_records_empty_folders_and_keeps_them_across_a_restart(store, tmp_path):
+    run = bare_run(store, metric=False)
+    vault = open_vault(tmp_path / "vault", store)
+    vault.sync(())
+    vault.close()
+    again = open_vault(tmp_path / "vault", store)
+    try:
+        entries = dict(again.entries_under(("0", run)))
+        for folder in ("params", "metrics", "artifacts"):
+            assert entries[("0", run, folder)] is None  # a folder, no file below it
+            assert again.knows(("0", run, folder))
+        assert ("0", run, "params") not in dict(again.files_under(("0", run)))
+        assert entries[("0", run)] is None and isinstance(entries[("0", run, "meta.yaml")], int)
+    finally:
+        again.close()
+
+
+def test_an_empty_folder_removed_from_a_live_run_is_missing_and_put_back(store, tmp_path):
+    run = bare_run(store, metric=True)
+    params = store / "0" / run / "params"
+    vault = open_vault(tmp_path / "vault", store)
+    try:
+        vault.sync(())
+        params.rmdir()
+        assert vault.sync(("0", run)) == [("0", run, "params")]
+        assert vault.restore(("0", run, "params")) == 0  # no file, one folder
+        assert params.is_dir()
+        assert vault.sync(()) == []
+    finally:
+        vault.close()
+
+
+def test_a_followed_empty_folder_is_forgotten(store, tmp_path):
+    """A folder that is let go (a stray one, sanctioned) leaves the index: no later pass
+    reports it again."""
+    (store / "stray").mkdir()
+    vault = open_vault(tmp_path / "vault", store)
+    try:
+        vault.sync(())
+        (store / "stray").rmdir()
+        assert vault.sync(()) == [("stray",)]
+        vault.forget(("stray",))
+        assert vault.sync(()) == [] and not vault.knows(("stray",))
+    finally:
+        vault.close()
+
+
+def hostile_run(store: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A run folder by hand holding a FIFO metric, a tag that is a symlink to /dev/zero and a
+    param that is a symlink to a secret outside the store, beside a regular metric."""
+    run = store / "123456789012345678" / ("a" * 32)
+    for sub in ("metrics", "params", "tags"):
+        (run / sub).mkdir(parents=True)
+    (run.parent / "meta.yaml").write_text("name: e\n")
+    (run / "meta.yaml").write_text("run_id: x\n")
+    (run / "metrics" / "loss").write_text("1 0.5 0\n")
+    os.mkfifo(run / "metrics" / "fifo")
+    os.symlink("/dev/zero", run / "tags" / "zero")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-TOKEN")
+    os.symlink(secret, run / "params" / "leak")
+    return run, secret
+
+
+@pytest.mark.parametrize("volume", ["same", "other"])
+def test_symlinks_and_fifos_in_the_store_are_left_alone_and_reported_once(
+        store, tmp_path, volume, caplog):
+    import shutil
+    import tempfile
+    import threading
+
+    run, secret = hostile_run(store, tmp_path)
+    base = tmp_path if volume == "same" else other_volume(tmp_path)
+    root = Path(tempfile.mkdtemp(prefix="guard-vault-", dir=base))
+    try:
+        vault = open_vault(root / "vault", store)
+        try:
+            assert vault.mode == (LINK if volume == "same" else COPY)
+            missing: list = []
+            with caplog.at_level("WARNING", logger="guard.vault"):
+                for _ in range(2):
+                    thread = threading.Thread(target=lambda: missing.extend(vault.sync(())),
+                                              daemon=True)
+                    thread.start()
+                    thread.join(10)
+                    assert not thread.is_alive(), "the vault blocked on a FIFO or /dev/zero"
+            assert missing == []  # there, so not deletions
+            kept = {rel[-1] for rel, _ in vault.files_under(())}
+            assert "loss" in kept and not kept & {"fifo", "zero", "leak"}
+            assert vault.not_regular == 3
+            warned = [r.getMessage() for r in caplog.records]
+            assert len(warned) == 3  # once each, not at every pass
+            assert any("metrics/fifo is a FIFO" in w for w in warned)
+            assert sum("is a symlink" in w for w in warned) == 2
+            held = b"".join(p.read_bytes() for p in root.rglob("*")
+                            if p.is_file() and not p.is_symlink() and p.suffix != ".gz")
+            assert b"TOP-SECRET-TOKEN" not in held
+            assert os.path.lexists(run / "metrics" / "fifo")  # never deleted
+            (run / "metrics" / "fifo").unlink()
+            vault.sync(())
+            assert vault.not_regular == 2
+        finally:
+            vault.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_run_folder_named_with_bytes_that_are_not_utf8_is_kept_and_restored(store, tmp_path):
+    import shutil
+
+    exp = store / "123456789012345678"
+    exp.mkdir()
+    (exp / "meta.yaml").write_text("name: e\n")
+    bad = os.fsencode(exp) + b"/\xff\xfe"
+    for sub in (b"metrics", b"params", b"artifacts"):
+        os.makedirs(bad + b"/" + sub)
+    with open(bad + b"/metrics/l\xe9oss", "wb") as fh:
+        fh.write(b"1 0.5 0\n")
+    vault = open_vault(tmp_path / "vault", store)
+    try:
+        assert vault.sync(()) == []
+        vault.save(force=True)
+    finally:
+        vault.close()
+    vault = open_vault(tmp_path / "vault", store)  # the index came back with the same names
+    try:
+        shutil.rmtree(bad)
+        rel = (exp.name, os.fsdecode(b"\xff\xfe"))
+        assert vault.sync(()) == [rel]
+        assert vault.restore(rel) == 1
+        with open(bad + b"/metrics/l\xe9oss", "rb") as fh:
+            assert fh.read() == b"1 0.5 0\n"
+    finally:
+        vault.close()

@@ -98,3 +98,85 @@ def test_stop_and_restart_when_not_running(tmp_path):
     assert res.returncode == 3 and "not running" in res.stdout
     res = guardctl("status", "--state-dir", state, "--json")
     assert res.returncode == 3 and json.loads(res.stdout)["state"] == "not running"
+
+
+# --- errors are messages with their exit code, never tracebacks --------------------------------
+
+# Each command with a state folder that cannot be created (its parent is a file): the exit
+# code it documents, and the message when it needs the folder.
+UNUSABLE_STATE = [
+    (("run",), 2, "guardctl: cannot start: cannot create the state folder"),
+    (("status",), 3, ""),
+    (("status", "--json"), 3, ""),
+    (("stop",), 0, ""),
+    (("restart",), 3, ""),
+    (("fix", "--dry-run"), 0, ""),
+    (("locks",), 0, ""),
+    (("conflicts",), 2, "Not a directory"),
+    (("gc",), 2, "Not a directory"),
+    (("config",), 0, ""),
+    (("doctor",), 0, ""),
+]
+
+
+@pytest.mark.parametrize("args, code, message", UNUSABLE_STATE,
+                         ids=[" ".join(a) for a, _, _ in UNUSABLE_STATE])
+def test_a_state_folder_that_cannot_be_created_is_no_traceback(tmp_path, new_store, args,
+                                                               code, message):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    res = guardctl(*args, "--store", str(new_store), "--state-dir", str(blocker / "state"),
+                   "--port", "1")
+    assert "Traceback" not in res.stderr, res.stderr
+    assert res.returncode == code, res.stdout + res.stderr
+    assert message in res.stderr
+    if message:
+        assert str(blocker) in res.stderr
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_non_finite_number_in_config_stops_run_with_a_message(tmp_path, new_store, value):
+    cfg = tmp_path / "guard.yaml"
+    cfg.write_text(f"server:\n  health_timeout: {value}\n")
+    res = guardctl("run", "--config", str(cfg), "--store", str(new_store),
+                   "--state-dir", str(tmp_path / "state"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "'server.health_timeout'" in res.stderr and str(cfg) in res.stderr
+    assert "not a finite number" in res.stderr
+    assert not (tmp_path / "state").exists()
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`guardctl status | head -1`: the reader is gone before the output is written."""
+    proc = subprocess.Popen([sys.executable, "-m", "guard.cli", "status", "--json",
+                             "--state-dir", str(tmp_path / "state")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141  # as a shell reports a program ended by SIGPIPE
+    assert err == ""
+
+
+def test_status_into_head_prints_its_first_line_only(tmp_path):
+    res = subprocess.run(
+        f"set -o pipefail; {sys.executable} -m guard.cli status --state-dir "
+        f"'{tmp_path / 'state'}' | head -1", shell=True, executable="/bin/bash",
+        capture_output=True, text=True, timeout=60)
+    assert res.stdout.startswith("mlflow-guard: NOT RUNNING") and res.stdout.count("\n") == 1
+    assert res.stderr == "" and res.returncode in (3, 141)
+
+
+def test_undo_of_a_file_that_is_not_a_journal_changes_nothing(tmp_path, new_store):
+    for name, content in (("notes.txt", "just some notes\n"), ("data.json", '{"a": 1}\n'),
+                          ("empty", ""), ("binary", "\x00\x01\x02" * 1000)):
+        path = tmp_path / name
+        path.write_text(content)
+        before = sorted(p.name for p in new_store.rglob("*"))
+        res = guardctl("fix", "--undo", str(path), "--store", str(new_store),
+                       "--state-dir", str(tmp_path / "state"))
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert f"{path} is not a journal of this guard" in res.stderr
+        assert "undone" not in res.stdout
+        assert sorted(p.name for p in new_store.rglob("*")) == before
+        assert not (tmp_path / "state" / "journal").exists()

@@ -111,7 +111,8 @@ def test_mlflow_gc_on_a_machine_without_the_guard_is_undone_on_every_machine(lab
     wait_for(lambda: syncer.settled() and run_dir(store_c, exp_id, run_id).is_dir()
              and readable_everywhere((a, b), run_id, tmp_path), 60,
              what="the vaults to put the run back, and the sync to carry it to every host")
-    assert run_id in journal(a) + journal(b)
+    # "restored" is journaled once MLflow opens the run (a second or two after it is back)
+    wait_for(lambda: run_id in journal(a) + journal(b), 30, what="the restore journaled")
     assert client(a).get_run(run_id).info.lifecycle_stage == "deleted"  # as it was: deleted
 
 
@@ -146,7 +147,8 @@ def test_a_run_folder_removed_by_hand_comes_back_on_both_hosts(lab, tmp_path):
     shutil.rmtree(run_dir(a.store, exp_id, run_id))
     wait_for(lambda: syncer.settled() and readable_everywhere((a, b), run_id, tmp_path), 60,
              what="the removed run to be restored and synced")
-    assert f"{exp_id}/{run_id}" in journal(a) + journal(b)
+    wait_for(lambda: f"{exp_id}/{run_id}" in journal(a) + journal(b), 30,
+             what="the restore journaled (once MLflow opens the run)")
     assert "restored" in a.ctl("status").stdout
 
 

@@ -259,6 +259,22 @@ def test_port_held_by_our_own_server_is_ok():
     assert check_port(port(bindable=False, ours=(Listener(4300, "mlflow"),))).level == OK
 
 
+def test_server_of_a_dead_daemon_is_an_orphan_not_our_own_server():
+    left = (Listener(4300, "python -m mlflow server --port 5050"),
+            Listener(4301, "python -m uvicorn --factory guard.app:create_app"))
+    f = check_port(port(bindable=False, ours=left, orphans=left))
+    assert f.level == WARN and "own server" not in f.detail
+    assert "dead guard daemon" in f.detail and "orphan" in f.detail
+    assert "pid 4300" in f.detail and "pid 4301" in f.detail
+    assert "`guardctl stop` ends it" in f.fix
+
+
+def test_orphans_are_not_reported_while_the_daemon_runs():
+    f = check_port(port(bindable=False, daemon_pid=4242,
+                        orphans=(Listener(4300, "mlflow server"),)))
+    assert f.level == OK and "own server" in f.detail
+
+
 def test_hand_started_server_over_the_store_warns():
     f = check_port(port(bindable=False, same_store=(
         Listener(777, "mlflow server --backend-store-uri /data/mlruns --port 5050"),)))

@@ -68,3 +68,15 @@ def test_stopping_is_told_once():
 def test_status_line():
     assert status_line(Phase.BACKOFF, False, URL, "") == "backoff"
     assert status_line(Phase.RUNNING, True, URL, "ignored") == f"serving {URL}"
+
+
+def test_a_stuck_part_withholds_the_watchdog_until_it_moves_again():
+    _, told = step(Phase.RUNNING, True, Told(), 0)
+    advice, told = advise(Phase.RUNNING, True, URL, "", told, 20, 10.0, stuck=True)
+    assert not advice.watchdog and not advice.extend
+    advice, told = advise(Phase.RUNNING, True, URL, "", told, 40, 10.0, stuck=True)
+    assert not advice.watchdog
+    advice, _ = step(Phase.RUNNING, True, told, 41)
+    assert advice.watchdog
+    before_ready, _ = advise(Phase.STARTING, False, URL, "", Told(), 0, 10.0, stuck=True)
+    assert not before_ready.extend  # nor is the start timeout extended

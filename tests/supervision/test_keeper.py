@@ -363,10 +363,31 @@ def test_shutdown_ends_the_tree_and_orphans_and_forgets_the_pids(fx):
     k.stop()
     assert k.phase is Phase.STOPPED
     assert [r.pid for r in fx.server.stopped_with or []] == [100, 101, 77]
-    assert fx.forgot and fx.saved[-1] == []
+    assert fx.forgot
     assert k.survivors == [] and to_json(k.snapshot().server) == {
         "pid": None, "tree": [], "url": SITE.url, "started_at": None,
         "health": {"ok": False, "detail": "server ended: daemon stopping", "at": fx.now}}
+
+
+def test_shutdown_ends_the_tree_even_when_the_state_folder_cannot_be_written(fx):
+    k = serving(fx)
+    fx.ours = [proc(77)]
+
+    def full(*_args) -> None:
+        raise OSError(28, "No space left on device")
+
+    fx.save_pids = full  # type: ignore[method-assign]
+    fx.forget_pids = full  # type: ignore[method-assign]
+    k.begin_stop()
+    k.stop()
+    assert [r.pid for r in fx.server.stopped_with or []] == [100, 101, 77]
+    assert k.phase is Phase.STOPPED and k.survivors == []
+
+
+def test_ending_the_server_on_restart_records_that_none_is_left(fx):
+    k = serving(fx)
+    k.restart(fx.now)
+    assert fx.server.stopped_with is not None and fx.saved[-1] == []
 
 
 def test_shutdown_reports_what_survived(fx):

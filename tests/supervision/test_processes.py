@@ -20,6 +20,7 @@ from guard.supervision.processes import (
     classify,
     gc_aimed_at,
     mlflow_role,
+    orphans,
     served_store,
 )
 
@@ -496,3 +497,47 @@ def test_other_commands_are_not_gc(cmdline, world, disk):
     store, _, _ = world
     args = [a.replace("{store}", store) for a in cmdline]
     assert not gc_aimed_at(gc(args, cwd=LAB), store, PORT, disk.folders)
+
+
+# --- orphans: what `guardctl stop` may end once the daemon is gone ----------------------------
+
+def test_orphans_are_ours_and_over_this_store(world, disk):
+    store, other, owner = world
+    parent = proc(10, ["python", "-m", "mlflow", "server", "--backend-store-uri",
+                       Path(store).as_uri()], create_time=111.0, env={OWNER_ENV: owner})
+    worker = proc(11, ["python", "-m", "uvicorn", "--factory", "guard.app:create_app"],
+                  create_time=222.0, env={OWNER_ENV: owner, MLFLOW_STORE_ENV: store})
+    recorded = proc(12, ["mlflow", "server", "--backend-store-uri", store], create_time=5.0)
+    found = orphans([parent, worker, recorded], store, owner, records=[ProcRef(12, 5.0)],
+                    folders=disk.folders)
+    assert pids(found) == [10, 11, 12]
+
+
+def test_orphans_never_include_another_store_even_with_our_mark(world, disk):
+    store, other, owner = world
+    lookalike = proc(20, ["python", "-m", "mlflow", "server", "--backend-store-uri",
+                          Path(other).as_uri()], env={OWNER_ENV: owner})
+    worker = proc(21, ["python", "-m", "uvicorn", "mlflow.server.fastapi_app:app"],
+                  env={OWNER_ENV: owner, MLFLOW_STORE_ENV: other})
+    recorded_other = proc(22, ["mlflow", "server", "--backend-store-uri", other],
+                          create_time=7.0)
+    assert orphans([lookalike, worker, recorded_other], store, owner,
+                   records=[ProcRef(22, 7.0)], folders=disk.folders) == ()
+
+
+def test_orphans_need_our_record_or_mark(world, disk):
+    store, _, owner = world
+    hand_started = proc(30, ["mlflow", "server", "--backend-store-uri", store])
+    other_guard = proc(31, ["mlflow", "server", "--backend-store-uri", store],
+                       env={OWNER_ENV: str(LAB / "other-state")})
+    recycled = proc(32, ["mlflow", "server", "--backend-store-uri", store], create_time=9.0)
+    assert orphans([hand_started, other_guard, recycled], store, owner,
+                   records=[ProcRef(32, 8.0)], folders=disk.folders) == ()
+
+
+def test_orphans_need_a_server_not_just_the_mark(world, disk):
+    store, _, owner = world
+    shell = proc(40, ["bash"], env={OWNER_ENV: owner})
+    myself = proc(41, ["mlflow", "server", "--backend-store-uri", store],
+                  env={OWNER_ENV: owner})
+    assert orphans([shell, myself], store, owner, self_pid=41, folders=disk.folders) == ()

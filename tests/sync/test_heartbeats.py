@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import time
 
+from guard.core.layout import TEMP_PREFIX
 from guard.core.store import init_store
 from guard.sync import peers
 from guard.sync.heartbeats import Heartbeats, clash_warning
@@ -59,3 +63,40 @@ def test_heartbeats_notice_another_machine_with_the_same_host_id(tmp_path, caplo
     assert caplog.text.count("another guard also uses host_id") == 1
     part.tick(110.0)  # said once in the log, kept in the status
     assert caplog.text.count("another guard also uses host_id") == 1
+
+
+def test_a_refused_heartbeat_holds_the_part_retries_later_and_resumes(tmp_path, monkeypatch):
+    store = tmp_path / "mlruns"
+    init_store(store)
+    part = Heartbeats(store, beat("hostA"), stale_after=60.0)
+    tries: list[float] = []
+    real = peers.publish
+
+    def full(store_, hb):
+        tries.append(hb.last_seen)
+        raise OSError(errno.ENOSPC, "No space left on device", str(store_ / "x"))
+
+    monkeypatch.setattr(peers, "publish", full)
+    part.tick(100.0)
+    assert part.held is not None and part.held.startswith("store full")
+    assert "free space on its disk" in part.held and part.error is None
+    part.tick(105.0)  # the next round reads the peers, but does not write before the retry
+    assert tries == [100.0]
+    part.tick(110.0)
+    assert tries == [100.0, 110.0] and part.refused == 2
+    monkeypatch.setattr(peers, "publish", real)
+    part.tick(140.0)
+    assert part.held is None and part.refused == 0
+    assert json.loads((peers.peers_dir(store) / "hostA.json").read_text())["last_seen"] == 140.0
+
+
+def test_the_first_round_sweeps_stale_temp_files_of_the_coordination_folder(tmp_path):
+    store = tmp_path / "mlruns"
+    init_store(store)
+    folder = peers.peers_dir(store)
+    folder.mkdir(parents=True, exist_ok=True)
+    stale = folder / f"{TEMP_PREFIX}0123"
+    stale.write_bytes(b"")
+    os.utime(stale, (1.0, 1.0))
+    Heartbeats(store, beat("hostA"), stale_after=60.0).tick(time.time())
+    assert not stale.exists()

@@ -170,3 +170,22 @@ def test_host_lock_serializes_this_hosts_processes(tmp_path):
     with HostLock(settings, "model-m"):
         pass
     assert LockSettings.from_env(settings.to_env()) == settings
+
+
+def test_read_leases_never_blocks_on_a_fifo_lease(tmp_path):
+    """A FIFO in a lease folder would freeze every host that tries to take the lock."""
+    store = tmp_path / "mlruns"
+    store.mkdir()
+    lock = lease_lock(store, "hostA", ttl=30.0, renew_every=10.0, settle=0.1)
+    lock.acquire(timeout=10)
+    import os
+
+    os.mkfifo(locks_dir(store) / "model-m" / "hostB.json")
+    found = []
+    thread = threading.Thread(target=lambda: found.extend(read_leases(
+        locks_dir(store) / "model-m")), daemon=True)
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive(), "read_leases blocked on the FIFO"
+    assert [le.host_id for le in found] == ["hostA"]
+    lock.release()

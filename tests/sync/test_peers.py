@@ -122,3 +122,26 @@ def test_peers_see_each_other_and_a_killed_host_goes_stale(synced, make_guard, t
     c.wait_healthy()
     wait_for(lambda: (a.status().get("peers") or {}).get("clash"), 30, what="clash on A")
     assert "host_id 'hostA'" in a.ctl("status").stdout
+
+
+def test_read_all_skips_fifo_symlink_and_oversized_heartbeats(tmp_path):
+    import threading
+
+    from guard.core import safeio
+    from guard.sync.peers import peers_dir, publish, read_all
+
+    publish(tmp_path, beat("hostA", 1.0))
+    folder = peers_dir(tmp_path)
+    os.mkfifo(folder / "hostB.json")
+    outside = tmp_path / "hostC.json"
+    outside.write_text(json.dumps(beat("hostC", 1.0).to_json()), encoding="utf-8")
+    os.symlink(outside, folder / "hostC.json")
+    big = beat("hostD", 1.0).to_json()
+    big["platform"] = "x" * safeio.RECORD_MAX_BYTES
+    (folder / "hostD.json").write_text(json.dumps(big), encoding="utf-8")
+    found = []
+    thread = threading.Thread(target=lambda: found.extend(read_all(tmp_path)), daemon=True)
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive(), "read_all blocked on the FIFO"
+    assert [b.host_id for b in found] == ["hostA"]

@@ -176,3 +176,110 @@ def test_the_daemon_resolves_a_copy_as_soon_as_the_watcher_sees_it(store, tmp_pa
     # status.json is rewritten about once a second
     wait_for(lambda: "conflicts 1 copies resolved since start, 0 need a look"
              in guard.ctl("status").stdout, 15, what="status to count the resolved copy")
+
+
+# ---- copies that are not regular files: never opened, never followed, never holding the lock
+
+def _hostile_copies(store, tmp_path):
+    """A FIFO tag copy, a metric copy that is a symlink to /dev/zero and a param copy that is
+    a symlink to a secret outside the store, as a hostile or broken sync could deliver them."""
+    run_dir = store / EXP / RUN
+    tag = next(p for p in (run_dir / "tags").iterdir() if p.is_file())
+    metric = next(p for p in (run_dir / "metrics").iterdir() if p.is_file())
+    param = next(p for p in (run_dir / "params").iterdir() if p.is_file())
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("TOP-SECRET-TOKEN")
+    fifo = tag.with_name(tag.name + ".sync-conflict-20240103-090113-ABCDEF7")
+    os.mkfifo(fifo)
+    zero = metric.with_name(metric.name + ".sync-conflict-20240103-090113-ABCDEF7")
+    os.symlink("/dev/zero", zero)
+    leak = param.with_name(param.name + ".sync-conflict-20240103-090113-ABCDEF7")
+    os.symlink(secret, leak)
+    return [fifo, zero, leak], secret
+
+
+def _in_thread(fn, timeout=10.0):
+    import threading
+
+    box = {}
+    thread = threading.Thread(target=lambda: box.setdefault("value", fn()), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), "blocked on a file that is not a regular file"
+    return box.get("value")
+
+
+def _tree_bytes(root):
+    return b"".join(p.read_bytes() for p in sorted(root.rglob("*"))
+                    if p.is_file() and not p.is_symlink())
+
+
+def test_fifo_and_symlinked_copies_are_left_alone_without_taking_the_lock(
+        store, tmp_path, monkeypatch, caplog):
+    from guard.sync import reconcile as rc
+
+    hostile, secret = _hostile_copies(store, tmp_path)
+    copies = find_copies(store)
+    assert {c.path for c in copies} == set(hostile)
+    assert all(c.unsafe for c in copies)
+    taken = []
+
+    class Lock(NoLock):
+        def __init__(self, settings, name):
+            taken.append(name)
+
+    monkeypatch.setattr(rc, "HostLock", Lock)
+    rec = reconciler(tmp_path, store)
+    service = rc.ConflictService(rec, None, 60.0, lambda: ())
+    with caplog.at_level("WARNING", logger="guard.reconcile"):
+        assert _in_thread(service.run_once) == []
+        assert _in_thread(service.run_once) == []
+    assert taken == []  # nothing to resolve: the cross-machine lock is never held for them
+    figures = service.snapshot()
+    assert figures.left_alone == 3 and figures.waiting == 0 and figures.resolved == 0
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 3  # each reported once, not at every pass
+    assert any("copy is a FIFO" in w for w in warned)
+    assert sum("copy is a symlink" in w for w in warned) == 2
+    assert all(os.path.lexists(p) for p in hostile)  # left where they are
+    assert not (tmp_path / "state" / "quarantine").exists()
+    assert b"TOP-SECRET-TOKEN" not in _tree_bytes(store)
+    assert read_records(tmp_path / "state" / "journal" / "conflicts.jsonl") == []
+
+
+def test_a_copy_turned_into_a_fifo_after_the_scan_is_not_opened(store, tmp_path):
+    params = store / EXP / RUN / "params"
+    copy = params / f"p{SYN}"
+    copy.write_bytes(b"other\n")
+    copies = find_copies(store)
+    assert [c.unsafe for c in copies] == [None]
+    copy.unlink()
+    os.mkfifo(copy)  # swapped between the scan and the read
+    rec = reconciler(tmp_path, store)
+    assert _in_thread(lambda: rec.resolve_all(copies)) == []
+    assert "FIFO" in rec.left_alone[copy]
+    assert os.path.lexists(copy) and not (tmp_path / "state" / "quarantine").exists()
+
+
+def test_a_copy_whose_original_is_a_fifo_or_symlink_is_left_alone(store, tmp_path):
+    params = store / EXP / RUN / "params"
+    (params / f"p{SYN}").write_bytes(b"theirs\n")
+    (params / "p").unlink()
+    os.mkfifo(params / "p")
+    (copy,) = find_copies(store)
+    assert copy.unsafe == "its original is a FIFO, not a regular file; left alone"
+    assert _in_thread(lambda: reconciler(tmp_path, store).resolve_all([copy])) == []
+    assert (params / f"p{SYN}").read_bytes() == b"theirs\n"
+
+
+def test_a_copy_too_large_to_hold_is_left_for_a_person(store, tmp_path, monkeypatch):
+    from guard.sync import reconcile as rc
+
+    monkeypatch.setattr(rc, "MAX_READ", 16)
+    params = store / EXP / RUN / "params"
+    (params / f"p{SYN}").write_bytes(b"x" * 17)
+    rec = reconciler(tmp_path, store)
+    assert rec.resolve_all(find_copies(store)) == []
+    assert "larger than 16 bytes" in rec.left_alone[params / f"p{SYN}"]
+    assert (params / f"p{SYN}").exists()
