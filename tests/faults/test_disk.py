@@ -28,8 +28,8 @@ import pytest
 from guard.core.journal import read_journal
 from guard.core.layout import TEMP_PREFIX
 from guard.core.metayaml import parse
-from tests.faults.test_orphans import files_of, health
 from tests.helpers.daemons import Guard, guardctl, wait_for
+from tests.helpers.disks import files_of, fill_blocks, health, tmpfs
 from tests.helpers.store import copy_direct_store
 
 pytestmark = pytest.mark.integration
@@ -61,31 +61,14 @@ def held(guard: Guard, name: str) -> str:
 @pytest.fixture
 def small_tmpfs(tmp_path):
     """A 4 MB tmpfs with few inodes, unmounted at teardown."""
-    if os.geteuid() != 0:
-        pytest.fail("mounting a tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=4m,nr_inodes={INODES}", "tmpfs",
-                    str(mount)], check=True)
-    try:
+    with tmpfs(tmp_path / "disk", "4m", INODES) as mount:
         yield mount
-    finally:
-        if subprocess.run(["umount", str(mount)], capture_output=True).returncode:
-            subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def fill(folder: Path) -> list[Path]:
     """Leave no byte free (inodes stay: a temp file can be made, but not written, which is
     what left a 0-byte temp file per failed heartbeat); returns the files that fill it."""
-    made = [folder / "filler"]
-    with open(made[0], "wb", buffering=0) as fh:
-        size = 1 << 20
-        while size:
-            try:
-                fh.write(b"\0" * size)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-                size //= 2
+    made = [fill_blocks(folder)]
     with pytest.raises(OSError) as full:
         (folder / "probe").write_bytes(b"x" * 4096)
     assert full.value.errno == errno.ENOSPC

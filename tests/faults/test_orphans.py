@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import psutil
@@ -20,23 +19,9 @@ import pytest
 from guard.supervision.processes import OWNER_ENV
 from guard.supervision.server import port_bindable
 from tests.helpers.daemons import any_alive, healthy_guard, tree_pids, wait_for
+from tests.helpers.disks import files_of, health
 
 pytestmark = pytest.mark.integration
-
-
-def files_of(root: Path, skip: str = "") -> dict[str, bytes]:
-    """Every file under `root` with its bytes (`skip`: a top folder left out)."""
-    out = {}
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if path.is_file() and not (skip and rel.startswith(skip + "/")):
-            out[rel] = path.read_bytes()
-    return out
-
-
-def health(url: str) -> str:
-    with urllib.request.urlopen(url + "/health", timeout=5) as resp:
-        return resp.read().decode()
 
 
 def lookalike(other_store: Path, env: dict) -> subprocess.Popen:
