@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from guard.commands.common import add_config_options, config_from, usable_store
-from guard.core.journal import Journal, readable
+from guard.core.journal import Journal
+from guard.core.safeio import printable
 from guard.core.state import StateDir
 from guard.core.writefaults import hold_reason
 from guard.portability.fixer import Fixer, undo
@@ -68,7 +69,7 @@ def refused(exc: OSError, journal: Journal | None, command: str) -> str:
     if reason is None:
         target = f" {exc.filename}" if exc.filename else ""
         reason = f"cannot write{target}: {exc.strerror or exc}; {again}"
-    return readable(reason)
+    return printable(reason)
 
 
 def run(args: argparse.Namespace) -> int:

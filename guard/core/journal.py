@@ -24,6 +24,8 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from guard.core.safeio import printable
+
 # What `judge` finds a write-ahead intent's file to be now.
 APPLIED = "applied"          # holds exactly the bytes the intent wrote: undo puts back the old
 NOT_APPLIED = "not applied"  # holds exactly the old bytes: the rename never happened
@@ -41,14 +43,6 @@ def name_bytes(text: str) -> bytes | None:
         return None
 
 
-def readable(text: str) -> str:
-    """Valid Unicode text for any str: bytes that are not UTF-8 shown as `\\xff` escapes."""
-    raw = name_bytes(text)
-    if raw is not None:
-        return raw.decode("utf-8", "backslashreplace")
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def _encodable(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -60,7 +54,7 @@ def _encodable(text: str) -> bool:
 def _clean(value: object) -> object:
     """A JSON value with every string made valid Unicode text (for nested values)."""
     if isinstance(value, str):
-        return value if _encodable(value) else readable(value)
+        return value if _encodable(value) else printable(value)
     if isinstance(value, dict):
         return {_clean(k) if isinstance(k, str) else k: _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -73,10 +67,10 @@ def portable(record: dict) -> dict:
     becomes its readable form plus `<field>_b64` (its exact bytes); nested ones readable."""
     out: dict = {}
     for key, value in record.items():
-        key = key if _encodable(key) else readable(key)
+        key = key if _encodable(key) else printable(key)
         if isinstance(value, str) and not _encodable(value):
             raw = name_bytes(value)
-            out[key] = readable(value)
+            out[key] = printable(value)
             if raw is not None:
                 out[f"{key}_b64"] = base64.b64encode(raw).decode("ascii")
         else:

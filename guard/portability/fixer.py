@@ -30,7 +30,6 @@ from guard.core.journal import (
     judge,
     old_content,
     read_journal,
-    readable,
     text_field,
     transactions,
 )
@@ -38,6 +37,7 @@ from guard.core.layout import COORDINATION, META, Kind, classify_meta, walk
 from guard.core.parts import Event, ThreadPart
 from guard.core.paths import parse_local, safe_segments
 from guard.core.records import OMIT_NONE
+from guard.core.safeio import printable
 from guard.core.watch import EVENTS, Change
 from guard.core.writefaults import hold_reason, retry_delay
 from guard.portability.rewrite import apply, experiment_wait, in_flight, plan_file
@@ -358,7 +358,7 @@ class Fixer:
         """The guard's own temp files left by a write that was killed (tempfiles.sweep)."""
         removed = tempfiles.sweep(folder, now, recursive=recursive)
         for path in removed:
-            log.info("removed a stale temp file of the guard: %s", readable(str(path)))
+            log.info("removed a stale temp file of the guard: %s", printable(str(path)))
         self.swept += len(removed)
 
     def check_dir(self, folder: Path) -> None:
@@ -482,7 +482,7 @@ class RewritePart(ThreadPart):
             reason = hold_reason(exc, "state folder" if in_state else "store")
             if reason is None:
                 raise
-            self._hold(readable(reason), exc, now)
+            self._hold(printable(reason), exc, now)
 
     def _hold(self, reason: str, exc: OSError, now: float) -> None:
         self.refused += 1
@@ -507,9 +507,9 @@ class RewritePart(ThreadPart):
             self.refused += 1
             self.retry_at = now + retry_delay(self.refused)
             if reason is not None and self.held is not None and reason != self.held:
-                self.held = readable(reason)
+                self.held = printable(reason)
             return False
-        log.info("rewriting resumes: %s accepts writes again", readable(str(folder)))
+        log.info("rewriting resumes: %s accepts writes again", printable(str(folder)))
         self.held = None
         self.refused = 0
         self.probe_in = None

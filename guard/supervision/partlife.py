@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from guard.core.parts import PartPhase
-from guard.supervision.supervisor import Policy, backoff_delay
+from guard.supervision.supervisor import Policy, backoff_delay, strike
 
 RUNNING, BACKOFF, CRASH_LOOP = PartPhase.RUNNING, PartPhase.BACKOFF, PartPhase.CRASH_LOOP
 STUCK, HELD, PAUSED = PartPhase.STUCK, PartPhase.HELD, PartPhase.PAUSED
@@ -50,9 +50,8 @@ class Life:
 
 def failed(life: Life, error: str, now: float, policy: Policy) -> Life:
     """The part raised: back off, or give up on a crash loop (supervisor.failed's rules)."""
-    recent = tuple(t for t in life.failures if now - t < policy.crash_loop_window) + (now,)
-    streak = life.streak + 1
-    if len(recent) >= policy.crash_loop_count:
+    recent, streak, loop = strike(life.failures, life.streak, now, policy)
+    if loop:
         return replace(life, phase=CRASH_LOOP, failures=recent, streak=streak,
                        next_start_at=None, last_error=error)
     return replace(life, phase=BACKOFF, failures=recent, streak=streak, last_error=error,

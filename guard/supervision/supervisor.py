@@ -65,11 +65,18 @@ def started(s: State, now: float) -> State:
                    healthy_since=None, failed_probes=0, next_start_at=None)
 
 
+def strike(failures: tuple[float, ...], streak: int, now: float, policy: Policy
+           ) -> tuple[tuple[float, ...], int, bool]:
+    """One more failure: the failures still inside the crash-loop window, the backoff streak,
+    and whether that makes a crash loop (the rule the server and every part share)."""
+    recent = tuple(t for t in failures if now - t < policy.crash_loop_window) + (now,)
+    return recent, streak + 1, len(recent) >= policy.crash_loop_count
+
+
 def failed(s: State, reason: str, now: float, policy: Policy) -> State:
     """The server died or stopped answering: back off, or give up on a crash loop."""
-    recent = tuple(t for t in s.failures if now - t < policy.crash_loop_window) + (now,)
-    streak = s.streak + 1
-    if len(recent) >= policy.crash_loop_count:
+    recent, streak, loop = strike(s.failures, s.streak, now, policy)
+    if loop:
         return replace(s, phase=Phase.CRASH_LOOP, failures=recent, streak=streak,
                        last_reason=(f"crash loop: {len(recent)} failures within "
                                     f"{policy.crash_loop_window:g} s, last: {reason}; "

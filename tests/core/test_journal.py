@@ -21,10 +21,10 @@ from guard.core.journal import (
     old_content,
     portable,
     read_journal,
-    readable,
     text_field,
     transactions,
 )
+from guard.core.safeio import printable
 
 NAME = os.fsdecode(b"12/run-\xff\xfe/meta.yaml")  # as os.listdir gives a non-UTF-8 name
 
@@ -53,7 +53,7 @@ def test_strings_no_file_name_can_spell_and_nested_ones_never_raise():
     assert record["odd"] == "\\ud800x" and "odd_b64" not in record
     assert record["nested"] == {"k": ["12/run-\\xff\\xfe/meta.yaml"]}
     assert record["12/run-\\xff\\xfe/meta.yaml"] == 1
-    assert readable("\ud800x") == "\\ud800x"
+    assert printable("\ud800x") == "\\ud800x"
 
 
 def test_append_never_raises_and_reads_back(tmp_path):
