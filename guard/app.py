@@ -21,11 +21,10 @@ from guard.protection import tombstones
 from guard.protection.gate import (
     SANCTIONS_ENV,
     Sanctions,
-    model_field,
+    decide,
+    mlflow_request_doc,
     model_name,
     model_resource,
-    refusal,
-    removed_model_field,
 )
 from guard.protection.trash import copy_into_trash, created_of, new_batch
 from guard.sync.locks import ENV, HostLock, LockSettings, LockTimeout
@@ -56,30 +55,52 @@ def keep_registered_model(sanctions: Sanctions, name: str, why: str) -> tuple[in
     return (created,)
 
 
+def request_doc(request: Any) -> dict[str, Any] | None:
+    """The request's fields exactly as MLflow's handlers will read them: MLflow's own
+    normalisation (a JSON string decoded twice, content type checked) in this request's
+    context, the same rules re-stated in the gate where it cannot be imported. None where
+    MLflow answers an error."""
+    if request.method == "GET" and request.args:
+        return {key: request.args.get(key) for key in request.args}
+    try:
+        from mlflow.server.handlers import _get_normalized_request_json
+    except ImportError:
+        return mlflow_request_doc(request.method, request.args, request.get_data(cache=True),
+                                  request.content_type)
+    try:
+        doc = _get_normalized_request_json(request)
+    except Exception:  # MLflow raises the same when its handler reads it, and changes nothing
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
 def install(flask_app: Any, settings: LockSettings | None, sanctions: Sanctions | None) -> None:
     """Refuse what destroys data beyond undo, sanction registry deletions, and take the
-    model-name lock around every request that numbers model versions."""
+    model-name lock around every request that numbers model versions: by the route MLflow
+    dispatched the request to (gate.ROUTES), with the fields as MLflow reads them."""
     from flask import g, request
 
     def before() -> Any:
-        if sanctions is not None:
-            why = refusal(request.method, request.path, sanctions.model_deletions)
-            if why is not None:
-                log.warning("refused %s %s", request.method, request.path)
-                return _json_response(403, "PERMISSION_DENIED", why)
-            field = removed_model_field(request.method, request.path)
-            name = model_name(field, request.get_data(cache=True)) if field else None
-            if name is not None:
-                why = f"registered-models/{request.path.rsplit('/', 1)[-1]} through the server"
-                kept = keep_registered_model(sanctions, name, why)
-                if kept is not None:
-                    g.guard_sanction = (name, kept[0], why)
-        if settings is None:
+        model_deletions = sanctions.model_deletions if sanctions is not None else "allow"
+        verdict = decide(request.endpoint if request.url_rule is not None else None,
+                         request.method, model_deletions)
+        if sanctions is not None and verdict.refuse is not None:
+            log.warning("refused %s %s", request.method, request.path)
+            return _json_response(403, "PERMISSION_DENIED", verdict.refuse)
+        if verdict.lock is None and verdict.keeps is None:
+            return None  # the body is never read: uploads stream through untouched
+        doc = request_doc(request)
+        name = model_name(verdict.keeps, doc) if verdict.keeps else None
+        if sanctions is not None and name is not None:
+            rule = request.url_rule.rule if request.url_rule is not None else request.path
+            op = "/".join(rule.rstrip("/").split("/")[-2:])
+            why = f"{op} through the server"  # e.g. registered-models/delete
+            kept = keep_registered_model(sanctions, name, why)
+            if kept is not None:
+                g.guard_sanction = (name, kept[0], why)
+        if settings is None or verdict.lock is None:
             return None
-        field = model_field(request.method, request.path)
-        if field is None:
-            return None
-        resource = model_resource(field, request.get_data(cache=True))
+        resource = model_resource(verdict.lock, doc)
         if resource is None:
             return None
         lock = HostLock(settings, resource)
@@ -121,6 +142,21 @@ def create_app() -> Any:
     if not raw:
         log.warning("%s is not set: model registration is not locked across machines "
                     "(start the server through `guardctl run`)", ENV)
+    from guard.core.config import SERVER_AUTH_ENV, ServerAuth
+
+    if os.environ.get(SERVER_AUTH_ENV) == ServerAuth.BASIC:
+        # MLflow's basic-auth app first: its before_request answers 401 (or 403) before the
+        # guard's hooks run, so they take locks and keep trash copies only for users it let in.
+        from mlflow.server.auth import add_fastapi_permission_middleware
+        from mlflow.server.auth import create_app as create_auth_app
+
+        asgi = create_auth_app(flask_app)
+        install(flask_app, LockSettings.from_env(raw) if raw else None,
+                Sanctions.from_env(raw_sanctions) if raw_sanctions else None)
+        if asgi is flask_app:  # not under uvicorn: its FastAPI routes need the check too
+            asgi = create_fastapi_app(flask_app)
+            add_fastapi_permission_middleware(asgi)
+        return asgi
     install(flask_app, LockSettings.from_env(raw) if raw else None,
             Sanctions.from_env(raw_sanctions) if raw_sanctions else None)
     return create_fastapi_app(flask_app)

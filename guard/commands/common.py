@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -40,3 +41,13 @@ def usable_store(cfg: Config, consequence: str = "") -> Path | None:
     print(f"guardctl: {check.detail}" + (f"; {consequence}" if consequence else ""),
           file=sys.stderr)
     return None
+
+
+def state_access_problem(state_dir: Path) -> str | None:
+    """Why this user cannot use the daemon's state folder (private to the daemon's user, see
+    guard.core.state), or None: without it, `status`/`stop`/`restart` would only see "not
+    running"."""
+    if not state_dir.exists() or os.access(state_dir, os.R_OK | os.W_OK | os.X_OK):
+        return None
+    return (f"the state folder {state_dir} is private to the daemon's user; run guardctl as "
+            "that user (or as root)")

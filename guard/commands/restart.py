@@ -4,9 +4,10 @@ out of a crash loop, the server's or a part's."""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
-from guard.commands.common import add_config_options, config_from
+from guard.commands.common import add_config_options, config_from, state_access_problem
 from guard.core.parts import PartPhase
 from guard.core.state import StateDir
 from guard.daemon.status import title
@@ -42,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = config_from(args)
     state = StateDir(cfg.state_dir)
+    problem = state_access_problem(state.root)
+    if problem is not None:
+        print(f"guardctl: {problem}", file=sys.stderr)
+        return 1
     doc = read_status(state.status) or StatusDoc()
     daemon = doc.daemon.ref
     if daemon is None or not alive(daemon):

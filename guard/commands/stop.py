@@ -2,7 +2,8 @@
 
 A daemon killed with -9 leaves its server serving; `stop` then ends that server tree (the
 processes `processes.orphans` names: this guard's by pid and start time or owner mark, and
-over this store by their command line) and says which pids it ended.
+over this store by their command line) and says which pids it ended. A pid that pids.json
+names is never ended on that word alone: a forged file could name any process.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import sys
 import time
 from collections.abc import Iterable
 
-from guard.commands.common import add_config_options, config_from
+from guard.commands.common import add_config_options, config_from, state_access_problem
 from guard.core.config import Config
-from guard.core.state import StateDir, read_json
+from guard.core.state import StateDir
 from guard.daemon.statusdoc import StatusDoc, read_status
 from guard.supervision.processes import (
     ProcInfo,
@@ -73,8 +74,8 @@ def stop_daemon(cfg: Config, state: StateDir, daemon: ProcRef) -> None:
     terminate(daemon)
     if not wait_gone(daemon, cfg.server.stop_grace + 10):
         end_tree([daemon], 0)
-    records = (read_json(state.pids) or {}).get("server", [])
-    end_tree([ProcRef.from_json(r) for r in records], cfg.server.stop_grace)
+    # the server tree it leaves is ended by `left_behind`: only what is verified as this
+    # guard's MLflow server over the store (pids.json alone could name any process)
 
 
 def left_behind(cfg: Config, state: StateDir, doc: StatusDoc | None) -> tuple[ProcInfo, ...]:
@@ -97,6 +98,10 @@ def end_left_behind(cfg: Config, found: tuple[ProcInfo, ...]) -> tuple[list[int]
 def run(args: argparse.Namespace) -> int:
     cfg = config_from(args)
     state = StateDir(cfg.state_dir)
+    problem = state_access_problem(state.root)
+    if problem is not None:
+        print(f"guardctl: {problem}", file=sys.stderr)
+        return 1
     doc = read_status(state.status)
     ref = doc.daemon.ref if doc else None
     daemon = ref if ref is not None and alive(ref) else None

@@ -8,7 +8,9 @@ configuration and every error names the key and the file.
 
 from __future__ import annotations
 
+import configparser
 import difflib
+import ipaddress
 import math
 import os
 import re
@@ -85,6 +87,14 @@ class VaultPolicy(StrEnum):
     ALERT = "alert"
 
 
+class ServerAuth(StrEnum):
+    """server.auth: who may talk to the server. none: anyone who reaches the port; basic:
+    MLflow's basic-auth users (HTTP basic authentication, `mlflow server --app-name basic-auth`
+    composed with the guard's app)."""
+    NONE = "none"
+    BASIC = "basic"
+
+
 class ModelDeletions(StrEnum):
     """gc.model_deletions: whether the server lets registered models be deleted."""
     ALLOW = "allow"
@@ -118,6 +128,11 @@ def key(kind: str, default: Any, minimum: float | None = None) -> dict[str, Any]
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = field(metadata=key("str", "127.0.0.1"))
+    # Listening beyond loopback takes both: an explicit switch (no exposure by a typo in host)
+    # and authentication (the server's API can delete). See exposure_problem.
+    expose: bool = field(metadata=key("bool", False))
+    auth: ServerAuth = field(metadata=key("choice", ServerAuth.NONE))
+    auth_config: Path | None = field(metadata=key("path", None))  # MLflow's basic_auth.ini
     port: int = field(metadata=key("port", 5050))
     workers: int = field(metadata=key("int", 1, minimum=1))
     startup_timeout: float = field(metadata=key("float", 90.0, minimum=1))
@@ -416,6 +431,110 @@ def _is_within(child: Path, parent: Path) -> bool:
     return child_r == parent_r or child_r.startswith(parent_r.rstrip(os.sep) + os.sep)
 
 
+# The environment the guard's app reads its auth mode from (set by the daemon for its server).
+SERVER_AUTH_ENV = "MLFLOW_GUARD_AUTH"
+# MLflow's names: the basic-auth ini, and the admin password that overrides the ini's.
+AUTH_CONFIG_ENV = "MLFLOW_AUTH_CONFIG_PATH"
+AUTH_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
+# The admin password older MLflow releases shipped in basic_auth.ini: public, so no protection
+# (GHSA-gq3w-7jj3-x7gr; MLflow 3.x refuses it too, but only inside the server's workers).
+LEGACY_ADMIN_PASSWORD = "password1234"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach a server bound to `host`: localhost, 127.0.0.0/8
+    or ::1. A wildcard (0.0.0.0, ::), any other address and any other name count as reachable
+    from the network: a name can resolve to anything."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        addr = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped.is_loopback
+    return addr.is_loopback
+
+
+def exposure_problem(host: str, expose: bool, auth: ServerAuth) -> str | None:
+    """Why this bind is refused, or None. Beyond loopback the server's API (which can delete
+    runs, experiments and models) needs authentication, and exposure needs server.expose: true
+    so that a typo in server.host exposes nothing."""
+    if is_loopback(host):
+        return None
+    missing = []
+    if auth == ServerAuth.NONE:
+        missing.append("server.auth: basic")
+    if not expose:
+        missing.append("server.expose: true")
+    if not missing:
+        return None
+    wild = " (every network interface)" if host.strip("[] ") in ("0.0.0.0", "::", "") else ""
+    why = []
+    if auth == ServerAuth.NONE:
+        why.append("server.auth is none, so anyone on the network could delete runs, "
+                   "experiments and models through the server's API")
+    if not expose:
+        why.append("server.expose is not true")
+    return (f"'server.host' is {host!r}, which other machines can reach{wild}, but "
+            f"{' and '.join(why)}. To serve only this machine set server.host: 127.0.0.1; to "
+            f"serve other machines set {' and '.join(missing)} (MLflow's basic-auth users; the "
+            "admin password comes from $MLFLOW_AUTH_ADMIN_PASSWORD or the ini file named by "
+            "server.auth_config)")
+
+
+def auth_config_problem(text: str | None, where: str, env: Mapping[str, str]) -> str | None:
+    """Why MLflow's basic-auth setup (the ini text, None for MLflow's bundled one, and the
+    environment) is refused, or None: an ini MLflow cannot read, or the publicly known admin
+    password. The environment's password wins over the ini's, as in MLflow."""
+    password = None
+    if text is not None:
+        parser = configparser.ConfigParser()
+        try:
+            parser.read_string(text, source=where)
+        except configparser.Error as exc:
+            return f"{where} is not an ini file MLflow can read: {exc}"
+        missing = [k for k in ("default_permission", "database_uri")
+                   if not parser.has_option("mlflow", k)]
+        if missing:
+            return (f"{where} lacks {', '.join(missing)} in its [mlflow] section; start from "
+                    "MLflow's basic_auth.ini (mlflow/server/auth/basic_auth.ini)")
+        password = parser.get("mlflow", "admin_password", fallback=None, raw=True)
+    if AUTH_PASSWORD_ENV in env:
+        password, where = env[AUTH_PASSWORD_ENV], f"${AUTH_PASSWORD_ENV}"
+    if password is not None and password.strip() == LEGACY_ADMIN_PASSWORD:
+        return (f"the basic-auth admin password ({where}) is {LEGACY_ADMIN_PASSWORD!r}, the "
+                "default older MLflow releases shipped: it is public. Choose another "
+                f"password in ${AUTH_PASSWORD_ENV} or admin_password")
+    return None
+
+
+def _check_exposure(values: Mapping[str, Any], origins: Mapping[str, str],
+                    env: Mapping[str, str]) -> None:
+    """The shell around exposure_problem and auth_config_problem: origins, the ini file."""
+    problem = exposure_problem(values["server.host"], values["server.expose"],
+                               values["server.auth"])
+    if problem is not None:
+        names = ", ".join(f"'{k}' ({origins[k]})" for k in
+                          ("server.host", "server.auth", "server.expose"))
+        raise ConfigError(f"{problem} [{names}]")
+    if values["server.auth"] != ServerAuth.BASIC:
+        return
+    path, text = values["server.auth_config"], None
+    where = "MLflow's bundled basic_auth.ini"
+    if path is not None:
+        where = f"'server.auth_config' ({origins['server.auth_config']}), {path}"
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{where} cannot be read: {exc}; point server.auth_config at "
+                              "MLflow's basic-auth ini file") from exc
+    problem = auth_config_problem(text, where, env)
+    if problem is not None:
+        raise ConfigError(problem)
+
+
 def load_config(
     config_path: str | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -470,6 +589,7 @@ def load_config(
         return cls(**{k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)})
 
     _check_timing(values, origins)
+    _check_exposure(values, origins, os.environ if env is None else env)
     return Config(
         store=store,
         host_id=values["host_id"],

@@ -163,6 +163,9 @@ _BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 # ---- the file --------------------------------------------------------------------------------
 
 class Journal:
+    """One journal file, created 0600 in a 0700 folder: it holds old file contents and names,
+    the daemon's user's alone (the state folder is private, see guard.core.state)."""
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
@@ -176,9 +179,9 @@ class Journal:
         now = time.time()
         data = b"".join(encode_line({"time": now, **rec}) for rec in records)
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             created = not self.path.exists()
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | _BINARY, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | _BINARY, 0o600)
             try:
                 if os.lseek(fd, 0, os.SEEK_END) > 0:
                     os.lseek(fd, -1, os.SEEK_END)

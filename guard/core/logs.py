@@ -8,6 +8,9 @@
 
 A file name that is not UTF-8 (any bytes on Linux; Python hands it over with lone surrogates)
 is written as `\\xNN` escapes: a strict UTF-8 handler would fail on it and drop the line.
+Log files are created 0600 (the state folder is private), and every line passes through
+`guard.core.redact` on its way out: command lines are redacted where they are captured, this
+is the safety net for a credential that reaches a message some other way.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 from guard.core.config import LOG_COMPONENTS, LogConfig
+from guard.core.redact import redact
 from guard.core.safeio import printable
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -59,13 +63,55 @@ def _reset(logger: logging.Logger) -> None:
         handler.close()
 
 
+class Redact(logging.Filter):
+    """Masks credentials in a line before any handler writes it (the record is rewritten, so
+    each handler after this one sees the masked text too)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+def _private_opener(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
 class LogFile(RotatingFileHandler):
-    """A rotating log file that stays quiet when the state folder is full or read-only: the
-    same line still reaches stderr (the journal), and logging's default of printing a
+    """A rotating log file, 0600, that stays quiet when the state folder is full or read-only:
+    the same line still reaches stderr (the journal), and logging's default of printing a
     traceback to stderr for every line that cannot be written would bury it."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8",
+                         errors="backslashreplace", delay=False)
+        self.addFilter(Redact())
+
+    def _open(self):  # logging's hook that opens the file
+        return open(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors,
+                    opener=_private_opener)
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
         return
+
+
+# Lines logged before setup_logging (e.g. the state folder tightened by `StateDir.create`),
+# replayed into the log once it exists.
+_early: list[logging.LogRecord] = []
+
+
+def log_early(logger: logging.Logger, level: int, message: str) -> None:
+    """Log now when the guard's log is set up, else keep the line for `setup_logging`."""
+    if logging.getLogger("guard").handlers:
+        logger.log(level, message)
+    else:
+        _early.append(logger.makeRecord(logger.name, level, "", 0, message, (), None))
 
 
 def setup_logging(path: Path, cfg: LogConfig, extra: Iterable[logging.Handler] = ()) -> None:
@@ -78,15 +124,19 @@ def setup_logging(path: Path, cfg: LogConfig, extra: Iterable[logging.Handler] =
     for component in LOG_COMPONENTS:
         logging.getLogger(f"guard.{component}").setLevel(cfg.levels.get(component, logging.NOTSET))
     path.parent.mkdir(parents=True, exist_ok=True)
-    file_handler = LogFile(path, maxBytes=cfg.max_bytes, backupCount=cfg.backups,
-                                       encoding="utf-8", errors="backslashreplace")
+    file_handler = LogFile(path, cfg.max_bytes, cfg.backups)
     file_handler.setFormatter(Formatter(FORMAT))
     stream_handler = logging.StreamHandler(sys.stderr)
+    stream_handler.addFilter(Redact())
     stream_handler.setFormatter(JournalFormatter(JOURNAL_FORMAT) if stderr_is_journal()
                                 else Formatter(FORMAT))
     handlers: list[logging.Handler] = [file_handler, stream_handler, *extra]
     for handler in handlers:
         logger.addHandler(handler)
+    while _early:
+        record = _early.pop(0)
+        if logging.getLogger(record.name).isEnabledFor(record.levelno):
+            logger.handle(record)
 
 
 def server_output_logger(path: Path, cfg: LogConfig) -> logging.Logger:
@@ -96,8 +146,7 @@ def server_output_logger(path: Path, cfg: LogConfig) -> logging.Logger:
     logger.setLevel(logging.INFO)
     _reset(logger)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = LogFile(path, maxBytes=cfg.max_bytes, backupCount=cfg.backups,
-                                  encoding="utf-8", errors="backslashreplace")
+    handler = LogFile(path, cfg.max_bytes, cfg.backups)
     handler.setFormatter(Formatter("%(message)s"))
     logger.addHandler(handler)
     return logger

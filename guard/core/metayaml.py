@@ -10,17 +10,14 @@ that nobody changed the original meanwhile, and only then renames over it.
 from __future__ import annotations
 
 import os
-import sys
-import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
-from guard.core import safeio
+from guard.core import safeio, safepath
 from guard.core.layout import TEMP_PREFIX
-from guard.core.tempfiles import discard
+from guard.core.safepath import Target
 
 # libyaml's C classes when PyYAML was built with it (much faster), else the pure-Python ones
 Dumper: type[yaml.CSafeDumper | yaml.SafeDumper]
@@ -138,52 +135,28 @@ def read_doc(path: Path) -> dict:
         return {}
 
 
-def replace_if_unchanged(path: Path, new: bytes, expected: bytes,
+def replace_if_unchanged(path: Path | Target, new: bytes, expected: bytes,
                          limit: int | None = MAX_BYTES,
                          before_rename: Callable[[], None] | None = None) -> bool:
     """Atomically replace `path` with `new` unless its content is no longer `expected`
     (compared up to `limit` bytes; None: the whole file, for metrics files).
 
-    Returns False (and writes nothing) when another writer got there first. `before_rename`
-    runs once the new content is on disk and the original was found unchanged, just before
-    the rename: a write-ahead journal line goes there (if it raises, nothing is renamed).
-    A failed write leaves neither a temp file nor a partial file; its OSError names `path`.
+    `path` is a safepath.Target below the store (no folder below it may be a symlink: a
+    copy or rewrite never lands outside), or a plain path (only its last component is
+    checked). Returns False (and writes nothing) when another writer got there first or the
+    file is no longer a regular file. `before_rename` runs once the new content is on disk
+    and the original was found unchanged, just before the rename: a write-ahead journal
+    line goes there (if it raises, nothing is renamed). A failed write leaves neither a temp
+    file nor a partial file; its OSError names `path`.
     """
-    tmp = path.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}")
+    target = path if isinstance(path, Target) else Target(Path(path).parent, (Path(path).name,))
     try:
-        try:
-            mode = path.stat().st_mode
-            with open(tmp, "xb") as fh:
-                fh.write(new)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, mode & 0o7777)
-        except FileNotFoundError:
-            raise
-        except OSError as exc:  # full, read-only, no permission: name the file, not the temp
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
-        try:
-            with safeio.open_regular(path) as (fh, _):  # never blocks on a swapped-in FIFO
-                if fh.read(-1 if limit is None else limit + 1) != expected:
-                    return False
-        except safeio.NotARegularFile:
-            return False
-        if before_rename is not None:
-            before_rename()
-        _replace_with_retry(tmp, path)
-        return True
-    finally:
-        if os.path.lexists(tmp):
-            discard(tmp)
-
-
-def _replace_with_retry(src: Path, dst: Path, attempts: int = 20) -> None:
-    """os.replace, retried briefly: on Windows a sync client or scanner may hold the target."""
-    for attempt in range(attempts):
-        try:
-            os.replace(src, dst)
-            return
-        except PermissionError:
-            if sys.platform != "win32" or attempt == attempts - 1:
-                raise
-            time.sleep(min(0.5, 0.02 * 2 ** attempt))
+        return safepath.write_atomic(target, new, mode=None, create=False, expected=expected,
+                                     limit=limit, before_rename=before_rename)
+    except (FileNotFoundError, safepath.Escape):
+        raise
+    except OSError as exc:  # full, read-only, no permission: name the file, not the temp
+        if exc.filename is not None and not os.path.basename(
+                os.fspath(exc.filename)).startswith(TEMP_PREFIX):
+            raise  # the rename's or the journal's own error
+        raise OSError(exc.errno, exc.strerror, str(target.path)) from exc

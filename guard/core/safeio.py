@@ -93,19 +93,22 @@ def printable(text: str) -> str:
 
 
 @contextmanager
-def open_regular(path: StrPath) -> Iterator[tuple[BinaryIO, os.stat_result]]:
+def open_regular(path: StrPath, dir_fd: int | None = None
+                 ) -> Iterator[tuple[BinaryIO, os.stat_result]]:
     """The file at `path` opened for reading, with its `fstat`, only if it is a regular file
-    (the three steps above). Raises NotARegularFile, or the OSError of lstat/open
-    (FileNotFoundError when it is gone)."""
-    before = os.lstat(path)
+    (the three steps above). With `dir_fd`, `path` is a name in that open folder (safepath
+    walks to it without following symlinks). Raises NotARegularFile, or the OSError of
+    lstat/open (FileNotFoundError when it is gone)."""
+    before = (os.lstat(path) if dir_fd is None
+              else os.stat(path, dir_fd=dir_fd, follow_symlinks=False))
     kind = kind_of(before.st_mode)
     if kind is not None:
         raise NotARegularFile(path, kind)
     try:
-        fd = os.open(path, OPEN_FLAGS)
+        fd = os.open(path, OPEN_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         # ELOOP (a symlink under O_NOFOLLOW) or ENXIO: swapped since the lstat
-        now = _lstat_kind(path)
+        now = _lstat_kind(path, dir_fd)
         if now is not None:
             raise NotARegularFile(path, now, " (replaced while being opened)") from None
         raise exc from None
@@ -124,9 +127,11 @@ def open_regular(path: StrPath) -> Iterator[tuple[BinaryIO, os.stat_result]]:
         yield fh, st
 
 
-def _lstat_kind(path: StrPath) -> str | None:
+def _lstat_kind(path: StrPath, dir_fd: int | None = None) -> str | None:
     try:
-        return kind_of(os.lstat(path).st_mode)
+        st = (os.lstat(path) if dir_fd is None
+              else os.stat(path, dir_fd=dir_fd, follow_symlinks=False))
+        return kind_of(st.st_mode)
     except OSError:
         return None
 

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from guard.core import safepath
 from guard.core.layout import META, REGISTRY, TRASH, Kind, describe, made_experiment_id
 
 ALLOW_FILE_STORE_ENV = "MLFLOW_ALLOW_FILE_STORE"
@@ -110,7 +111,8 @@ def init_store(path: Path) -> str:
 
 def mkdirs_in_store(store: Path, folder: Path) -> None:
     """Create `folder` below the store, but never the store itself: a sync drive that is not
-    mounted must stay an absent (or empty) folder, not get a fresh store from the guard."""
+    mounted must stay an absent (or empty) folder, not get a fresh store from the guard. No
+    folder below the store may be a symlink (safepath.Escape): nothing is made outside."""
     if not Path(store).is_dir():
         raise FileNotFoundError(f"store {store} is not there (is the sync drive mounted?)")
-    Path(folder).mkdir(parents=True, exist_ok=True)
+    safepath.mkdirs(safepath.target_of(store, folder))

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from guard.core import metayaml, tempfiles
+from guard.core import metayaml, safepath, tempfiles
 from guard.core.journal import (
     APPLIED,
     NOT_APPLIED,
@@ -38,6 +38,7 @@ from guard.core.parts import Event, ThreadPart
 from guard.core.paths import parse_local, safe_segments
 from guard.core.records import OMIT_NONE
 from guard.core.safeio import printable
+from guard.core.safepath import Target
 from guard.core.watch import EVENTS, Change
 from guard.core.writefaults import hold_reason, retry_delay
 from guard.portability.rewrite import apply, experiment_wait, in_flight, plan_file
@@ -229,11 +230,15 @@ class Fixer:
             [{"key": c.key, "old": c.old, "new": c.new} for c in plan.changes], raw, new)))
         # write-ahead: the intent (with the whole old text) is on disk before the rename
         try:
-            if not metayaml.replace_if_unchanged(path, new, raw, before_rename=ahead):
+            if not metayaml.replace_if_unchanged(Target(self.store, tuple(key.split("/"))),
+                                                 new, raw, before_rename=ahead):
                 return BUSY
         except FileNotFoundError:  # deleted or moved away meanwhile
             self._forget(key)
             return GONE
+        except safepath.Escape as exc:  # a folder became a symlink since the check: not followed
+            self.problems[key] = [{"problem": "symlink", "why": f"{exc}"}]
+            return SKIPPED
         self.pending.pop(key, None)
         self._remember(path, key)
         self.rewritten[plan.kind] += 1
@@ -522,14 +527,11 @@ PROBE_BYTES = 4096  # about a meta.yaml: a disk with room for this has room for 
 def probe_write(folder: Path) -> None:
     """Write, fsync and remove a small temp file in `folder` (OSError if the disk refuses);
     nothing is left behind either way."""
-    tmp = Path(folder) / f"{tempfiles.TEMP_PREFIX}probe-{os.getpid()}"
+    tmp = Target(Path(folder), (f"{tempfiles.TEMP_PREFIX}probe-{os.getpid()}",))
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(b"\0" * PROBE_BYTES)
-            fh.flush()
-            os.fsync(fh.fileno())
+        safepath.write_new(tmp, b"\0" * PROBE_BYTES, create=False)
     finally:
-        tempfiles.discard(tmp)
+        tempfiles.discard(tmp.path)
 
 
 def undo(store: Path, journal_path: Path, out: Journal | None, dry_run: bool = False) -> dict:
@@ -559,7 +561,7 @@ def undo(store: Path, journal_path: Path, out: Journal | None, dry_run: bool = F
             continue
         if dry_run:
             done += len(restored)
-        elif metayaml.replace_if_unchanged(path, new, raw):
+        elif metayaml.replace_if_unchanged(Target(store, rel), new, raw):
             done += len(restored)
             if out is not None:
                 out.append_many([{"action": "undo", "file": file, "key": rec["key"],

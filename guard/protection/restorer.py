@@ -47,11 +47,14 @@ NO_ANSWER = ["the check gave no answer"]
 Verifier = Callable[[Path, Sequence[Probe]], list[list[str]]]
 
 
+REFUSED = "refused"
+
+
 @dataclass(frozen=True)
 class VaultEvent:
     """A deletion the vault acted on: restored, or alerted about (also a journal line)."""
 
-    action: str   # "restored", "restore incomplete" or "alert"
+    action: str   # "restored", "restore incomplete", "alert" or "refused" (a symlinked folder)
     path: str     # what was gone, as `layout.describe` says it
     kind: str
     reason: str
@@ -133,6 +136,7 @@ class RestoreService(ThreadPart):
         self.retention_s = retention_s
         self.pending: dict[Rel, float] = {}
         self.alerted: set[Rel] = set()
+        self.refused: set[tuple[Rel, str]] = set()  # folders a restore refused, recorded once
         self.counts = {RESTORE: 0, FOLLOW: 0, ALERT: 0}
         self.recent: deque[VaultEvent] = deque(maxlen=RECENT)
         self.unmounted = False
@@ -284,6 +288,11 @@ class RestoreService(ThreadPart):
             return None
         count = self.vault.restore(target)
         log.warning("vault: %s %s; restored %d files", what, verdict.reason, count)
+        for rel, why in self.vault.refused.items():
+            if (rel, why) not in self.refused:
+                self.refused.add((rel, why))
+                self._record(REFUSED, "/".join(rel), kind, f"not restored there: it {why}; "
+                             "a restore never writes through it", 0)
         unit = unit_restored(verdict, target)
         if unit is None:  # judge() restores only within units; nothing to open otherwise
             self.counts[RESTORE] += 1

@@ -14,9 +14,9 @@ import time
 import uuid
 from pathlib import Path
 
-from guard.core import safeio
+from guard.core import safeio, safepath
 from guard.core.layout import COORDINATION
-from guard.core.state import write_json_atomic
+from guard.core.safepath import Target
 from guard.core.store import mkdirs_in_store
 from guard.protection.deletions import Rel, Tombstone
 
@@ -32,8 +32,9 @@ def write(store: Path, host_id: str, rel: Rel, reason: str, created: int | None 
     folder = tombstone_dir(store) / host_id
     mkdirs_in_store(store, folder)
     path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.json"
-    write_json_atomic(path, {"rel": list(rel), "created": created, "reason": reason,
-                             "host_id": host_id, "at": time.time()})
+    safepath.write_json(safepath.target_of(store, path),
+                        {"rel": list(rel), "created": created, "reason": reason,
+                         "host_id": host_id, "at": time.time()})
     return path
 
 
@@ -79,14 +80,15 @@ def prune(store: Path, host_id: str, older_than_s: float, now: float | None = No
     """Remove this host's own tombstones older than `older_than_s` (only the writer prunes)."""
     now = time.time() if now is None else now
     removed = 0
+    mine = Target(Path(store), (COORDINATION, TOMBSTONES, host_id))
     try:
-        entries = list(os.scandir(tombstone_dir(store) / host_id))
+        entries = safepath.entries(mine)  # a symlinked folder: Escape, nothing removed
     except OSError:
         return 0
-    for entry in entries:
+    for name, st in entries:
         try:
-            if entry.name.endswith(".json") and now - entry.stat().st_mtime > older_than_s:
-                os.unlink(entry.path)
+            if name.endswith(".json") and now - st.st_mtime > older_than_s:
+                safepath.unlink(mine.child(name))
                 removed += 1
         except OSError:
             continue

@@ -23,7 +23,6 @@ import gzip
 import json
 import logging
 import os
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,10 +30,11 @@ from typing import Literal, overload
 
 from filelock import FileLock, Timeout
 
-from guard.core import safeio
+from guard.core import safeio, safepath
 from guard.core.conflictnames import parse_conflict_name
 from guard.core.layout import COORDINATION, META, TEMP_PREFIX, Kind, describe
 from guard.core.metayaml import read_doc
+from guard.core.safepath import Target
 from guard.core.store import SYNC_MARKERS, mkdirs_in_store
 from guard.protection.deletions import Rel, Unit
 from guard.protection.trash import created_of, link_or_copy
@@ -89,14 +89,18 @@ class Vault:
         # followed, opened, kept or deleted; reported once (found by the last full pass)
         self.special: dict[Rel, str] = {}
         self._told: set[tuple[Rel, str]] = set()
+        # folders the last restore refused (a symlink, or not a folder): why, in words
+        self.refused: dict[Rel, str] = {}
         self.progress: Callable[[], None] = lambda: None  # told of each folder of a pass
-        self._lock = FileLock(str(self.root / "vault.lock"), timeout=0)
+        self._lock = FileLock(str(self.root / "vault.lock"), timeout=0, mode=0o600)
 
     # ---- opening and saving ----------------------------------------------------------
     def open(self) -> None:
         """Take the vault (one daemon per vault), load the index, pick links or copies."""
         try:
-            self.objects.mkdir(parents=True, exist_ok=True)
+            # the vault holds every byte of the store: private, like the state folder
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.objects.mkdir(mode=0o700, exist_ok=True)
         except OSError as exc:
             raise VaultError(f"cannot create the vault {self.root}: {exc}; set vault.path to "
                              "a writable local folder") from exc
@@ -122,19 +126,20 @@ class Vault:
         probe = next(self._any_store_file(), None)
         if probe is None:
             return os.stat(self.root).st_dev == os.stat(self.store).st_dev
-        target = self.objects / f"{TEMP_PREFIX}probe-{uuid.uuid4().hex[:8]}"
+        target = Target(self.root, ("objects", f"{TEMP_PREFIX}probe-{uuid.uuid4().hex[:8]}"))
         try:
-            os.link(probe, target)
+            safepath.link(probe, target, create=False)
         except OSError:
             return False
-        os.unlink(target)
+        safepath.unlink(target)
         return True
 
-    def _any_store_file(self) -> Iterator[str]:
-        for folder, dirs, files in os.walk(self.store):
-            dirs[:] = [d for d in dirs if d != COORDINATION]
-            for name in files:
-                yield os.path.join(folder, name)
+    def _any_store_file(self) -> Iterator[Target]:
+        """Regular files of the store (never one behind a symlink)."""
+        top = Target(self.store, ())
+        for rel, kind in safepath.walk_files(top):
+            if kind is None and rel[0] != COORDINATION:
+                yield top.child(*rel)
 
     def _load(self) -> None:
         try:
@@ -163,15 +168,11 @@ class Vault:
     def save(self, force: bool = False) -> None:
         if not (self.dirty or force):
             return
-        tmp = self.root / f"{TEMP_PREFIX}index-{uuid.uuid4().hex[:8]}"
-        with open(tmp, "wb") as raw:
-            with gzip.open(raw, "wt", encoding="utf-8", compresslevel=6) as fh:
-                json.dump({"version": INDEX_VERSION, "mode": self.mode, "store": str(self.store),
-                           "next_id": self.next_id, "tree": self.tree}, fh,
-                          separators=(",", ":"))
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, self.index_path)
+        doc = {"version": INDEX_VERSION, "mode": self.mode, "store": str(self.store),
+               "next_id": self.next_id, "tree": self.tree}
+        data = gzip.compress(json.dumps(doc, separators=(",", ":")).encode("utf-8"),
+                             compresslevel=6)
+        safepath.write_atomic(Target(self.root, (self.index_path.name,)), data, mode=0o600)
         self.dirty = False
 
     # ---- keeping the store's files ---------------------------------------------------
@@ -192,9 +193,13 @@ class Vault:
         return node
 
     def _object(self, key: Key) -> Path:
+        return self._object_target(key).path
+
+    def _object_target(self, key: Key) -> Target:
+        """Where the object of `key` lives, below the vault root (objects/<bucket>/<name>)."""
         if isinstance(key, list):
-            return self.objects / f"{key[0] & 0xff:02x}" / f"c{key[0]:x}"
-        return self.objects / f"{key & 0xff:02x}" / f"{key:x}"
+            return Target(self.root, ("objects", f"{key[0] & 0xff:02x}", f"c{key[0]:x}"))
+        return Target(self.root, ("objects", f"{key & 0xff:02x}", f"{key:x}"))
 
     def sync(self, rel: Rel = (), recursive: bool = True) -> list[Rel]:
         """Keep every file under store/`rel` (new or replaced ones get a new link or copy);
@@ -260,7 +265,7 @@ class Vault:
             ino = entry.inode()
             if current == ino:
                 return
-            self._link(entry.path, ino)
+            self._link(Target(self.store, rel), ino)
             node[name] = ino
             self.garbage += current is not None
         else:
@@ -272,35 +277,30 @@ class Vault:
                 return
             key = [self.next_id, st.st_size, st.st_mtime_ns]
             self.next_id += 1
-            self._copy(entry.path, self._object(key))
+            self._copy(Target(self.store, rel), self._object_target(key))
             node[name] = key
             self.garbage += current is not None
         self.dirty = True
 
-    def _link(self, src: str, ino: int) -> None:
-        obj = self._object(ino)
-        for _ in range(3):
-            try:
-                os.link(src, obj)
+    def _link(self, src: Target, ino: int) -> None:
+        """Hard-link the store file `src` as the object of `ino` (never a symlink or what is
+        behind a symlinked folder: safepath refuses both)."""
+        obj = self._object_target(ino)
+        try:
+            safepath.link(src, obj)
+        except FileExistsError:
+            there = safepath.lstat(obj)
+            if (there.st_dev, there.st_ino) == _dev_ino(safepath.lstat(src)):
                 return
-            except FileNotFoundError:
-                if not os.path.exists(src):
-                    raise
-                obj.parent.mkdir(parents=True, exist_ok=True)
-            except FileExistsError:
-                if os.path.samefile(src, obj):
-                    return
-                tmp = obj.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}")  # stale: replace
-                os.link(src, tmp)
-                os.replace(tmp, obj)
-                return
+            tmp = obj.parent.child(f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}")  # stale: replace
+            safepath.link(src, tmp)
+            safepath.replace(tmp, obj)
 
     @staticmethod
-    def _copy(src: str, obj: Path) -> None:
-        obj.parent.mkdir(parents=True, exist_ok=True)
-        tmp = obj.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}")
-        safeio.copy_regular(src, tmp)  # a FIFO or symlink swapped in is refused, not read
-        os.replace(tmp, obj)
+    def _copy(src: Target, obj: Target) -> None:
+        tmp = obj.parent.child(f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}")
+        safepath.copy_new(src, tmp)  # a FIFO or symlink swapped in is refused, not read
+        safepath.replace(tmp, obj)
 
     # ---- what is known, and putting it back ------------------------------------------
     def entries_under(self, rel: Rel) -> Iterator[tuple[Rel, Key | None]]:
@@ -342,53 +342,77 @@ class Vault:
     def restore(self, rel: Rel) -> int:
         """Put back every kept folder (empty ones too) and file at or below `rel` that is
         missing from the store; returns how many files. Never replaces what is there, never
-        writes outside the store."""
+        writes outside the store: a folder below the store that is a symlink (or a file where
+        a folder was) is refused with what is below it (`refused`, logged once), the rest is
+        put back."""
         count = 0
+        self.refused = {}
         for path, key in list(self.entries_under(rel)):
-            if not path or any(p in ("", ".", "..") or os.sep in p or "/" in p for p in path):
+            if not path or any(safepath.bad_name(p) for p in path):
                 continue
-            dest = self.store.joinpath(*path)
-            if key is None:
-                if not os.path.lexists(dest):
-                    mkdirs_in_store(self.store, dest)
+            if any(path[:n] in self.refused for n in range(1, len(path) + 1)):
                 continue
-            if os.path.lexists(dest):
-                continue
-            mkdirs_in_store(self.store, dest.parent)
-            obj = self._object(key)
+            dest = Target(self.store, path)
             try:
-                if isinstance(key, int):  # link mode
-                    os.link(obj, dest)
-                else:
-                    tmp = dest.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}")
-                    shutil.copyfile(obj, tmp)
-                    os.utime(tmp, ns=(key[2], key[2]))
-                    try:
-                        os.link(tmp, dest)
-                    finally:
-                        os.unlink(tmp)
-            except FileExistsError:
-                continue
-            except FileNotFoundError:
-                log.warning("vault has no object for %s; it cannot be restored", "/".join(path))
-                continue
-            count += 1
+                if key is None:
+                    if not safepath.exists(dest):
+                        mkdirs_in_store(self.store, dest.path)
+                    continue
+                if safepath.exists(dest):
+                    continue
+                count += self._put_back(key, dest)
+            except safepath.Escape as exc:
+                self._refuse(exc)
         return count
+
+    def _put_back(self, key: Key, dest: Target) -> int:
+        """Link (or copy) one object back to `dest`; 1 when done."""
+        obj = self._object_target(key)
+        try:
+            if isinstance(key, int):  # link mode
+                safepath.link(obj, dest)
+            else:
+                tmp = dest.parent.child(f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}")
+                safepath.copy_new(obj, tmp, mtime_ns=key[2])
+                try:
+                    safepath.link(tmp, dest, create=False)
+                finally:
+                    safepath.unlink(tmp)
+        except FileExistsError:
+            return 0
+        except FileNotFoundError:
+            log.warning("vault has no object for %s; it cannot be restored",
+                        safeio.printable("/".join(dest.rel)))
+            return 0
+        except safeio.NotARegularFile as exc:
+            log.warning("vault object for %s is not a regular file (%s); not restored",
+                        safeio.printable("/".join(dest.rel)), exc.kind)
+            return 0
+        return 1
+
+    def _refuse(self, exc: safepath.Escape) -> None:
+        rel = safepath.rel_of(self.store, exc.path)
+        where = rel if rel else ("",)
+        self.refused[where] = exc.reason
+        if (where, exc.reason) not in self._told:
+            self._told.add((where, exc.reason))
+            log.error("vault: not restored below %s: it %s (outside the store is never "
+                      "written)", safeio.printable("/".join(where)), exc.reason)
 
     def keep_in_trash(self, rel: Rel, batch: Path) -> int:
         """Give every kept folder and file at or below `rel` a name in a trash batch (before
         forgetting); returns how many files."""
         count = 0
+        top = Target(Path(batch).parent.parent, (Path(batch).parent.name, Path(batch).name))
         for path, key in self.entries_under(rel):
-            target = batch.joinpath(*path)
-            if key is None:
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target = top.child(*path)
             try:
-                link_or_copy(str(self._object(key)), str(target))
+                if key is None:
+                    safepath.mkdirs(target)
+                    continue
+                link_or_copy(self._object_target(key), target)
                 count += 1
-            except FileNotFoundError:
+            except (FileNotFoundError, safeio.NotARegularFile):
                 continue
         return count
 
@@ -410,15 +434,20 @@ class Vault:
             names.add(self._object(key).name)
         removed = 0
         try:
-            buckets = [e.path for e in os.scandir(self.objects) if e.is_dir()]
+            buckets = [e.name for e in os.scandir(self.objects)
+                       if e.is_dir(follow_symlinks=False)]
         except OSError:
             return 0
         for bucket in buckets:
             self.progress()
-            for entry in os.scandir(bucket):
-                if entry.name not in names:
+            try:
+                found = safepath.entries(Target(self.root, ("objects", bucket)))
+            except OSError:
+                continue
+            for name, _ in found:
+                if name not in names:
                     try:
-                        os.unlink(entry.path)
+                        safepath.unlink(Target(self.root, ("objects", bucket, name)))
                         removed += 1
                     except OSError:
                         pass
@@ -437,6 +466,10 @@ class Vault:
     def not_regular(self) -> int:
         """Symlinks, FIFOs, sockets and devices in the store (the vault leaves them alone)."""
         return len(self.special)
+
+
+def _dev_ino(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
 
 
 def unit_of_meta(rel: Rel) -> Rel:

@@ -25,13 +25,15 @@ from pathlib import Path
 import psutil
 
 from guard.core.config import Config, ConfigError, WatchMode, find_config_file
-from guard.core.state import StateDir, read_json
+from guard.core.state import StateDir
 from guard.core.store import StoreState, inspect_store
 from guard.core.watch import watched_folders
+from guard.service import exposure
+from guard.service.exposure import ExposureFacts
 from guard.supervision.processes import (
-    ProcRef,
     classify,
     orphans,
+    recorded_refs,
     running_daemon_pid,
     snapshot,
 )
@@ -181,6 +183,7 @@ class Facts:
     watches: WatchFacts | None = None
     volume: VolumeFacts | None = None
     clocks: ClockFacts | None = None
+    exposure: ExposureFacts | None = None
 
 
 # ---- pure checks ----------------------------------------------------------------------------
@@ -435,6 +438,12 @@ def check_clocks(f: ClockFacts) -> Finding:
                    "true` (Linux), 'Set time automatically' (Windows, macOS)")
 
 
+def check_exposure(f: ExposureFacts) -> Finding:
+    """Who can reach the server: a bind beyond loopback without authentication fails."""
+    level, detail, fix = exposure.verdict(f)
+    return Finding("exposure", level, detail, fix)
+
+
 def run_checks(facts: Facts) -> list[Finding]:
     """Every check whose facts were gathered, in the order they are shown."""
     out = [check_config(facts.config)]
@@ -447,6 +456,8 @@ def run_checks(facts: Facts) -> list[Finding]:
         out.append(check_watches(facts.watches))
     if facts.port is not None:
         out.append(check_port(facts.port))
+    if facts.exposure is not None:
+        out.append(check_exposure(facts.exposure))
     out.append(check_mlflow(facts.mlflow))
     if facts.volume is not None:
         out.append(check_volume(facts.volume))
@@ -562,8 +573,7 @@ def gather_mlflow() -> MlflowFacts:
 
 def gather_port(cfg: Config) -> PortFacts:
     state = StateDir(cfg.state_dir)
-    records = [ProcRef.from_json(r) for r in (read_json(state.pids) or {}).get("server", [])
-               if isinstance(r, dict) and "pid" in r and "create_time" in r]
+    records = recorded_refs(state)
     procs = snapshot()
     store = str(cfg.require_store())
     census = classify(procs, store, cfg.server.port, str(cfg.state_dir), records)
@@ -591,6 +601,10 @@ def gather(cfg: Config | None, probes: Probes = Probes(),
     if cfg.store is None:
         return base
     port = gather_port(cfg)
+    servers = [p.pid for p in port.ours + port.same_store + port.orphans]
+    base = replace(base, exposure=ExposureFacts(cfg.server.host, cfg.server.expose,
+                                                cfg.server.auth,
+                                                exposure.gather_binds(servers)))
     store = cfg.store
     check = inspect_store(store)
     store_facts = StoreFacts(str(store), check.state.value, check.detail,

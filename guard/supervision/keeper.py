@@ -20,7 +20,7 @@ from typing import Protocol
 
 from guard.core.config import Config
 from guard.core.logs import server_output_logger
-from guard.core.state import StateDir, read_json, write_json_atomic
+from guard.core.state import StateDir, write_json_atomic
 from guard.core.store import StoreCheck, inspect_store
 from guard.supervision import supervisor
 from guard.supervision.processes import (
@@ -30,6 +30,7 @@ from guard.supervision.processes import (
     alive,
     classify,
     end_tree,
+    recorded_refs,
     snapshot,
 )
 from guard.supervision.server import ServerProcess, port_bindable, probe_health, server_url
@@ -376,10 +377,9 @@ class RealEffects:
         time.sleep(seconds)
 
     def census(self, known: Iterable[ProcRef]) -> Census:
-        recorded = [ProcRef.from_json(r)
-                    for r in (read_json(self.state.pids) or {}).get("server", [])]
         return classify(snapshot(), str(self.store), self.cfg.server.port,
-                        str(self.cfg.state_dir), recorded + list(known), self_pid=self.me.pid)
+                        str(self.cfg.state_dir), [*recorded_refs(self.state), *known],
+                        self_pid=self.me.pid)
 
     def start_server(self) -> Server:
         server = ServerProcess(self.cfg, server_output_logger(self.state.server_log,

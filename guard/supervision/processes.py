@@ -3,7 +3,11 @@
 The decisions (is this an MLflow server? over which store? ours, a stray, or foreign?) are pure
 functions over `ProcInfo` records and the `Folders` they are given; `snapshot` and `end_tree`
 are the thin psutil shell.
-A process is identified by (pid, create_time), so a recycled pid is never mistaken for ours.
+A process is identified by (pid, create_time), so a recycled pid is never mistaken for ours;
+and one is ended only if it is also an MLflow server (or worker) over the guard's store
+(`may_end`): pids.json and the owner mark can be forged, a command line over the store cannot
+make an unrelated process look like a server. Command lines are redacted (guard.core.redact)
+as they are captured, so no consumer (log, status, `guardctl status`) sees a credential.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import psutil
 
 from guard.core.paths import same_folder, uri_to_local_path
 from guard.core.records import from_json
-from guard.core.state import StateDir, read_json
+from guard.core.redact import redact_argv
+from guard.core.state import StateDir, read_json, read_trusted_json
 
 log = logging.getLogger("guard.processes")
 
@@ -155,7 +160,8 @@ def gc_aimed_at(info: ProcInfo, store: str, port: int, folders: Folders) -> bool
         if local and same_folder(local, store, folders.resolve):
             return True
     tracking = _flag(args, "--tracking-uri") or ""
-    if re.search(rf"^https?://(localhost|127\.0\.0\.1|\[::1\])(:{port})(/|$)", tracking):
+    if re.search(rf"^https?://([^@/]*@)?(localhost|127\.0\.0\.1|\[::1\])(:{port})(/|$)",
+                 tracking):
         return True
     if backend or not info.cwd:
         return False
@@ -166,7 +172,7 @@ def gc_processes(store: str, port: int) -> list[GcProcess]:
     """Running `mlflow gc` processes aimed at the store (pid, user, command), for status."""
     found = []
     for proc in psutil.process_iter(["pid", "ppid", "create_time", "cmdline", "username"]):
-        cmdline = tuple(proc.info.get("cmdline") or ())
+        cmdline = redact_argv(proc.info.get("cmdline") or ())
         if not any("mlflow" in arg for arg in cmdline) or "gc" not in cmdline:
             continue
         try:
@@ -208,6 +214,54 @@ class Census:
     ours: tuple[ProcInfo, ...]        # this guard's servers (records or owner marker)
     same_store: tuple[ProcInfo, ...]  # hand-started MLflow servers over this store
     foreign_on_port: tuple[ProcInfo, ...]  # anything else listening on the port
+    # recorded or marked as ours, but no MLflow server over this store: never ended
+    refused: tuple[tuple[ProcInfo, str], ...] = ()
+
+
+def may_end(info: ProcInfo, store: str, folders: Folders) -> str | None:
+    """Why a process recorded (or marked) as this guard's must not be ended, or None when it
+    may be: only an MLflow server or worker over `store` may (pure given `folders`)."""
+    served = served_store(info, folders)
+    if served is None:
+        role = mlflow_role(info.cmdline)
+        return (f"its command line is no MLflow server ({info.command[:120]})" if role is None
+                else "it is an MLflow process over no local store")
+    if not same_folder(served, store, folders.resolve):
+        return f"it is an MLflow server over another store ({served})"
+    return None
+
+
+def sort_processes(
+    procs: Iterable[ProcInfo],
+    store: str,
+    port: int,
+    owner: str,
+    records: Iterable[ProcRef] = (),
+    self_pid: int | None = None,
+    folders: Folders = LOCAL_FOLDERS,
+) -> Census:
+    """Sort processes: ours, strays over the same store, foreign listeners on our port (pure
+    given `folders`; its default, the real disk, is for the shell callers). A process named by
+    `records` or the owner mark is ours only if `may_end` agrees; else it is `refused` (and
+    foreign if it holds our port)."""
+    records = set(records)
+    ours, same, foreign, refused = [], [], [], []
+    for p in procs:
+        if p.pid == self_pid:
+            continue
+        if p.ref in records or (p.env.get(OWNER_ENV)
+                                and same_folder(p.env[OWNER_ENV], owner, folders.resolve)):
+            why = may_end(p, store, folders)
+            if why is None:
+                ours.append(p)
+                continue
+            refused.append((p, why))
+        served = served_store(p, folders)
+        if served and same_folder(served, store, folders.resolve):
+            same.append(p)
+        elif port in p.listen_ports:
+            foreign.append(p)
+    return Census(tuple(ours), tuple(same), tuple(foreign), tuple(refused))
 
 
 def classify(
@@ -219,23 +273,23 @@ def classify(
     self_pid: int | None = None,
     folders: Folders = LOCAL_FOLDERS,
 ) -> Census:
-    """Sort processes: ours, strays over the same store, foreign listeners on our port (pure
-    given `folders`; its default, the real disk, is for the shell callers)."""
-    records = set(records)
-    ours, same, foreign = [], [], []
-    for p in procs:
-        if p.pid == self_pid:
-            continue
-        if p.ref in records or (p.env.get(OWNER_ENV)
-                                and same_folder(p.env[OWNER_ENV], owner, folders.resolve)):
-            ours.append(p)
-            continue
-        served = served_store(p, folders)
-        if served and same_folder(served, store, folders.resolve):
-            same.append(p)
-        elif port in p.listen_ports:
-            foreign.append(p)
-    return Census(tuple(ours), tuple(same), tuple(foreign))
+    """`sort_processes`, saying in the log (once per process) why a process the state folder
+    names as this guard's is not ended."""
+    census = sort_processes(procs, store, port, owner, records, self_pid, folders)
+    _say_refused(census.refused)
+    return census
+
+
+_told: set[ProcRef] = set()
+
+
+def _say_refused(refused: Iterable[tuple[ProcInfo, str]]) -> None:
+    """Log, once per process, a recorded pid the guard will not end (a forged pids.json)."""
+    for p, why in refused:
+        if p.ref not in _told:
+            _told.add(p.ref)
+            log.warning("not ending pid %s although the state folder names it as this guard's "
+                        "server: %s", p.pid, why)
 
 
 def snapshot() -> list[ProcInfo]:
@@ -250,7 +304,7 @@ def snapshot() -> list[ProcInfo]:
     out = []
     for proc in psutil.process_iter(["pid", "ppid", "create_time", "cmdline", "username"]):
         info = proc.info
-        cmdline = tuple(info.get("cmdline") or ())
+        cmdline = redact_argv(info.get("cmdline") or ())
         text = " ".join(cmdline).lower()
         interesting = any(word in text for word in _INTERESTING)
         if not interesting and proc.pid not in listeners:
@@ -388,15 +442,17 @@ def orphans(
         mark = p.env.get(OWNER_ENV)
         if not (p.ref in records or (mark and same_folder(mark, owner, folders.resolve))):
             continue
-        served = served_store(p, folders)
-        if served and same_folder(served, store, folders.resolve):
+        if may_end(p, store, folders) is None:
             found.append(p)
     return tuple(found)
 
 
 def recorded_refs(state: StateDir) -> list[ProcRef]:
-    """The server tree the daemon last recorded in pids.json (none when unreadable)."""
-    data = read_json(state.pids)
+    """The server tree the daemon last recorded in pids.json (none when unreadable, or when
+    the file is not the daemon's user's own: `state.file_problem`)."""
+    data, problem = read_trusted_json(state.pids)
+    if problem is not None:
+        log.error("ignoring %s: %s; no process it names is ended", state.pids, problem)
     entries = data.get("server", []) if isinstance(data, dict) else []
     refs = []
     for entry in entries if isinstance(entries, list) else []:

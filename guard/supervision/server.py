@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -17,7 +18,14 @@ import urllib.request
 
 import psutil
 
-from guard.core.config import Config
+from guard.core.config import (
+    AUTH_CONFIG_ENV,
+    SERVER_AUTH_ENV,
+    Config,
+    ConfigError,
+    ServerAuth,
+    exposure_problem,
+)
 from guard.core.store import ALLOW_FILE_STORE_ENV, store_uri
 from guard.protection.gate import SANCTIONS_ENV, Sanctions
 from guard.supervision.processes import OWNER_ENV, ProcRef, end_tree, ref_of, resolve, tree_of
@@ -25,10 +33,15 @@ from guard.sync.locks import ENV as LOCKS_ENV
 from guard.sync.locks import LockSettings
 
 log = logging.getLogger("guard.server")
+SECRET_KEY_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 
 
 def server_command(cfg: Config) -> list[str]:
-    """The exact `mlflow server` command line, run by this installation's interpreter."""
+    """The exact `mlflow server` command line, run by this installation's interpreter.
+    Refuses a bind that load_config would refuse, whichever way the Config was made."""
+    problem = exposure_problem(cfg.server.host, cfg.server.expose, cfg.server.auth)
+    if problem is not None:
+        raise ConfigError(problem)
     uri = store_uri(cfg.require_store())
     return [
         sys.executable, "-m", "mlflow", "server",
@@ -49,6 +62,14 @@ def server_env(cfg: Config) -> dict[str, str]:
     env[LOCKS_ENV] = LockSettings.from_config(cfg).to_env()
     env[SANCTIONS_ENV] = Sanctions(str(cfg.store), str(cfg.vault_root), cfg.host_id,
                                    cfg.gc.model_deletions).to_env()
+    env[SERVER_AUTH_ENV] = cfg.server.auth.value
+    if cfg.server.auth is ServerAuth.BASIC:
+        if cfg.server.auth_config is not None:
+            env[AUTH_CONFIG_ENV] = str(cfg.server.auth_config)
+        # MLflow's auth app needs a key shared by the server's workers (CSRF of its signup
+        # form); one per server start is enough when none is configured.
+        if not env.get(SECRET_KEY_ENV):
+            env[SECRET_KEY_ENV] = secrets.token_urlsafe(32)
     env.setdefault("PYTHONUNBUFFERED", "1")
     for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
         env.pop(key, None)  # the daemon alone speaks for the service (gunicorn would too)

@@ -24,10 +24,9 @@ from typing import Any
 from filelock import FileLock
 from filelock import Timeout as FileLockTimeout
 
-from guard.core import safeio
+from guard.core import safeio, safepath
 from guard.core.config import Config, LockBackend
 from guard.core.layout import COORDINATION
-from guard.core.state import write_json_atomic
 from guard.core.store import mkdirs_in_store
 from guard.sync import leases
 from guard.sync.leases import Lease
@@ -83,9 +82,23 @@ def _in_store(path: Path) -> None:
     mkdirs_in_store(area.parent, path.parent)
 
 
+def _below_store(path: Path) -> safepath.Target:
+    """A lock file as a Target below the store (the folder above the coordination area)."""
+    area = next(p for p in path.parents if p.name == COORDINATION)
+    return safepath.target_of(area.parent, path)
+
+
 def _write_json(path: Path, data: dict) -> None:
     _in_store(path)
-    write_json_atomic(path, data)
+    safepath.write_json(_below_store(path), data)
+
+
+def _unlink(path: Path) -> None:
+    """Remove our own lock file, never through a symlinked folder (absent: nothing to do)."""
+    try:
+        safepath.unlink(_below_store(path))
+    except FileNotFoundError:
+        pass
 
 
 def _read_record(path: str | Path) -> Any:
@@ -211,10 +224,7 @@ class LeaseLock:
         if self._renewer is not None:
             self._renewer.join(timeout=5)
         self._give_up(time.time())
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+        _unlink(self.path)
 
 
 class OsLock:
@@ -246,10 +256,7 @@ class OsLock:
         return self._lock.is_locked
 
     def release(self) -> None:
-        try:
-            self.holder.unlink()
-        except FileNotFoundError:
-            pass
+        _unlink(self.holder)
         self._lock.release()
 
 

@@ -14,10 +14,9 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from guard.core import safeio
+from guard.core import safeio, safepath
 from guard.core.conflictnames import parse_conflict_name
 from guard.core.layout import COORDINATION
-from guard.core.state import write_json_atomic
 from guard.core.store import mkdirs_in_store
 
 PEERS = "peers"
@@ -140,7 +139,8 @@ def publish(store: Path, beat: Heartbeat) -> None:
     """Replace this host's heartbeat file atomically (temp name that sync tools skip)."""
     folder = peers_dir(store)
     mkdirs_in_store(store, folder)
-    write_json_atomic(folder / f"{beat.host_id}.json", beat.to_json())
+    safepath.write_json(safepath.target_of(store, folder / f"{beat.host_id}.json"),
+                        beat.to_json())
 
 
 def read_all(store: Path) -> list[Heartbeat]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from guard.core import metayaml, safeio
+from guard.core import metayaml, safeio, safepath
 from guard.core.conflictnames import ConflictName, parse_conflict_name
 from guard.core.journal import Journal, read_journal
 from guard.core.layout import (
@@ -32,6 +32,7 @@ from guard.core.layout import (
     version_number,
 )
 from guard.core.parts import Event, ThreadPart
+from guard.core.safepath import Target
 from guard.core.watch import Change
 from guard.sync import conflicts
 from guard.sync.leases import resource_name
@@ -101,18 +102,19 @@ def find_copies(store: Path, hosts: Iterable[str] = ()) -> list[Copy]:
     return found
 
 
-def _read(path: Path) -> tuple[bytes, float] | None:
-    """Content and mtime of a regular file, or None when it is gone. A FIFO, symlink or device
-    is never opened (safeio.NotARegularFile), nor is more than MAX_READ read (TooLarge)."""
+def _read(target: Target) -> tuple[bytes, float] | None:
+    """Content and mtime of a regular file below the store, or None when it is gone. A FIFO,
+    symlink or device is never opened (safeio.NotARegularFile), a symlinked folder never
+    walked through (safepath.Escape), nor is more than MAX_READ read (TooLarge)."""
     try:
-        with safeio.open_regular(path) as (fh, st):
+        with safepath.open_file(target) as (fh, st):
             if st.st_size > MAX_READ:
-                raise safeio.TooLarge(path, st.st_size, MAX_READ)
+                raise safeio.TooLarge(target.path, st.st_size, MAX_READ)
             data = safeio.read_bounded(fh, MAX_READ + 1)
     except (FileNotFoundError, NotADirectoryError):
         return None
     if len(data) > MAX_READ:
-        raise safeio.TooLarge(path, len(data), MAX_READ)
+        raise safeio.TooLarge(target.path, len(data), MAX_READ)
     return data, st.st_mtime
 
 
@@ -145,7 +147,7 @@ class Reconciler:
                     ) -> list[dict]:
         """Resolve each copy; returns the journal records written. `model_lock(name)` gives
         the lock a renumbering must hold (the one model registration takes)."""
-        quarantine = Quarantine(self.quarantine_root, self.store)
+        quarantine = Quarantine(self.quarantine_root, self.store, max_bytes=MAX_READ)
         records = []
         for copy in copies:
             if copy.unsafe:
@@ -155,6 +157,12 @@ class Reconciler:
             except safeio.UnsafeFile as exc:  # swapped since the scan, or too large
                 self.left_alone[copy.path] = exc.reason
                 self._tell(copy.path, exc.reason)
+                continue
+            except safepath.Escape as exc:  # a folder of it is a symlink (swapped since)
+                where = safeio.printable(os.path.relpath(exc.path, self.store))
+                why = f"{where} {exc.reason}; left alone, never followed"
+                self.left_alone[copy.path] = why
+                self._tell(copy.path, why)
                 continue
             except OSError as exc:
                 log.warning("could not resolve %s: %s (will retry)", copy.path, exc)
@@ -178,15 +186,17 @@ class Reconciler:
 
     def _resolve(self, copy: Copy, quarantine: Quarantine,
                  model_lock: Callable[[str], AbstractContextManager] | None) -> dict | None:
-        theirs = _read(copy.path)
+        copy_at = safepath.target_of(self.store, copy.path)
+        original_at = Target(self.store, copy.rel)
+        theirs = _read(copy_at)
         if theirs is None:
             return None  # resolved elsewhere meanwhile
         kind = conflicts.kind_of(copy.rel)
-        ours = _read(copy.original)
+        ours = _read(original_at)
         if ours is None:
             # the original is gone (deleted on one side, changed on the other): the copy is
             # the only version left, so it becomes the original again
-            os.replace(copy.path, copy.original)
+            safepath.replace_file(copy_at, original_at)
             return self._record(copy, kind, "restored", "The original was missing; the copy "
                                 "took its place.", False, [])
         res = conflicts.resolve(kind, ours[0], theirs[0], ours[1], theirs[1])
@@ -204,7 +214,7 @@ class Reconciler:
             # a merge carries the merged bytes; otherwise the copy is taken
             new = res.merged if res.merged is not None else theirs[0]
             kept.append(quarantine.keep_bytes(copy.original, ours[0]))
-            if not metayaml.replace_if_unchanged(copy.original, new, ours[0], limit=None):
+            if not metayaml.replace_if_unchanged(original_at, new, ours[0], limit=None):
                 return None  # written meanwhile: look again next pass
         kept.append(quarantine.move(copy.path))
         attention = res.conflict or res.action == conflicts.NEEDS_PERSON
@@ -221,27 +231,26 @@ class Reconciler:
             return None
         moving, staying = (theirs, ours) if res.renumber == "copy" else (ours, theirs)
         doc = metayaml.parse(moving)
-        model_dir = version_dir.parent
+        model_dir = Target(self.store, copy.rel[:-2])
         while True:
-            taken = [n for d in os.listdir(model_dir) if (n := version_number(d)) is not None]
+            taken = [n for d, _ in safepath.entries(model_dir)
+                     if (n := version_number(d)) is not None]
             new = max(taken) + 1
-            target = model_dir / version_folder(new)
+            target = model_dir.child(version_folder(new))
             try:
-                os.mkdir(target)
+                safepath.mkdir_new(target)
                 break
             except FileExistsError:
                 continue
         doc["version"] = new
-        (target / TAGS).mkdir()
-        (target / TAGS / RENUMBERED_TAG).write_text(
+        safepath.mkdir_new(target.child(TAGS))
+        safepath.write_new(target.child(TAGS, RENUMBERED_TAG), (
             f"version {old}: registered on two machines at once; conflict copy "
-            f"{copy.path.name}", encoding="utf-8")
-        tmp = target / f"{TEMP_PREFIX}{META}"
-        tmp.write_bytes(metayaml.dump(doc))
-        os.replace(tmp, target / META)
+            f"{copy.path.name}").encode(), create=False)
+        safepath.write_atomic(target.child(META), metayaml.dump(doc), create=False)
         if res.renumber == "original":
             kept.append(quarantine.keep_bytes(copy.original, ours))
-            if not metayaml.replace_if_unchanged(copy.original, staying, ours):
+            if not metayaml.replace_if_unchanged(Target(self.store, copy.rel), staying, ours):
                 raise OSError(f"{copy.original} changed while renumbering; {target.name} "
                               "holds its earlier content")
         return {"new_version": new, "old_version": old}

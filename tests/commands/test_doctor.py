@@ -186,3 +186,20 @@ def test_malformed_yaml_is_a_config_fail_without_traceback(tmp_path):
 def test_bad_usage_exits_2():
     res = guardctl("doctor", "--no-such-flag")
     assert res.returncode == 2 and "unrecognized arguments" in res.stderr
+
+
+def test_a_config_exposing_the_server_without_auth_fails_with_what_to_do(tmp_path, new_store):
+    cfg = write_config(tmp_path, new_store, extra="  host: 0.0.0.0\n")
+    res = guardctl("doctor", "--config", str(cfg))
+    assert res.returncode == 1
+    line = lines_of(res.stdout)["config"]
+    assert line.startswith("FAIL") and "'server.host' is '0.0.0.0'" in line
+    assert "server.auth: basic and server.expose: true" in line and "127.0.0.1" in line
+    assert "Traceback" not in res.stdout + res.stderr
+
+
+def test_a_loopback_config_shows_the_exposure_line(tmp_path, new_store):
+    cfg = write_config(tmp_path, new_store)
+    res = guardctl("doctor", "--config", str(cfg))
+    line = lines_of(res.stdout)["exposure"]
+    assert line.startswith("ok") and "this machine only" in line

@@ -496,7 +496,8 @@ def test_full_file_round_trip(tmp_path):
         f"store: {store}\n"
         "host_id: lab-pc\n"
         f"state_dir: {state}\n"
-        "server:\n  host: 0.0.0.0\n  port: 5001\n  workers: 4\n  health_failures: 5\n"
+        "server:\n  host: 0.0.0.0\n  expose: true\n  auth: basic\n  port: 5001\n  workers: 4\n"
+        "  health_failures: 5\n"
         "restart:\n  backoff_initial: 2\n  backoff_max: 120\n  crash_loop_count: 3\n"
         "  crash_loop_window: 600\n  stable_after: 30\n"
         "log:\n  level: warning\n  max_bytes: 2048\n  backups: 0\n"
@@ -639,3 +640,89 @@ def test_non_finite_numbers_are_refused_for_every_float_key(tmp_path, dotted, te
 
 def test_float_keys_are_found():
     assert "server.health_timeout" in FLOAT_KEYS and "gc.retention_days" in FLOAT_KEYS
+
+
+# --- exposure: beyond loopback only with server.expose and server.auth ------------------------
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "localhost", "LOCALHOST.", "::1",
+                                  "[::1]", "::ffff:127.0.0.1"])
+def test_loopback_hosts(host):
+    assert gc.is_loopback(host)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "192.168.1.5", "10.0.0.1", "fe80::1",
+                                  "my-laptop", "localhost.example.org", "127.1", "128.0.0.1"])
+def test_hosts_other_machines_may_reach(host):
+    assert not gc.is_loopback(host)
+
+
+def test_exposure_needs_both_auth_and_the_explicit_switch():
+    none, basic = gc.ServerAuth.NONE, gc.ServerAuth.BASIC
+    assert gc.exposure_problem("127.0.0.1", False, none) is None
+    assert gc.exposure_problem("localhost", True, basic) is None
+    assert gc.exposure_problem("0.0.0.0", True, basic) is None
+    both = gc.exposure_problem("0.0.0.0", False, none)
+    assert both is not None and "every network interface" in both
+    assert "server.auth: basic and server.expose: true" in both and "127.0.0.1" in both
+    no_auth = gc.exposure_problem("192.168.1.5", True, none)
+    assert no_auth is not None and "server.auth is none" in no_auth and "delete" in no_auth
+    assert "server.expose: true" not in no_auth
+    no_switch = gc.exposure_problem("192.168.1.5", False, basic)
+    assert no_switch is not None and "server.expose is not true" in no_switch
+    assert "server.auth: basic" not in no_switch
+
+
+def test_a_wildcard_host_without_auth_is_a_config_error_naming_where(tmp_path):
+    path = write(tmp_path / "g.yaml", "server:\n  host: 0.0.0.0\n  expose: true\n")
+    msg = config_error(str(path))
+    assert "'server.host' is '0.0.0.0'" in msg and "server.auth is none" in msg
+    assert f"'server.host' ({path} (--config))" in msg and "'server.auth' (default)" in msg
+
+
+def test_an_exposed_host_with_auth_and_the_switch_loads(tmp_path):
+    path = write(tmp_path / "g.yaml", "server:\n  host: 0.0.0.0\n  expose: true\n"
+                                      "  auth: basic\n")
+    cfg = load_config(str(path), env={})
+    assert (cfg.server.host, cfg.server.expose, cfg.server.auth) == ("0.0.0.0", True, "basic")
+    assert cfg.server.auth is gc.ServerAuth.BASIC and cfg.server.auth_config is None
+
+
+def test_defaults_serve_this_machine_without_auth():
+    cfg = load_config(env={})
+    assert (cfg.server.expose, cfg.server.auth, cfg.server.auth_config) == (False, "none", None)
+
+
+def test_server_auth_is_a_choice(tmp_path):
+    path = write(tmp_path / "g.yaml", "server:\n  auth: ldap\n")
+    assert "use one of none, basic" in config_error(str(path))
+
+
+INI = "[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///a.db\n"
+
+
+def test_auth_config_problems():
+    assert gc.auth_config_problem(None, "bundled", {}) is None
+    assert gc.auth_config_problem(INI, "f.ini", {}) is None
+    assert gc.auth_config_problem(INI + "admin_password = s3cret-Pass!\n", "f.ini", {}) is None
+    legacy = gc.auth_config_problem(INI + "admin_password = password1234\n", "f.ini", {})
+    assert legacy is not None and "f.ini" in legacy and "public" in legacy
+    from_env = gc.auth_config_problem(None, "bundled",
+                                      {gc.AUTH_PASSWORD_ENV: "password1234"})
+    assert from_env is not None and gc.AUTH_PASSWORD_ENV in from_env
+    # the environment wins over the file, as in MLflow
+    assert gc.auth_config_problem(INI + "admin_password = password1234\n", "f.ini",
+                                  {gc.AUTH_PASSWORD_ENV: "another-one-9"}) is None
+    missing = gc.auth_config_problem("[mlflow]\ndatabase_uri = x\n", "f.ini", {})
+    assert missing is not None and "default_permission" in missing
+    broken = gc.auth_config_problem("no section here", "f.ini", {})
+    assert broken is not None and "not an ini file" in broken
+
+
+def test_auth_config_is_read_and_checked_only_with_basic_auth(tmp_path):
+    ini = write(tmp_path / "auth.ini", INI + "admin_password = password1234\n")
+    path = write(tmp_path / "g.yaml", f"server:\n  auth: basic\n  auth_config: {ini}\n")
+    assert "password1234" in config_error(str(path))
+    write(path, f"server:\n  auth: none\n  auth_config: {ini}\n")
+    assert load_config(str(path), env={}).server.auth_config == ini
+    write(path, f"server:\n  auth: basic\n  auth_config: {tmp_path / 'missing.ini'}\n")
+    assert "cannot be read" in config_error(str(path))

@@ -107,3 +107,33 @@ def test_a_name_that_is_not_utf8_is_logged_escaped_not_dropped(tmp_path, capsys)
     assert "after it" in text
     err = capsys.readouterr().err
     assert "Logging error" not in err and "run-\\xff\\xfe" in err
+
+
+def test_credentials_never_reach_the_log_file_and_it_is_private(tmp_path, capsys):
+    """The safety net: a credential in a message (or its arguments) is masked in guard.log and
+    on stderr; the file is 0600 whatever the umask."""
+    import os
+    import stat
+
+    path = tmp_path / "logs" / "guard.log"
+    old = os.umask(0)
+    try:
+        setup_logging(path, LogConfig("INFO", 1 << 20, 2, {}))
+    finally:
+        os.umask(old)
+    logging.getLogger("guard.daemon").error("gc running: %s",
+                                            "mlflow gc --tracking-uri http://u:hunter2@h:1 "
+                                            "--password hunter2 AWS_SECRET_ACCESS_KEY=hunter2")
+    text = path.read_text()
+    assert "gc running: mlflow gc --tracking-uri http://u:***@h:1 --password ***" in text
+    assert "hunter2" not in text and "hunter2" not in capsys.readouterr().err
+    if sys.platform != "win32":
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_lines_logged_before_setup_reach_the_file(tmp_path):
+    from guard.core.logs import log_early
+
+    log_early(logging.getLogger("guard.state"), logging.WARNING, "made the state folder 0700")
+    setup_logging(tmp_path / "guard.log", LogConfig("INFO", 1 << 20, 2, {}))
+    assert "WARNING guard.state: made the state folder 0700" in (tmp_path / "guard.log").read_text()

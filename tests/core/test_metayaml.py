@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from guard.core import metayaml
+from guard.core import safepath
 from guard.core.metayaml import (
     MAX_BYTES,
     TEMP_PREFIX,
@@ -260,10 +260,10 @@ def test_replace_leaves_no_temp_when_the_write_fails(tmp_path, monkeypatch):
     path = tmp_path / "meta.yaml"
     path.write_bytes(b"a: 1\n")
 
-    def broken(src, dst, attempts=20):
+    def broken(src, dst, sfd, dfd, attempts=20):
         raise PermissionError(13, "held by a scanner")
 
-    monkeypatch.setattr(metayaml, "_replace_with_retry", broken)
+    monkeypatch.setattr(safepath, "_replace_in", broken)
     with pytest.raises(PermissionError):
         replace_if_unchanged(path, b"a: 2\n", b"a: 1\n")
     assert path.read_bytes() == b"a: 1\n"
@@ -277,3 +277,17 @@ def test_replace_on_real_file_round_trip(real_store):
     assert replace_if_unchanged(path, dump(doc), raw)
     assert read(path)[1] == doc
     assert temp_files(path.parent) == []
+
+
+def test_replace_never_writes_through_a_symlinked_folder(tmp_path):
+    from guard.core.safepath import Escape, Target
+
+    store, decoy = tmp_path / "store", tmp_path / "decoy"
+    (store / "0").mkdir(parents=True)
+    decoy.mkdir()
+    (decoy / "meta.yaml").write_bytes(b"a: 1\n")
+    os.symlink(decoy, store / "0" / "tags")
+    with pytest.raises(Escape):
+        replace_if_unchanged(Target(store, ("0", "tags", "meta.yaml")), b"a: 2\n", b"a: 1\n")
+    assert (decoy / "meta.yaml").read_bytes() == b"a: 1\n"
+    assert sorted(p.name for p in decoy.iterdir()) == ["meta.yaml"]

@@ -31,6 +31,7 @@ from guard.core.metayaml import parse
 from tests.helpers.daemons import Guard, guardctl, wait_for
 from tests.helpers.disks import files_of, fill_blocks, health, tmpfs
 from tests.helpers.store import copy_direct_store
+from tests.helpers.users import as_user, throwaway_user
 
 pytestmark = pytest.mark.integration
 
@@ -128,26 +129,8 @@ def test_full_store_holds_rewriting_and_heartbeats_then_both_resume(small_tmpfs,
 
 @pytest.fixture(scope="session")
 def test_user():
-    """A throwaway system user (made once, removed at the end if we made it)."""
-    if os.geteuid() != 0:
-        pytest.fail("switching users needs root (CI runs as root)")
-    made = False
-    try:
-        pwd.getpwnam(USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
-                        "/usr/sbin/nologin", USER], check=True)
-        made = True
-    entry = pwd.getpwnam(USER)
-    yield entry
-    if made:
-        subprocess.run(["userdel", USER], capture_output=True)
-
-
-def as_user(user: pwd.struct_passwd) -> list[str]:
-    """A command prefix that runs as `user`, exec'ing (so the pid stays the one we started)."""
-    return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
-            "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+    with throwaway_user(USER) as user:
+        yield user
 
 
 class UserGuard(Guard):

@@ -5,6 +5,7 @@ registered version; its ids, and store-relative paths as segments.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -27,3 +28,15 @@ MODEL = "m-da48845d65f640198a3930713e766e00"
 def rel(path: str) -> tuple[str, ...]:
     """A store-relative path written with "/" as its segments ("" is the store itself)."""
     return tuple(path.split("/")) if path else ()
+
+
+def listing(folder: Path) -> list[tuple[str, int, int, int]]:
+    """Every entry below `folder`, symlinks not followed: (relative path, size, link count,
+    mtime in ns), to compare a decoy folder before and after."""
+    out = []
+    for dirpath, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            st = os.lstat(os.path.join(dirpath, name))
+            out.append((os.path.relpath(os.path.join(dirpath, name), folder), st.st_size,
+                        st.st_nlink, st.st_mtime_ns))
+    return sorted(out)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from guard.core import metayaml
+from guard.core import safepath
 from guard.core.journal import Journal, digest, read_journal, text_field
 from guard.core.metayaml import TEMP_PREFIX, dump, parse
+from guard.core.safepath import Target
 from guard.portability import fixer as fixer_mod
 from guard.portability.fixer import (
     MALFORMED,
@@ -383,33 +384,33 @@ class Killed(BaseException):
 def kill_at(monkeypatch, nth: int, after_rename: bool) -> list[Path]:
     """Make the `nth` rename of the pass the last thing that happens (before or after it)."""
     renamed: list[Path] = []
-    real = metayaml._replace_with_retry
+    real = safepath._replace_in
 
-    def rename(src: Path, dst: Path) -> None:
+    def rename(src: Target, dst: Target, sfd: int | None, dfd: int | None) -> None:
         if len(renamed) + 1 == nth and not after_rename:
             raise Killed()
-        real(src, dst)
-        renamed.append(dst)
+        real(src, dst, sfd, dfd)
+        renamed.append(dst.path)
         if len(renamed) == nth:
             raise Killed()
 
-    monkeypatch.setattr(metayaml, "_replace_with_retry", rename)
+    monkeypatch.setattr(safepath, "_replace_in", rename)
     return renamed
 
 
 def test_the_intent_is_on_disk_before_each_rename(store, journal_path, monkeypatch):
-    real = metayaml._replace_with_retry
+    real = safepath._replace_in
     seen: list[str] = []
 
-    def rename(src: Path, dst: Path) -> None:
-        key = dst.relative_to(store).as_posix()
+    def rename(src: Target, dst: Target, sfd: int | None, dfd: int | None) -> None:
+        key = dst.path.relative_to(store).as_posix()
         on_disk = [r for r in read_journal(journal_path) if r["file"] == key]
-        assert on_disk and on_disk[0]["old_text"].encode() == dst.read_bytes()
-        assert on_disk[0]["after"] == digest(src.read_bytes())
+        assert on_disk and on_disk[0]["old_text"].encode() == dst.path.read_bytes()
+        assert on_disk[0]["after"] == digest(src.path.read_bytes())
         seen.append(key)
-        real(src, dst)
+        real(src, dst, sfd, dfd)
 
-    monkeypatch.setattr(metayaml, "_replace_with_retry", rename)
+    monkeypatch.setattr(safepath, "_replace_in", rename)
     make_fixer(store, journal_path).full_pass()
     assert sorted(seen) == sorted(LOCATION_FILES)
 

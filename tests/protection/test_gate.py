@@ -1,87 +1,135 @@
-"""gate: which requests take the model-name lock, and which are refused or sanctioned (pure)."""
+"""gate: what the server does with each request, by the route MLflow dispatched it to, and the
+request's fields as MLflow reads them (pure; MLflow's Flask app is built, never served)."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
-from guard.protection.gate import GC_HINT, model_lock, model_name, refusal, removed_model_field
+from guard.protection.gate import (
+    GC_HINT,
+    ROUTES,
+    Verdict,
+    decide,
+    mlflow_request_doc,
+    model_name,
+    model_resource,
+)
+
+os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+JSON = "application/json"
 
 
 def body(**kw) -> bytes:
     return json.dumps(kw).encode()
 
 
+def twice(**kw) -> bytes:
+    """A JSON string holding a JSON object: what older clients send, and MLflow decodes."""
+    return json.dumps(json.dumps(kw)).encode()
+
+
+# --- which route MLflow dispatches to ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def routed():
+    """`routed(method, path)`: the endpoint MLflow's own Flask app dispatches to, None when
+    no rule matches (404, 405, or a redirect: no handler runs)."""
+    from mlflow.server import app
+    from werkzeug.exceptions import HTTPException
+    from werkzeug.routing import RequestRedirect
+
+    def match(method: str, path: str) -> str | None:
+        with app.test_request_context(path, method=method):
+            from flask import request
+            try:
+                return request.url_rule.endpoint if request.url_rule else None
+            except (HTTPException, RequestRedirect):
+                return None
+    return match
+
+
 @pytest.mark.parametrize("path", [
     "/api/2.0/mlflow/model-versions/create",
     "/ajax-api/2.0/mlflow/model-versions/create",
-    "/mlflow/prefix/api/2.0/mlflow/model-versions/create",
-    "/api/2.0/mlflow/model-versions/create/",
+    "/api/2.0/mlflow/model%2Dversions/create",          # percent-encoded: werkzeug decodes
 ])
-def test_model_version_creation_locks_the_model_name(path):
-    assert model_lock("POST", path, body(name="churn", source="x")) == "model-churn"
+def test_model_version_creation_routes_lock_the_model_name(routed, path):
+    verdict = decide(routed("POST", path), "POST", "refuse")
+    assert verdict == Verdict(lock="name")
 
 
-def test_registered_model_creation_and_rename_lock_the_new_name():
-    assert model_lock("POST", "/api/2.0/mlflow/registered-models/create",
-                      body(name="churn")) == "model-churn"
-    assert model_lock("post", "/api/2.0/mlflow/registered-models/rename",
-                      body(name="old", new_name="new")) == "model-new"
-
-
-@pytest.mark.parametrize("method, path, raw", [
-    ("POST", "/api/2.0/mlflow/runs/log-batch", body(run_id="r", metrics=[])),
-    ("GET", "/api/2.0/mlflow/model-versions/search", b""),
-    ("PATCH", "/api/2.0/mlflow/model-versions/update", body(name="churn", version="1")),
-    ("POST", "/api/2.0/mlflow/model-versions/set-tag", body(name="churn", version="1")),
-    ("POST", "/api/2.0/mlflow-artifacts/artifacts/0/x", b"binary\x00"),
-    ("POST", "/api/2.0/mlflow/model-versions/create", b"not json"),
-    ("POST", "/api/2.0/mlflow/model-versions/create", b"\xff\xfe"),
-    ("POST", "/api/2.0/mlflow/model-versions/create", body(source="x")),
-    ("POST", "/api/2.0/mlflow/model-versions/create", body(name="")),
-    ("POST", "/api/2.0/mlflow/model-versions/create", body(name=["a"])),
-    ("POST", "/api/2.0/mlflow/model-versions/create", b"[1, 2]"),
-    ("POST", "/api/3.0/mlflow/model-versions/create", body(name="churn")),
+@pytest.mark.parametrize("method, path", [
+    ("POST", "/api/2.0/mlflow/model-versions/create/"),   # trailing slash: 404 in MLflow
+    ("POST", "/API/2.0/mlflow/model-versions/create"),     # case: 404
+    ("POST", "//api/2.0/mlflow//model-versions/create"),   # doubled slashes: a redirect
+    ("POST", "/api/3.0/mlflow/model-versions/create"),     # no such route
+    ("GET", "/api/2.0/mlflow/registered-models/delete"),   # 405
+    ("POST", "/api/2.0/mlflow/registered-models/delete"),  # 405
 ])
-def test_everything_else_passes_untouched(method, path, raw):
-    assert model_lock(method, path, raw) is None
+def test_paths_mlflow_does_not_route_run_no_handler(routed, method, path):
+    """What MLflow does not dispatch changes nothing; the gate sees the same (no endpoint)."""
+    assert routed(method, path) is None
+    assert decide(routed(method, path), method, "refuse") == Verdict()
 
 
-def test_hostile_model_names_become_one_safe_file_name():
-    resource = model_lock("POST", "/api/2.0/mlflow/registered-models/create",
-                          body(name="../../../etc/x"))
-    assert resource == "model-..%2F..%2F..%2Fetc%2Fx"  # one file name: no separator left
+def test_the_static_prefix_routes_to_the_same_handlers():
+    """--static-prefix changes every rule's path, not its endpoint (MLflow's handler name)."""
+    import subprocess
+    import sys
+
+    code = ("from mlflow.server import app; from flask import request\n"
+            "with app.test_request_context('/lab/ajax-api/3.0/mlflow/demo/delete', "
+            "method='POST'):\n    print(request.url_rule.endpoint)")
+    env = {**os.environ, "_MLFLOW_STATIC_PREFIX": "/lab", "MLFLOW_ALLOW_FILE_STORE": "true"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.stdout.strip() == "_delete_demo", out.stderr[-2000:]
 
 
-# --- refusal ------------------------------------------------------------------------------
+def test_registered_model_creation_and_rename_lock_the_new_name(routed):
+    assert decide(routed("POST", "/api/2.0/mlflow/registered-models/create"), "POST",
+                  "allow").lock == "name"
+    rename = decide(routed("POST", "/ajax-api/2.0/mlflow/registered-models/rename"), "POST",
+                    "allow")
+    assert rename == Verdict(lock="new_name", keeps="name")   # the old name goes away
+
+
+@pytest.mark.parametrize("method, path", [
+    ("POST", "/api/2.0/mlflow/runs/log-batch"),
+    ("GET", "/api/2.0/mlflow/model-versions/search"),
+    ("PATCH", "/api/2.0/mlflow/model-versions/update"),
+    ("POST", "/api/2.0/mlflow/model-versions/set-tag"),
+    ("POST", "/api/2.0/mlflow/runs/delete"),                 # soft deletes: MLflow only marks
+    ("POST", "/api/2.0/mlflow/experiments/delete"),
+    ("POST", "/ajax-api/2.0/mlflow/experiments/delete"),
+    ("DELETE", "/api/2.0/mlflow/registered-models/delete-tag"),
+    ("DELETE", "/api/2.0/mlflow/registered-models/alias"),
+    ("OPTIONS", "/api/2.0/mlflow/registered-models/delete"),  # Flask answers it itself
+])
+@pytest.mark.parametrize("mode", ["allow", "refuse"])
+def test_everything_else_passes_untouched(routed, method, path, mode):
+    assert decide(routed(method, path), method, mode) == Verdict()
+
+
+# --- refusals -----------------------------------------------------------------------------------
 
 ART = "/api/2.0/mlflow-artifacts/artifacts/1/0123456789abcdef0123456789abcdef/artifacts/m.pkl"
 
 
-@pytest.mark.parametrize("path", [
-    ART,
-    ART.replace("/api/", "/ajax-api/"),
-    "/mlflow/prefix" + ART,
-    "/api/2.0/mlflow-artifacts/artifacts",
-    "/api/2.0/mlflow-artifacts/artifacts/",
-])
-@pytest.mark.parametrize("model_deletions", ["allow", "refuse"])
-def test_artifact_delete_is_refused_and_names_guardctl_gc(path, model_deletions):
-    for method in ("DELETE", "delete"):
-        why = refusal(method, path, model_deletions)
-        assert why is not None and "artifacts" in why
-        assert "`guardctl gc`" in why and GC_HINT in why
+@pytest.mark.parametrize("path", [ART, ART.replace("/api/", "/ajax-api/"),
+                                  "/api/2.0/mlflow-artifacts/artifacts/x%2Fy"])
+@pytest.mark.parametrize("mode", ["allow", "refuse"])
+def test_artifact_delete_is_refused_and_names_guardctl_gc(routed, path, mode):
+    why = decide(routed("DELETE", path), "DELETE", mode).refuse
+    assert why is not None and "artifacts" in why
+    assert "`guardctl gc`" in why and GC_HINT in why
 
 
-@pytest.mark.parametrize("method", ["GET", "PUT", "POST", "HEAD"])
-def test_artifact_reads_and_uploads_pass(method):
-    assert refusal(method, ART, "refuse") is None
-
-
-def test_artifact_lookalike_paths_pass():
-    assert refusal("DELETE", "/api/2.0/mlflow-artifacts/artifactsx/1", "refuse") is None
-    assert refusal("DELETE", "/api/2.0/mlflow/artifacts/list", "refuse") is None
+def test_artifact_reads_pass(routed):
+    assert decide(routed("GET", ART), "GET", "refuse") == Verdict()
 
 
 @pytest.mark.parametrize("path", [
@@ -89,75 +137,114 @@ def test_artifact_lookalike_paths_pass():
     "/api/3.0/mlflow/traces/delete-traces",
     "/ajax-api/2.0/mlflow/traces/delete-traces",
     "/ajax-api/3.0/mlflow/traces/delete-traces",
-    "/prefix/api/2.0/mlflow/traces/delete-traces/",
 ])
-def test_trace_deletion_is_refused(path):
-    why = refusal("POST", path, "allow")
+def test_trace_deletion_is_refused(routed, path):
+    why = decide(routed("POST", path), "POST", "allow").refuse
     assert why is not None and "traces" in why
 
 
-def test_trace_deletion_with_another_method_passes():
-    assert refusal("GET", "/api/2.0/mlflow/traces/delete-traces", "allow") is None
-
-
-@pytest.mark.parametrize("op", ["registered-models/delete", "model-versions/delete"])
-@pytest.mark.parametrize("prefix", ["/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/",
-                                    "/p/api/2.0/mlflow/"])
-def test_model_deletions_refused_only_when_configured(op, prefix):
-    """gc.model_deletions takes "allow" or "refuse" (config.py); only "refuse" refuses."""
-    assert refusal("DELETE", prefix + op, "allow") is None
-    why = refusal("DELETE", prefix + op, "refuse")
-    assert why is not None and "gc.model_deletions" in why
+@pytest.mark.parametrize("mode", ["allow", "refuse"])
+def test_demo_delete_is_refused(routed, mode):
+    """It hard-deletes traces and every prompt (registered model) named like the demo's."""
+    why = decide(routed("POST", "/ajax-api/3.0/mlflow/demo/delete"), "POST", mode).refuse
+    assert why is not None and "prompt" in why
 
 
 @pytest.mark.parametrize("method, path", [
-    ("DELETE", "/api/2.0/mlflow/runs/delete"),           # soft deletes: MLflow only marks them
-    ("POST", "/api/2.0/mlflow/runs/delete"),
-    ("POST", "/api/2.0/mlflow/experiments/delete"),
-    ("POST", "/ajax-api/2.0/mlflow/experiments/delete"),
+    ("DELETE", "/api/2.0/mlflow/registered-models/delete"),
+    ("DELETE", "/ajax-api/2.0/mlflow/registered-models/delete"),
+    ("DELETE", "/api/2.0/mlflow/model-versions/delete"),
     ("POST", "/api/2.0/mlflow/registered-models/rename"),
-    ("GET", "/api/2.0/mlflow/registered-models/delete"),
-    ("POST", "/api/2.0/mlflow/model-versions/create"),
-    ("DELETE", "/api/2.0/mlflow/registered-models/delete-tag"),
-    ("DELETE", "/api/2.0/mlflow/registered-models/alias"),
+    ("POST", "/ajax-api/2.0/mlflow/registered-models/rename"),
 ])
-def test_everything_else_is_never_refused(method, path):
-    assert refusal(method, path, "refuse") is None
-    assert refusal(method, path, "allow") is None
+def test_model_deletions_and_renames_refused_only_when_configured(routed, method, path):
+    """gc.model_deletions takes "allow" or "refuse" (config.py); only "refuse" refuses."""
+    assert decide(routed(method, path), method, "allow").refuse is None
+    why = decide(routed(method, path), method, "refuse").refuse
+    assert why is not None and "gc.model_deletions" in why
 
 
-# --- removed_model_field / model_name ---------------------------------------------------------
+def test_registered_model_deletion_is_sanctioned_when_allowed(routed):
+    endpoint = routed("DELETE", "/api/2.0/mlflow/registered-models/delete")
+    assert decide(endpoint, "DELETE", "allow") == Verdict(keeps="name")
+    # a model version is only marked deleted: nothing to keep
+    assert decide(routed("DELETE", "/api/2.0/mlflow/model-versions/delete"), "DELETE",
+                  "allow") == Verdict()
 
-@pytest.mark.parametrize("method, path, field", [
-    ("DELETE", "/api/2.0/mlflow/registered-models/delete", "name"),
-    ("delete", "/ajax-api/2.0/mlflow/registered-models/delete", "name"),
-    ("POST", "/api/2.0/mlflow/registered-models/rename", "name"),   # the old name goes away
-    ("POST", "/p/api/2.0/mlflow/registered-models/rename/", "name"),
-    ("POST", "/api/2.0/mlflow/registered-models/delete", None),
-    ("GET", "/api/2.0/mlflow/registered-models/delete", None),
-    ("DELETE", "/api/2.0/mlflow/registered-models/rename", None),
-    ("PATCH", "/api/2.0/mlflow/registered-models/rename", None),
-    ("DELETE", "/api/2.0/mlflow/model-versions/delete", None),      # a soft delete
-    ("POST", "/api/2.0/mlflow/registered-models/create", None),
-    ("DELETE", "/api/2.0/mlflow-artifacts/artifacts/x", None),
+
+def test_an_unknown_endpoint_passes():
+    assert decide("_no_such_handler", "DELETE", "refuse") == Verdict()
+    assert decide(None, "DELETE", "refuse") == Verdict()
+    assert "_delete_registered_model" in ROUTES
+
+
+# --- the request's fields, as MLflow reads them -----------------------------------------------
+
+@pytest.mark.parametrize("method, args, raw, ctype, doc", [
+    # a JSON object
+    ("POST", {}, body(name="churn"), JSON, {"name": "churn"}),
+    ("POST", {}, body(name="churn"), JSON + "; charset=utf-8", {"name": "churn"}),
+    ("DELETE", {}, body(name="churn"), JSON, {"name": "churn"}),
+    # a JSON string holding an object: decoded twice
+    ("POST", {}, twice(name="churn"), JSON, {"name": "churn"}),
+    ("DELETE", {}, twice(name="churn"), JSON, {"name": "churn"}),
+    ("DELETE", {}, twice(name="churn"), None, {"name": "churn"}),
+    # a form body: POST needs application/json (400); DELETE reads the body as JSON: no fields
+    ("POST", {}, b"name=churn", "application/x-www-form-urlencoded", None),
+    ("DELETE", {}, b"name=churn", "application/x-www-form-urlencoded", {}),
+    # the query string: read for GET only
+    ("GET", {"name": "churn"}, b"", None, {"name": "churn"}),
+    ("DELETE", {"name": "churn"}, b"", None, {}),
+    ("POST", {"name": "churn"}, body(name="other"), JSON, {"name": "other"}),
+    # a wrong or missing content type: POST and PUT refuse it, other methods read JSON anyway
+    ("POST", {}, body(name="churn"), "text/plain", None),
+    ("POST", {}, body(name="churn"), None, None),
+    ("POST", {}, body(name="churn"), "Application/JSON", None),
+    ("DELETE", {}, body(name="churn"), "text/plain", {"name": "churn"}),
+    ("DELETE", {}, body(name="churn"), None, {"name": "churn"}),
+    ("PATCH", {}, body(name="churn"), "text/plain", {"name": "churn"}),
+    # other encodings of JSON, and what is no object
+    ("DELETE", {}, json.dumps({"name": "churn"}).encode("utf-16"), None, {"name": "churn"}),
+    ("POST", {}, b"", JSON, {}),
+    ("POST", {}, b"not json", JSON, {}),
+    ("POST", {}, b"\xff\xfe\x00", JSON, {}),
+    ("POST", {}, b"[1, 2]", JSON, None),
+    ("POST", {}, json.dumps("not json").encode(), JSON, None),
+    ("POST", {}, json.dumps(json.dumps(json.dumps({"name": "x"}))).encode(), JSON, None),
 ])
-def test_removed_model_field(method, path, field):
-    assert removed_model_field(method, path) == field
+def test_request_fields_are_read_as_mlflow_reads_them(method, args, raw, ctype, doc):
+    """One case per body form; the same request through MLflow's own normalisation (what
+    guard.app.request_doc calls inside the server) gives the same fields."""
+    from flask import Flask, request
+
+    from guard.app import request_doc
+
+    assert mlflow_request_doc(method, args, raw, ctype) == doc
+    headers = {"Content-Type": ctype} if ctype else {}
+    with Flask("t").test_request_context("/", method=method, query_string=args, data=raw,
+                                         headers=headers):
+        if ctype is None:
+            request.environ.pop("CONTENT_TYPE", None)
+        assert request_doc(request) == doc
 
 
-@pytest.mark.parametrize("field, raw, name", [
-    ("name", body(name="churn"), "churn"),
-    ("new_name", body(name="old", new_name="new"), "new"),
-    ("name", body(new_name="new"), None),
-    ("name", body(name=""), None),
-    ("name", body(name=7), None),
-    ("name", b"", None),
-    ("name", b"[\"churn\"]", None),
-    ("name", b"not json", None),
-    ("name", b"\xff\xfe", None),
+@pytest.mark.parametrize("field, doc, name", [
+    ("name", {"name": "churn"}, "churn"),
+    ("new_name", {"name": "old", "new_name": "new"}, "new"),
+    ("name", {"new_name": "new"}, None),
+    ("name", {"name": ""}, None),
+    ("name", {"name": 7}, None),
+    ("name", {"name": ["a"]}, None),
+    ("name", {}, None),
+    ("name", None, None),
 ])
-def test_model_name(field, raw, name):
-    assert model_name(field, raw) == name
+def test_model_name(field, doc, name):
+    assert model_name(field, doc) == name
+
+
+def test_hostile_model_names_become_one_safe_file_name():
+    resource = model_resource("name", {"name": "../../../etc/x"})
+    assert resource == "model-..%2F..%2F..%2Fetc%2Fx"  # one file name: no separator left
 
 
 def test_the_configured_refusal_survives_the_trip_to_the_server():
@@ -168,6 +255,5 @@ def test_the_configured_refusal_survives_the_trip_to_the_server():
     sent = Sanctions("/s", "/v", "lab-pc", ModelDeletions.REFUSE)
     assert json.loads(sent.to_env())["model_deletions"] == "refuse"
     got = Sanctions.from_env(sent.to_env())
-    assert refusal("DELETE", "/api/2.0/mlflow/registered-models/delete", got.model_deletions)
-    assert refusal("DELETE", "/api/2.0/mlflow/registered-models/delete",
-                   ModelDeletions.ALLOW) is None
+    assert decide("_delete_registered_model", "DELETE", got.model_deletions).refuse
+    assert decide("_delete_registered_model", "DELETE", ModelDeletions.ALLOW).refuse is None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from guard.core.store import init_store
 from guard.protection.deletions import FOLLOW, RESTORE, Unit, Verdict
 from guard.protection.restorer import (
     INCOMPLETE,
+    REFUSED,
     RESTORED,
     RestoreService,
     confirm,
@@ -132,3 +134,23 @@ def test_a_restore_mlflow_opens_is_restored_at_once(part):
     assert figures.restored == 1 and figures.incomplete == ()
     assert [(r["action"], r["path"]) for r in read_journal(journal)] == \
         [(RESTORED, "/".join(RUN))]
+
+
+def test_a_symlinked_folder_in_a_unit_is_refused_recorded_once_and_the_rest_restored(part):
+    svc, mlflow, store, journal = part
+    mlflow.failures = []
+    run = store.joinpath(*RUN)
+    decoy = store.parent / "decoy"
+    decoy.mkdir()
+    shutil.rmtree(run / "metrics")
+    os.symlink(decoy, run / "metrics")
+    for _ in range(2):
+        (run / "meta.yaml").unlink(missing_ok=True)
+        svc._note(svc.vault.sync(RUN))
+        svc._judge_due()
+        assert (run / "meta.yaml").is_file()  # the safe part came back
+    assert list(decoy.iterdir()) == []  # nothing linked through the symlink
+    records = [(r["action"], r["path"]) for r in read_journal(journal)]
+    assert records.count((REFUSED, "/".join(RUN + ("metrics",)))) == 1
+    refused = next(r for r in read_journal(journal) if r["action"] == REFUSED)
+    assert "is a symlink, not a folder" in refused["reason"]

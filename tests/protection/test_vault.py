@@ -11,6 +11,7 @@ import pytest
 from guard.core.store import init_store
 from guard.protection.vault import COPY, LINK, Vault
 from tests.helpers.daemons import healthy_guard
+from tests.helpers.store import listing
 
 
 def log_runs(store: Path, n: int = 2, big: int = 0) -> list[str]:
@@ -524,3 +525,54 @@ def test_a_run_folder_named_with_bytes_that_are_not_utf8_is_kept_and_restored(st
             assert fh.read() == b"1 0.5 0\n"
     finally:
         vault.close()
+
+
+@pytest.mark.parametrize("volume", ["same", "other"])
+@pytest.mark.parametrize("where", ["params", "run", "experiment"])
+def test_a_restore_never_writes_through_a_symlinked_folder(store, tmp_path, volume, where,
+                                                           caplog):
+    """The attack of issue 13: in a run the vault indexed, `params/` (or the run, or its
+    experiment) becomes a symlink to a folder outside the store and meta.yaml goes: the
+    restore linked the params into the outside folder. Now that folder is refused, said
+    once, and the rest of the run that is safe comes back."""
+    import shutil
+    import tempfile
+
+    run_id = log_runs(store, 1)[0]
+    base = tmp_path if volume == "same" else other_volume(tmp_path)
+    root = Path(tempfile.mkdtemp(prefix="guard-vault-", dir=base))
+    decoy = tmp_path / "decoy"
+    decoy.mkdir()
+    (decoy / "mine").write_text("outside the store")
+    try:
+        vault = open_vault(root / "vault", store)
+        try:
+            vault.sync(())
+            run_dir = next(store.glob(f"*/{run_id}"))
+            rel = run_dir.relative_to(store).parts
+            files = [k for k, _ in vault.files_under(rel)]
+            swapped = {"params": run_dir / "params", "run": run_dir,
+                       "experiment": run_dir.parent}[where]
+            shutil.rmtree(swapped)
+            os.symlink(decoy, swapped)
+            if where == "params":
+                os.unlink(run_dir / "meta.yaml")
+            before = listing(decoy)
+            with caplog.at_level("ERROR", logger="guard.vault"):
+                restored = [vault.restore(rel), vault.restore(rel)]
+            assert listing(decoy) == before  # not one link or folder outside
+            refused = swapped.relative_to(store).parts
+            assert list(vault.refused) == [refused]
+            assert "symlink" in vault.refused[refused]
+            said = [r.getMessage() for r in caplog.records if "not restored below" in r.message]
+            assert len(said) == 1 and "is a symlink, not a folder" in said[0]
+            if where == "params":
+                assert any(k[-2] == "params" for k in files)
+                assert restored == [1, 0]  # meta.yaml, the safe part that was missing
+                assert (run_dir / "meta.yaml").is_file()
+            else:
+                assert restored == [0, 0]
+        finally:
+            vault.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

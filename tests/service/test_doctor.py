@@ -415,3 +415,19 @@ def test_render_lines_fixes_and_summary():
 def test_json_is_a_list_of_findings():
     data = json.loads(to_json([Finding("port", FAIL, "taken", "stop")]))
     assert data == [{"name": "port", "level": "fail", "detail": "taken", "fix": "stop"}]
+
+
+def test_exposure_is_checked_when_gathered_and_fails_on_an_open_bind():
+    from dataclasses import replace
+
+    from guard.core.config import ServerAuth
+    from guard.service.doctor import check_exposure
+    from guard.service.exposure import Bind, ExposureFacts
+
+    base = Facts(ConfigFacts(None, "none found", store="/s"), MlflowFacts("3.1.0", True, ()), ())
+    assert "exposure" not in [f.name for f in run_checks(base)]
+    facts = replace(base, exposure=ExposureFacts("127.0.0.1", False, ServerAuth.NONE,
+                                                 (Bind(7, "0.0.0.0", 5050, False, "mlflow"),)))
+    found = {f.name: f for f in run_checks(facts)}
+    assert found["exposure"].level == FAIL and found["exposure"] == check_exposure(facts.exposure)
+    assert exit_code(run_checks(facts)) == 1

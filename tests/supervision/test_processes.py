@@ -19,9 +19,11 @@ from guard.supervision.processes import (
     ProcRef,
     classify,
     gc_aimed_at,
+    may_end,
     mlflow_role,
     orphans,
     served_store,
+    sort_processes,
 )
 
 PORT = 5050
@@ -273,7 +275,8 @@ def test_classify_records_make_a_process_ours(world, disk):
 def test_classify_owner_marker_makes_a_process_ours(world, disk):
     store, _, owner = world
     p = proc(12, ["python", "-m", "uvicorn", "mlflow.server.fastapi_app:app"],
-             env={OWNER_ENV: owner + os.sep})  # trailing separator: still the same folder
+             env={OWNER_ENV: owner + os.sep,  # trailing separator: still the same folder
+                  MLFLOW_STORE_ENV: store})
     census = classify([p], store, PORT, owner, folders=disk.folders)
     assert census.ours == (p,)
 
@@ -282,8 +285,53 @@ def test_classify_owner_marker_through_symlink_is_ours(world, disk):
     store, _, owner = world
     link = LAB / "state-link"
     disk.link(link, owner)
-    p = proc(12, ["gunicorn", "mlflow.server:app"], env={OWNER_ENV: str(link)})
+    p = proc(12, ["gunicorn", "mlflow.server:app"],
+             env={OWNER_ENV: str(link), MLFLOW_STORE_ENV: store})
     assert classify([p], store, PORT, owner, folders=disk.folders).ours == (p,)
+
+
+# --- a forged pids.json or owner mark never makes the guard end an unrelated process ---------
+@pytest.mark.parametrize("cmdline, env, allowed", [
+    (["mlflow", "server", "--backend-store-uri", "{store}"], {}, True),
+    (["python", "-m", "uvicorn", "mlflow.server.fastapi_app:app"], {MLFLOW_STORE_ENV: "{store}"},
+     True),
+    (["sleep", "600"], {}, False),
+    (["python3", "-m", "http.server", "8000"], {}, False),
+    (["/usr/sbin/sshd", "-D"], {OWNER_ENV: "{owner}"}, False),
+    (["mlflow", "server", "--backend-store-uri", "{other}"], {}, False),
+    (["mlflow", "server", "--backend-store-uri", "postgresql://u:p@db/x"], {}, False),
+    (["gunicorn", "mlflow.server:app"], {OWNER_ENV: "{owner}"}, False),  # mark, no store
+])
+def test_may_end_only_an_mlflow_server_over_the_store(cmdline, env, allowed, world, disk):
+    store, other, owner = world
+    fill = {"store": store, "other": other, "owner": owner}
+    p = proc(10, [a.format(**fill) for a in cmdline], create_time=5.0,
+             env={k: v.format(**fill) for k, v in env.items()})
+    why = may_end(p, store, disk.folders)
+    assert (why is None) is allowed
+    if not allowed:
+        assert why
+
+
+def test_a_forged_record_naming_another_process_is_refused_not_ours(world, disk):
+    """pids.json names (pid, start time) of a root web server: it is not ended, says why,
+    and counts as foreign because it holds the port."""
+    store, _, owner = world
+    web = proc(77, ["python3", "-m", "http.server", str(PORT)], create_time=9.0, ports=(PORT,))
+    sleeper = proc(78, ["sleep", "600"], create_time=9.5)
+    census = sort_processes([web, sleeper], store, PORT, owner,
+                            records=[ProcRef(77, 9.0), ProcRef(78, 9.5)], folders=disk.folders)
+    assert census.ours == ()
+    assert [(p.pid, "no MLflow server" in why) for p, why in census.refused] == [(77, True),
+                                                                               (78, True)]
+    assert census.foreign_on_port == (web,)
+
+
+def test_orphans_never_include_a_recorded_process_that_is_no_server(world, disk):
+    store, _, owner = world
+    sleeper = proc(78, ["sleep", "600"], create_time=9.5)
+    assert orphans([sleeper], store, owner, records=[ProcRef(78, 9.5)],
+                   folders=disk.folders) == ()
 
 
 def test_classify_marker_of_another_guard_is_not_ours(world, disk):
@@ -441,6 +489,12 @@ def test_gc_of_another_store_is_not_aimed_at_ours(world, disk):
 def test_gc_aimed_at_the_store_by_tracking_uri_on_our_port(uri, form):
     flag = ["--tracking-uri", uri] if form == "split" else [f"--tracking-uri={uri}"]
     assert gc_aimed_at(gc(["mlflow", "gc", *flag]), "/nowhere/mlruns", PORT, NO_DISK)
+
+
+def test_gc_aimed_at_our_port_with_credentials_in_the_tracking_uri(world, disk):
+    store = world[0]
+    p = proc(9, ["mlflow", "gc", "--tracking-uri", f"http://alice:***@127.0.0.1:{PORT}"])
+    assert gc_aimed_at(p, store, PORT, disk.folders)
 
 
 @pytest.mark.parametrize("uri", [

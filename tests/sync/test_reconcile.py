@@ -12,7 +12,7 @@ from guard.core import metayaml
 from guard.core.journal import Journal
 from guard.core.layout import COORDINATION
 from guard.sync.reconcile import RENUMBERED_TAG, Reconciler, find_copies, read_records
-from tests.helpers.store import EXP, RUN, copy_direct_store
+from tests.helpers.store import EXP, RUN, copy_direct_store, listing
 
 SYN = "_hostB_Nov-22-0650-2026_Conflict_1"  # Synology Drive's marker, as hostB lost
 
@@ -283,3 +283,51 @@ def test_a_copy_too_large_to_hold_is_left_for_a_person(store, tmp_path, monkeypa
     assert rec.resolve_all(find_copies(store)) == []
     assert "larger than 16 bytes" in rec.left_alone[params / f"p{SYN}"]
     assert (params / f"p{SYN}").exists()
+
+
+COPY_NAME = "mlflow.user.sync-conflict-20240103-090113-ABCDEF7"
+
+
+def test_a_copy_swapped_for_a_symlink_to_a_secret_is_left_alone(store, tmp_path):
+    tags = store / EXP / RUN / "tags"
+    original = (tags / "mlflow.user").read_bytes()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-TOKEN")
+    (tags / COPY_NAME).write_text("someone else")
+    copies = find_copies(store)
+    assert [c.unsafe for c in copies] == [None]
+    (tags / COPY_NAME).unlink()
+    os.symlink(secret, tags / COPY_NAME)  # swapped between the scan and the resolution
+    rec = reconciler(tmp_path, store)
+    assert rec.resolve_all(copies) == []
+    assert "symlink" in rec.left_alone[tags / COPY_NAME]
+    assert (tags / "mlflow.user").read_bytes() == original
+    assert os.path.islink(tags / COPY_NAME) and secret.read_text() == "TOP-SECRET-TOKEN"
+    assert b"TOP-SECRET-TOKEN" not in _tree_bytes(store)
+    assert not (tmp_path / "state" / "quarantine").exists()
+
+
+@pytest.mark.parametrize("original_there", [True, False])
+def test_a_copy_in_a_folder_swapped_for_a_symlink_is_refused_and_the_outside_untouched(
+        store, tmp_path, original_there):
+    """`tags/` becomes a symlink to an outside folder holding a tag and its conflict copy:
+    the merge, the rename of the copy onto its original and the move to the quarantine
+    went through the symlink (outside files changed, moved into the quarantine)."""
+    tags = store / EXP / RUN / "tags"
+    (tags / COPY_NAME).write_text("someone else")
+    copies = find_copies(store)
+    assert [c.unsafe for c in copies] == [None]
+    decoy = tmp_path / "decoy"
+    decoy.mkdir()
+    if original_there:
+        (decoy / "mlflow.user").write_text("outside original")
+    (decoy / COPY_NAME).write_text("OUTSIDE-SECRET")
+    os.rename(tags, tmp_path / "tags-moved")
+    os.symlink(decoy, tags)
+    before = listing(decoy)
+    rec = reconciler(tmp_path, store)
+    assert rec.resolve_all(copies) == []
+    why = rec.left_alone[tags / COPY_NAME]
+    assert "tags is a symlink, not a folder" in why
+    assert listing(decoy) == before
+    assert not (tmp_path / "state" / "quarantine").exists()  # nothing moved from outside
