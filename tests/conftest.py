@@ -93,3 +93,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    """Text naming a file that is not UTF-8 (surrogate escapes), in a failure or in captured
+    output, cannot travel from an xdist worker and would crash the whole run, hiding which test
+    it was: escape it here."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.longrepr is not None and not _utf8(str(report.longrepr)):
+        report.longrepr = _escaped(str(report.longrepr))
+    report.sections = [(title, text if _utf8(text) else _escaped(text))
+                       for title, text in report.sections]
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _escaped(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

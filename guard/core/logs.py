@@ -68,7 +68,10 @@ class Redact(logging.Filter):
     each handler after this one sees the masked text too)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: the handler reports it (handleError), not us
+            return True
         masked = redact(message)
         if masked != message:
             record.msg, record.args = masked, None
