@@ -9,25 +9,33 @@ ASGI route, so it does reach them. The daemon passes its settings in the environ
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
-from guard.core.layout import META, REGISTRY
+from guard.core import safepath
+from guard.core.config import LockBackend
+from guard.core.journal import Journal
+from guard.core.layout import META, REGISTRY, registered_model_meta
 from guard.core.metayaml import read_doc
+from guard.core.state import StateDir
 from guard.protection import tombstones
 from guard.protection.gate import (
+    EXPERIMENT,
     SANCTIONS_ENV,
     Sanctions,
     decide,
+    joins_experiment,
     mlflow_request_doc,
     model_name,
     model_resource,
 )
 from guard.protection.trash import copy_into_trash, created_of, new_batch
-from guard.sync.locks import ENV, HostLock, LockSettings, LockTimeout
+from guard.sync.locks import ENV, LINGER, HostLock, Lingering, LockSettings, LockTimeout
 
 log = logging.getLogger("guard.app")
 
@@ -55,6 +63,65 @@ def keep_registered_model(sanctions: Sanctions, name: str, why: str) -> tuple[in
     return (created,)
 
 
+def experiment_named(name: str) -> tuple[str, str, int | None] | None:
+    """(id, lifecycle_stage, creation_time) of the experiment MLflow's own store finds under
+    `name`, None when there is none (or MLflow cannot say: its handler then answers)."""
+    try:
+        from mlflow.server.handlers import _get_tracking_store
+
+        found = _get_tracking_store().get_experiment_by_name(name)
+    except Exception:  # the handler meets the same error and answers it
+        return None
+    if found is None:
+        return None
+    return str(found.experiment_id), str(found.lifecycle_stage), found.creation_time
+
+
+def join_experiment(name: str, there_before: bool, settle: float) -> Any:
+    """Under the experiment name's lock: the winner's id when this create lost a race to
+    another machine's (gate.joins_experiment), else None (MLflow's handler runs)."""
+    exp_id = joins_experiment(experiment_named(name), there_before, int(time.time() * 1000),
+                              settle)
+    if exp_id is None:
+        return None
+    from flask import Response
+
+    log.info("create experiment %r: another machine created it first; answered its id %s",
+             name, exp_id)
+    return Response(json.dumps({"experiment_id": exp_id}), status=200,
+                    mimetype="application/json")
+
+
+def note_registration(settings: LockSettings, body: Any) -> None:
+    """A model version this host's server created (the response of create model version):
+    a line in the state folder's registration journal, so that the daemon can tell which
+    number the client was given if the version is renumbered later (guard.sync.reconcile)."""
+    version = body.get("model_version") if isinstance(body, dict) else None
+    if not isinstance(version, dict):
+        return
+    try:
+        created = int(version.get("creation_timestamp"))  # type: ignore[arg-type]
+        Journal(StateDir(Path(settings.state_dir)).registration_journal).append(
+            model=version.get("name"), version=int(version.get("version")),  # type: ignore[arg-type]
+            creation_timestamp=created, run_id=version.get("run_id") or None,
+            host=settings.host_id)
+    except (TypeError, ValueError, OSError) as exc:  # never fail the client's registration
+        log.warning("could not journal the registration of %r: %s", version.get("name"), exc)
+
+
+def model_in_store(store: str, name: str | None) -> bool:
+    """Whether the registered model `name` is in the store (its meta.yaml, reached without
+    following a symlink): MLflow then refuses to create it. False when unsure (the lock is
+    taken). A deletion racing this check lets one create through unlocked: the window is
+    between this look and MLflow's own."""
+    if name is None:
+        return False
+    try:
+        return safepath.exists(safepath.Target(Path(store), registered_model_meta(name)))
+    except OSError:
+        return False
+
+
 def request_doc(request: Any) -> dict[str, Any] | None:
     """The request's fields exactly as MLflow's handlers will read them: MLflow's own
     normalisation (a JSON string decoded twice, content type checked) in this request's
@@ -74,10 +141,28 @@ def request_doc(request: Any) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
+CREATES_MODEL = "_create_registered_model"  # the route register_model sends first
+
+LINGERING = Lingering()  # this server process's model-name locks kept after a create
+atexit.register(LINGERING.release_all)
+
+
+def linger_after(endpoint: str | None, status: int, backend: str) -> float:
+    """How long to keep the lock of a request that succeeded with `status`: LINGER after
+    registered-models/create on the lease backend, where the model-versions/create that
+    register_model sends next would otherwise claim and settle again; else 0 (release now).
+    The OS backend has no settle to save."""
+    if endpoint == CREATES_MODEL and status == 200 and backend == LockBackend.LEASE:
+        return LINGER
+    return 0.0
+
+
 def install(flask_app: Any, settings: LockSettings | None, sanctions: Sanctions | None) -> None:
     """Refuse what destroys data beyond undo, sanction registry deletions, and take the
     model-name lock around every request that numbers model versions: by the route MLflow
-    dispatched the request to (gate.ROUTES), with the fields as MLflow reads them."""
+    dispatched the request to (gate.ROUTES), with the fields as MLflow reads them. After a
+    model is created its lock lingers (linger_after), and the next request on that name
+    takes it over instead of claiming and settling again."""
     from flask import g, request
 
     def before() -> Any:
@@ -100,18 +185,32 @@ def install(flask_app: Any, settings: LockSettings | None, sanctions: Sanctions 
                 g.guard_sanction = (name, kept[0], why)
         if settings is None or verdict.lock is None:
             return None
-        resource = model_resource(verdict.lock, doc)
+        resource = model_resource(verdict.lock, doc, verdict.resource)
         if resource is None:
+            return None
+        if verdict.needs_absent and model_in_store(settings.store, model_name(verdict.lock, doc)):
+            return None  # MLflow answers RESOURCE_ALREADY_EXISTS and writes nothing: no lock
+        experiment = model_name(verdict.lock, doc) if verdict.resource == EXPERIMENT else None
+        there_before = experiment is not None and experiment_named(experiment) is not None
+        lingering = LINGERING.take(resource)
+        if lingering is not None:  # held since this process created the model a moment ago
+            g.guard_lock = lingering
             return None
         lock = HostLock(settings, resource)
         try:
             lock.acquire()
         except LockTimeout as exc:
             log.warning("refused %s %s: %s", request.method, request.path, exc)
+            what = "creating this experiment" if experiment else "registering this model"
             return _json_response(503, "TEMPORARILY_UNAVAILABLE",
-                                  f"{exc}. Another machine is registering this model; retry "
-                                  "in a minute, or see `guardctl locks`.")
+                                  f"{exc}. Another machine is {what}. Nothing was "
+                                  "changed: send the request again (MLflow's client retries "
+                                  "503 by itself). If it keeps failing, `guardctl locks` "
+                                  "names the holder; a holder whose machine is off frees "
+                                  "the lock once its heartbeat is stale (peers.stale_after).")
         g.guard_lock = lock
+        if experiment is not None:
+            return join_experiment(experiment, there_before, settings.settle)
         return None
 
     def sanction(response: Any) -> Any:
@@ -121,12 +220,19 @@ def install(flask_app: Any, settings: LockSettings | None, sanctions: Sanctions 
             name, created, why = done
             tombstones.write(Path(sanctions.store), sanctions.host_id, (REGISTRY, name), why,
                              created)
+        if settings is not None and response.status_code == 200 \
+                and request.endpoint == "_create_model_version":
+            note_registration(settings, response.get_json(silent=True))
+        if settings is not None and "guard_lock" in g:
+            g.guard_linger = linger_after(request.endpoint, response.status_code,
+                                          settings.backend)
         return response
 
-    def after(_exc: BaseException | None) -> None:
+    def after(exc: BaseException | None) -> None:
         lock = g.pop("guard_lock", None)
+        linger = g.pop("guard_linger", 0.0)
         if lock is not None:
-            lock.release()
+            LINGERING.keep(lock, linger if exc is None else 0.0)
 
     flask_app.before_request(before)
     flask_app.after_request(sanction)
@@ -138,6 +244,9 @@ def create_app() -> Any:
     from mlflow.server import app as flask_app
     from mlflow.server.fastapi_app import create_fastapi_app
 
+    from guard.core import mlflowpatch
+
+    mlflowpatch.install()  # MLflow's file stores skip .stfolder, @eaDir... in the store root
     raw, raw_sanctions = os.environ.get(ENV), os.environ.get(SANCTIONS_ENV)
     if not raw:
         log.warning("%s is not set: model registration is not locked across machines "

@@ -81,12 +81,25 @@ def synced(tmp_path):
         syncer.stop()
 
 
+@pytest.fixture
+def syncthing_pair(tmp_path):
+    """Two real Syncthing instances (tests/helpers/syncthing.py) sharing one folder, mounted at
+    `lab.folders[0]` (hostA) and `lab.folders[1]` (hostB), connected and in sync; both are
+    ended by pid at teardown. Skips when syncthing is not installed (fails in CI)."""
+    from tests.helpers.syncthing import SyncthingLab, require
+
+    require()
+    with SyncthingLab(tmp_path / "st") as lab:
+        yield lab
+
+
 # ---- the inner loop: `pytest -m "not integration"` runs in seconds ---------------------------
 # An integration test starts real processes (a daemon, an MLflow server, `guardctl`, any
 # subprocess) or a simulated sync client. Tests using these fixtures are marked here; a module
 # whose tests all are says `pytestmark = pytest.mark.integration`, a single test
 # `@pytest.mark.integration`.
-INTEGRATION_FIXTURES = frozenset({"make_guard", "shared_guard", "synced"})
+INTEGRATION_FIXTURES = frozenset({"make_guard", "shared_guard", "synced",
+                                  "syncthing_pair"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -175,7 +175,7 @@ class LocksConfig:
     ttl: float = field(metadata=key("float", 120.0, minimum=1))
     renew_every: float = field(metadata=key("float", 20.0, minimum=0.1))
     skew: float = field(metadata=key("float", 2.0, minimum=0))
-    timeout: float = field(metadata=key("float", 120.0, minimum=1))
+    timeout: float = field(metadata=key("float", 60.0, minimum=1))
 
 
 @dataclass(frozen=True)
@@ -600,6 +600,10 @@ def load_config(
     )
 
 
+# MLflow's client gives up on a request after this long (MLFLOW_HTTP_REQUEST_TIMEOUT default)
+MLFLOW_CLIENT_TIMEOUT = 120.0
+
+
 def _check_timing(values: Mapping[str, Any], origins: Mapping[str, str]) -> None:
     """The lease protocol's assumptions (see leases.py), checked where a person can fix them."""
     ttl, renew, settle, skew = (values[f"locks.{k}"] for k in ("ttl", "renew_every", "settle",
@@ -622,3 +626,15 @@ def _check_timing(values: Mapping[str, Any], origins: Mapping[str, str]) -> None
             f"{named('peers.stale_after', 'peers.heartbeat_interval', 'locks.settle')}: a "
             "running host would look stale; raise peers.stale_after to at least "
             "heartbeat_interval + locks.settle")
+    if values["locks.timeout"] < 2 * settle:
+        raise ConfigError(
+            f"{named('locks.timeout', 'locks.settle')}: a machine that just started waits up "
+            "to 2 * locks.settle before its first locks (until the others surely know it); "
+            "raise locks.timeout to at least 2 * settle, or lower locks.settle")
+    if values["locks.timeout"] >= MLFLOW_CLIENT_TIMEOUT:
+        raise ConfigError(
+            f"{named('locks.timeout')}: a request waiting that long for a lock outlives the "
+            f"MLflow client's HTTP timeout ({MLFLOW_CLIENT_TIMEOUT:g} s, "
+            "MLFLOW_HTTP_REQUEST_TIMEOUT), which then sends the create again while the server "
+            f"may still finish the first; set locks.timeout below {MLFLOW_CLIENT_TIMEOUT:g} "
+            "(default 60): the client retries the 503 it gets instead")

@@ -179,6 +179,12 @@ def version_folder(number: int) -> str:
     return f"version-{number}"
 
 
+def registered_model_meta(name: str) -> Rel:
+    """Where the registered model `name` keeps its meta.yaml: MLflow's file store refuses to
+    create a model whose folder exists (RESOURCE_ALREADY_EXISTS)."""
+    return (REGISTRY, name, META)
+
+
 def trash_twin(rel: Rel) -> Rel:
     """Where MLflow moves an experiment's path when it deletes it (into .trash), or back when
     it restores it."""

@@ -170,6 +170,8 @@ class StateDir:
     journals = property(lambda self: self.root / "journal")
     rewrite_journal = property(lambda self: self.root / "journal" / "rewrites.jsonl")
     conflict_journal = property(lambda self: self.root / "journal" / "conflicts.jsonl")
+    # the model versions this host's server created (guard.app), for telling renumberings
+    registration_journal = property(lambda self: self.root / "journal" / "registrations.jsonl")
     quarantine = property(lambda self: self.root / "quarantine")
     vault_journal = property(lambda self: self.root / "journal" / "vault.jsonl")
 

@@ -16,10 +16,15 @@ from guard.core import safepath
 from guard.core.layout import META, REGISTRY, TRASH, Kind, describe, made_experiment_id
 
 ALLOW_FILE_STORE_ENV = "MLFLOW_ALLOW_FILE_STORE"
-# Files a sync client or an OS puts into any folder; their presence alone is not content.
+# Files and folders a sync client or an OS puts into a folder; their presence alone is not
+# content, and MLflow inside the guard skips them at the store root (core/mlflowpatch.py):
+# Syncthing's marker, ignore file and versions (.stfolder, .stignore, .stversions), Synology's
+# index, recycle bin, snapshots and Drive client folder (@eaDir, #recycle, #snapshot,
+# .SynologyWorkingDirectory), Dropbox's, Resilio's (.sync), macOS's and Windows' files.
 SYNC_MARKERS = frozenset(
-    {".stfolder", ".stignore", "@eaDir", ".SynologyWorkingDirectory", ".DS_Store",
-     "desktop.ini", "Thumbs.db", ".dropbox", ".dropbox.cache", ".sync"}
+    {".stfolder", ".stignore", ".stversions", "@eaDir", "#recycle", "#snapshot",
+     ".SynologyWorkingDirectory", ".DS_Store", "desktop.ini", "Thumbs.db", ".dropbox",
+     ".dropbox.cache", ".sync"}
 )
 
 

@@ -77,7 +77,8 @@ def conflicts_part(cfg: Config, state: StateDir, hosts: Heartbeats) -> ConflictS
     if not cfg.conflicts.enabled:
         return None
     reconciler = Reconciler(cfg.require_store(), state.quarantine,
-                            Journal(state.conflict_journal))
+                            Journal(state.conflict_journal), cfg.host_id,
+                            state.registration_journal)
     part = ConflictService(reconciler, LockSettings.from_config(cfg),
                            cfg.conflicts.scan_interval, hosts.hosts)
     # a pass may wait for the cross-machine lock that long before it can make progress
@@ -85,8 +86,10 @@ def conflicts_part(cfg: Config, state: StateDir, hosts: Heartbeats) -> ConflictS
     return part
 
 
-def vault_part(cfg: Config, state: StateDir) -> RestoreService | None:
-    """The vault: a local second name of every store file; deletions put back."""
+def vault_part(cfg: Config, state: StateDir,
+               live_hosts: Callable[[], Sequence[str]] = lambda: ()) -> RestoreService | None:
+    """The vault: a local second name of every store file; deletions put back, in turn with
+    the other hosts' vaults (`live_hosts`)."""
     v = cfg.vault
     if not v.enabled:
         return None
@@ -97,7 +100,8 @@ def vault_part(cfg: Config, state: StateDir) -> RestoreService | None:
         raise StartupError(str(exc)) from None
     log.info("vault on (%s, %s) at %s", vault.mode, v.policy, vault.root)
     return RestoreService(vault, Journal(state.vault_journal), cfg.host_id, v.policy,
-                          cfg.locks.settle, v.scan_interval, cfg.gc.retention_days * 86400)
+                          cfg.locks.settle, v.scan_interval, cfg.gc.retention_days * 86400,
+                          live_hosts=live_hosts)
 
 
 def rewrite_part(cfg: Config, state: StateDir, watch: WatchPart) -> RewritePart | None:
@@ -165,7 +169,8 @@ class Daemon:
             host_id=cfg.host_id, pid=self.me.pid, guard_version=__version__,
             mlflow_version=self.mlflow_version, platform=sys.platform, store=str(self.store),
             started_at=self.started_at, last_seen=0.0, interval=cfg.peers.heartbeat_interval),
-            cfg.peers.stale_after)
+            cfg.peers.stale_after, max_gap=cfg.peers.stale_after - cfg.locks.settle,
+            settle=cfg.locks.settle)
         self.gc = GcWatch(str(self.store), cfg.server.port)
         self.watch = WatchPart(self.store, cfg.rewrite.watch, [])
         self.conflicts: ConflictService | None = None
@@ -234,12 +239,17 @@ class Daemon:
             self.stopping.wait(1.0)
         return False
 
+    def _live_hosts(self) -> list[str]:
+        """The other hosts whose guard runs now (fresh heartbeats), as the vault's turn needs."""
+        return [v.host_id for v in self.peers.report.hosts if not v.stale]
+
     def _start_background(self) -> None:
         """The parts with threads, as configured, all fed by the one watcher. The watcher
         starts first: a change made during a part's first pass waits in its inbox."""
         self.rewrite = rewrite_part(self.cfg, self.state, self.watch)
         self.conflicts = conflicts_part(self.cfg, self.state, self.peers)
-        self.vault = vault_part(self.cfg, self.state)  # may refuse to start: StartupError
+        # may refuse to start: StartupError
+        self.vault = vault_part(self.cfg, self.state, self._live_hosts)
         services = [p for p in (self.rewrite, self.conflicts, self.vault) if p]
         if not services:
             return

@@ -420,6 +420,9 @@ def _peer_lines(p: PeerReport | None) -> list[str]:
     return lines + warnings
 
 
+RENUMBERED_SHOWN = 5  # renumbered model versions listed by name; the rest counted
+
+
 def _conflict_lines(c: Off | ConflictFigures | None) -> list[str]:
     if c is None:
         return []
@@ -432,6 +435,13 @@ def _conflict_lines(c: Off | ConflictFigures | None) -> list[str]:
              + (f"; {c.left_alone} left alone (not regular files or too large; see the log)"
                 if c.left_alone else "")
              + ("; paused: store lost" if c.paused else "")]
+    for r in c.renumbered[:RENUMBERED_SHOWN]:
+        lines.append(f"            renumbered {r.describe()}")
+    if len(c.renumbered) > RENUMBERED_SHOWN:
+        lines.append(f"            and {len(c.renumbered) - RENUMBERED_SHOWN} more renumbered "
+                     "(`guardctl conflicts`)")
+    for same in c.same_names:
+        lines.append(f"  WARNING   {same.describe()}; merge them: `{same.command()}`")
     if c.error:
         lines.append(f"  WARNING   conflicts: {c.error}")
     return lines

@@ -123,3 +123,18 @@ def judge(rel: Rel, exists: Callable[[Rel], bool], tombstones: Iterable[Tombston
     if covered(gone, stones, created(gone)) or (twin is not None and covered(twin, stones, None)):
         return Verdict(FOLLOW, gone, "sanctioned (tombstone)")
     return Verdict(act, gone, f"{gone.kind} deleted without a tombstone")
+
+
+def restore_wait(host_id: str, live_hosts: Iterable[str], grace: float) -> float:
+    """How long this host waits before it puts back a disappearance: the grace (the worst sync
+    delay) times one more than its rank among the hosts running a guard now (sorted host ids).
+
+    Every host's vault sees the same deletion, about one sync delay apart. If all restored
+    after the same grace, each sync client would be pulling the other host's restore while its
+    own vault writes the same files: Syncthing then fails those pulls ("file modified but not
+    rescanned") and leaves `.syncthing.<name>.tmp` files in the run folder, which MLflow reads
+    as params, tags and metrics. Staggered, the first host's restore has arrived everywhere
+    before the next host's turn, and the next host finds the unit there. A host that is down
+    does not count, so the next one in line takes its turn."""
+    ranked = sorted({*live_hosts, host_id})
+    return grace * (1 + ranked.index(host_id))

@@ -12,7 +12,8 @@ Rules:
   - model deletion: removes a registered model (or marks a version deleted); 403 under
     `gc.model_deletions: refuse`, otherwise sanctioned: the model's files get a second name in
     the vault's trash and, once MLflow succeeded, a tombstone, so no machine's vault restores it.
-  - locked: numbers model versions, so it holds the cross-machine lock of the model's name.
+  - locked: numbers model versions, so it holds the cross-machine lock of the model's name;
+    creating an experiment holds the lock of the experiment's name (one experiment per name).
   - allowed, with the reason recorded (soft deletes MLflow only marks, edits of a tag or field
     the user named, operations the file store does not implement).
 - The fields (model names) are read as MLflow reads them (`mlflow_request_doc`): a JSON string
@@ -38,6 +39,7 @@ GC_HINT = ("runs and experiments deleted in MLflow (the deleted stage) are remov
            "`guardctl gc`, which keeps every machine's copy consistent")
 
 REFUSED, MODEL_DELETION, LOCKED, ALLOWED = "refused", "model deletion", "locked", "allowed"
+MODEL, EXPERIMENT = "model", "experiment"  # kinds of locked resource (leases.resource_name)
 ASGI = "asgi:"  # key prefix of MLflow's FastAPI routes (by route name)
 
 
@@ -48,6 +50,9 @@ class Rule:
     why: str             # the 403 message, or the recorded reason
     lock: str | None = None   # request field naming the model whose lock it holds
     keeps: str | None = None  # request field naming the registered model it removes
+    resource: str = MODEL     # what `lock` names: MODEL or EXPERIMENT
+    # MLflow refuses it when the model named by `lock` is in the store: no lock needed then
+    needs_absent: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,8 @@ class Verdict:
     refuse: str | None = None
     lock: str | None = None
     keeps: str | None = None
+    resource: str = MODEL
+    needs_absent: bool = False  # no lock when the model is in the store (MLflow refuses)
 
 
 _ARTIFACTS = ("deleting artifacts through the server is disabled: on a synced store it deletes "
@@ -87,12 +94,16 @@ ROUTES: dict[str, Rule] = {
     "_delete_traces": Rule(REFUSED, _TRACES),
     "_delete_demo": Rule(REFUSED, _DEMO),
     # the registry: locked and sanctioned
-    "_create_registered_model": Rule(LOCKED, "creates models/<name>", lock="name"),
+    "_create_registered_model": Rule(LOCKED, "creates models/<name>", lock="name",
+                                     needs_absent=True),
     "_create_model_version": Rule(LOCKED, "numbers version-<N> of the model", lock="name"),
     "_rename_registered_model": Rule(MODEL_DELETION, "moves models/<name> to the new name",
                                      lock="new_name", keeps="name"),
     "_delete_registered_model": Rule(MODEL_DELETION, "removes models/<name>", keeps="name"),
     "_delete_model_version": Rule(MODEL_DELETION, "marks the version deleted (its folder stays)"),
+    # one experiment per name: MLflow refuses a second one only when it can see the first
+    "_create_experiment": Rule(LOCKED, "creates an experiment of that name", lock="name",
+                               resource=EXPERIMENT),
     # allowed: soft deletes and restores
     "_delete_run": Rule(ALLOWED, _SOFT),
     "_delete_experiment": Rule(ALLOWED, _SOFT),
@@ -198,7 +209,8 @@ def decide(endpoint: str | None, method: str, model_deletions: str) -> Verdict:
         return Verdict(refuse=rule.why)
     if rule.kind == MODEL_DELETION and model_deletions == ModelDeletions.REFUSE:
         return Verdict(refuse=_REFUSE_MODE)
-    return Verdict(lock=rule.lock, keeps=rule.keeps)
+    return Verdict(lock=rule.lock, keeps=rule.keeps, resource=rule.resource,
+                   needs_absent=rule.needs_absent)
 
 
 def mlflow_request_doc(method: str, args: Mapping[str, str], body: bytes,
@@ -235,10 +247,33 @@ def model_name(field: str, doc: Mapping[str, Any] | None) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
-def model_resource(field: str, doc: Mapping[str, Any] | None) -> str | None:
-    """The lock resource for the model named by `field`, or None."""
+def model_resource(field: str, doc: Mapping[str, Any] | None, kind: str = MODEL) -> str | None:
+    """The lock resource for the model (or experiment, `kind`) named by `field`, or None."""
     name = model_name(field, doc)
-    return None if name is None else resource_name("model", name)
+    return None if name is None else resource_name(kind, name)
+
+
+def joins_experiment(found: tuple[str, str, int | None] | None, there_before: bool,
+                     now_ms: int, window_s: float) -> str | None:
+    """Creating an experiment under its name's lock, `found` = (id, lifecycle_stage,
+    creation_time ms) of the experiment of that name MLflow sees now (None: none): the id to
+    answer the create with instead of letting MLflow refuse it, or None to let MLflow handle
+    it. A create that lost a race answers the winner's id: the active experiment arrived while
+    the request waited for the lock (`there_before` False: another machine, or process,
+    created it first), or was created less than `window_s` (the sync delay) ago. MLflow
+    3.17.2's `set_experiment` returns the winner on RESOURCE_ALREADY_EXISTS but does not make
+    it the active experiment, so its runs would go to the default one. An older or deleted
+    experiment of that name: MLflow's own answer (RESOURCE_ALREADY_EXISTS) stands."""
+    if found is None:
+        return None
+    exp_id, stage, created = found
+    if stage != "active":
+        return None
+    if not there_before:
+        return exp_id
+    if created is not None and now_ms - created < window_s * 1000:
+        return exp_id
+    return None
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,17 @@ from guard.core.records import to_json
 from guard.core.store import inspect_store
 from guard.core.watch import Change
 from guard.protection import tombstones, verify
-from guard.protection.deletions import ALERT, FOLLOW, RESTORE, Rel, Unit, Verdict, judge, units_of
+from guard.protection.deletions import (
+    ALERT,
+    FOLLOW,
+    RESTORE,
+    Rel,
+    Unit,
+    Verdict,
+    judge,
+    restore_wait,
+    units_of,
+)
 from guard.protection.trash import prune_trash
 from guard.protection.vault import Vault
 from guard.protection.verify import Probe
@@ -123,7 +133,10 @@ class RestoreService(ThreadPart):
 
     def __init__(self, vault: Vault, journal: Journal, host_id: str, policy: str,
                  grace: float, scan_interval: float, retention_s: float,
-                 verifier: Verifier | None = None) -> None:
+                 verifier: Verifier | None = None,
+                 live_hosts: Callable[[], Sequence[str]] = lambda: ()) -> None:
+        """live_hosts: the other hosts running a guard now (heartbeats), whose vaults restore
+        the same deletions: this host takes its turn after them (deletions.restore_wait)."""
         super().__init__(wait=0.25, join_timeout=30.0)
         self.vault = vault
         vault.progress = self.progress  # a long pass is not stuck
@@ -132,6 +145,7 @@ class RestoreService(ThreadPart):
         self.host_id = host_id
         self.policy = policy
         self.grace = grace
+        self.live_hosts = live_hosts
         self.scan_interval = scan_interval
         self.retention_s = retention_s
         self.pending: dict[Rel, float] = {}
@@ -236,7 +250,8 @@ class RestoreService(ThreadPart):
 
     def _judge_due(self) -> None:
         now = time.monotonic()
-        due = sorted((rel for rel, seen in self.pending.items() if now - seen >= self.grace),
+        wait = restore_wait(self.host_id, self.live_hosts(), self.grace)
+        due = sorted((rel for rel, seen in self.pending.items() if now - seen >= wait),
                      key=len)
         if not due:
             return

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from guard.core import mlflowpatch
 from guard.core.layout import (
     ARTIFACTS,
     META_UNITS,
@@ -333,6 +334,7 @@ def main() -> int:
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)
     batch = from_json(Batch, json.load(sys.stdin))
+    mlflowpatch.install()  # as in the server: .stfolder, .stversions... are no experiments
     stores = _Stores(batch.store)
     json.dump([ask(stores, probe) for probe in batch.probes], sys.stdout)
     return 0

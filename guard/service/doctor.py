@@ -26,7 +26,7 @@ import psutil
 
 from guard.core.config import Config, ConfigError, WatchMode, find_config_file
 from guard.core.state import StateDir
-from guard.core.store import StoreState, inspect_store
+from guard.core.store import SYNC_MARKERS, StoreState, inspect_store
 from guard.core.watch import watched_folders
 from guard.service import exposure
 from guard.service.exposure import ExposureFacts
@@ -97,6 +97,7 @@ class StoreFacts:
     state: str  # a StoreState value
     detail: str  # inspect_store's explanation
     writable: bool
+    sync_folders: tuple[str, ...] = ()  # sync clients' folders in the store root (SYNC_MARKERS)
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,42 @@ def check_store(f: StoreFacts) -> Finding:
                        "run the guard as the user who owns the synced folder, or give this "
                        "user write permission")
     return Finding("store", OK, f"{f.path} is an MLflow file store, writable")
+
+
+# How to keep each sync client's folder out of the store root (check_sync_folders).
+_SYNC_FOLDER_FIXES = (
+    (".stfolder", "Syncthing: or set the folder's Marker Name (Advanced) to `.trash`, MLflow's "
+                  "own trash folder, and delete .stfolder"),
+    (".stversions", "Syncthing: keep file versions outside the store (versioning `fsPath`) "
+                    "and delete .stversions"),
+    ("@eaDir", "Synology: @eaDir is the NAS's indexing; leave the folder out of indexing, or "
+               "share it only through Synology Drive"),
+    ("#recycle", "Synology: turn off the recycle bin of that shared folder"),
+)
+
+
+def check_sync_folders(names: Sequence[str]) -> Finding:
+    """Sync clients' folders in the store root: fine for the guard's server (its MLflow skips
+    them, core/mlflowpatch.py), fatal for MLflow opening the folder directly."""
+    shown = ", ".join(names)
+    fixes = "; ".join(fix for name, fix in _SYNC_FOLDER_FIXES if name in names)
+    return Finding(
+        "sync folders", WARN,
+        f"the store root holds {shown}: the guard's server skips them, but MLflow opening the "
+        "folder directly (a file:// tracking URI, a bare `mlflow server`) fails on them with "
+        f"\"Invalid experiment ID: '{names[0]}'\"",
+        "share the folder above mlruns rather than mlruns itself, so the sync client's folders "
+        "sit beside the store" + (f"; {fixes}" if fixes else ""))
+
+
+def root_sync_folders(store: Path) -> tuple[str, ...]:
+    """The sync clients' folders (SYNC_MARKERS) at the store root, sorted."""
+    try:
+        with os.scandir(store) as it:
+            return tuple(sorted(e.name for e in it if e.name in SYNC_MARKERS
+                                and e.is_dir(follow_symlinks=False)))
+    except OSError:
+        return ()
 
 
 def _exe_name(text: str) -> str:
@@ -449,6 +486,8 @@ def run_checks(facts: Facts) -> list[Finding]:
     out = [check_config(facts.config)]
     if facts.store is not None:
         out.append(check_store(facts.store))
+        if facts.store.sync_folders:
+            out.append(check_sync_folders(facts.store.sync_folders))
     out.append(check_sync_client(facts.sync_clients))
     if facts.mount is not None:
         out.append(check_filesystem(facts.mount))
@@ -608,7 +647,8 @@ def gather(cfg: Config | None, probes: Probes = Probes(),
     store = cfg.store
     check = inspect_store(store)
     store_facts = StoreFacts(str(store), check.state.value, check.detail,
-                             check.ok and os.access(store, os.W_OK))
+                             check.ok and os.access(store, os.W_OK),
+                             root_sync_folders(store) if check.ok else ())
     if not check.ok:
         return replace(base, store=store_facts, port=port)
     real = os.path.realpath(store)

@@ -23,6 +23,8 @@ disk access.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from guard.core import metayaml
@@ -461,3 +463,80 @@ def resolve(kind: str, original: bytes, copy: bytes, original_mtime: float | Non
         return Resolution(KEEP_ORIGINAL, f"Kept the original: the copy is not a usable "
                           f"meta.yaml ({errors[1]}).", False)
     return _META_RESOLVERS[kind](docs[0], docs[1])
+
+
+# ---- renumbered model versions: telling people ----------------------------------------------
+
+@dataclass(frozen=True)
+class Renumbered:
+    """A model version the guard moved to the next free number: `model` and the number it has
+    `now`; `was` the number its registering client was given (None if the tag does not say);
+    `host` where it was registered, as far as the guard knows (None: unknown)."""
+
+    model: str
+    now: int
+    was: int | None = None
+    host: str | None = None
+
+    def describe(self) -> str:
+        """`model 'm': was version 1 on hostB, now 2`"""
+        was = f"was version {self.was}" if self.was is not None else "renumbered"
+        on = f" on {self.host}" if self.host else ""
+        return f"model {self.model!r}: {was}{on}, now {self.now}"
+
+
+_WAS = re.compile(r"version ([0-9]+):")
+
+
+def renumbered(model: str, now: int, from_tag: str, host_tag: str | None) -> Renumbered:
+    """What a renumbered version's tags say (the renumbered_from tag starts
+    `version <N>: ...`; the host tag names the machine)."""
+    match = _WAS.match(from_tag.strip())
+    host = host_tag.strip() if host_tag is not None else ""
+    return Renumbered(model, now, int(match.group(1)) if match else None, host or None)
+
+
+def same_registration(version: Mapping, record: Mapping) -> bool:
+    """Whether a model version's meta.yaml (`version`) is the one a registration record of
+    this host's server (`record`: model, version, creation_timestamp, run_id) describes: one
+    model, one creation instant, one run. The number is not compared: that is what moves."""
+    created = ms(version.get("creation_timestamp"))
+    return (version.get("name") == record.get("model") and created is not None
+            and created == ms(record.get("creation_timestamp"))
+            and (version.get("run_id") or None) == (record.get("run_id") or None))
+
+
+def original_host(moving: Mapping, moving_is_copy: bool, copy_who: str | None,
+                  own: Iterable[Mapping], own_host: str) -> str | None:
+    """Where the version that moves was registered: this host, when its server's registration
+    journal (`own`) holds it; else, when it is the conflict copy, the machine the sync client
+    names in the copy's name; else unknown (None)."""
+    if any(same_registration(moving, record) for record in own):
+        return own_host
+    if moving_is_copy and copy_who:
+        return copy_who
+    return None
+
+
+def moved_registrations(own: Iterable[Mapping], versions: Iterable[Mapping]
+                        ) -> list[tuple[str, int, int]]:
+    """(model, the number this host's client was given, the number it has now) for each of
+    this host's registrations (`own`) whose version now carries another number (`versions`:
+    the meta.yaml mappings of the renumbered versions)."""
+    docs = list(versions)
+    moved = []
+    for record in own:
+        try:
+            given = int(record.get("version"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        for doc in docs:
+            if not same_registration(doc, record):
+                continue
+            try:
+                now = int(doc.get("version"))  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                continue
+            if now != given:
+                moved.append((str(record.get("model")), given, now))
+    return moved

@@ -33,6 +33,16 @@ def clash_warning(found: peers.Heartbeat | None, mine: peers.Heartbeat | None,
     return clash
 
 
+def series_start(last: peers.Heartbeat | None, now: float, max_gap: float) -> float:
+    """`beating_since` for a heartbeat written now (pure): the previous one's, unless there
+    was none, it said stopped, or it is older than max_gap (the others may have written this
+    host off meanwhile: a new series starts, and settle.py waits until it is known)."""
+    if last is None or last.state != "running" or last.beating_since is None \
+            or now - last.last_seen > max_gap:
+        return now
+    return last.beating_since
+
+
 @dataclass(frozen=True)
 class PeerReport:
     """The heartbeats' figures: the other hosts as seen now, a version warning, a host_id
@@ -50,16 +60,24 @@ class Heartbeats(TickPart):
 
     name = "peers"
 
-    def __init__(self, store: Path, mine: peers.Heartbeat, stale_after: float) -> None:
+    def __init__(self, store: Path, mine: peers.Heartbeat, stale_after: float,
+                 max_gap: float | None = None, settle: float = float("inf")) -> None:
+        """max_gap: a longer pause between two heartbeats starts a new series
+        (stale_after - locks.settle; one interval when not given). settle: locks.settle,
+        the sync delay the locks allow (peers.slow_sync_warning)."""
         super().__init__(every=mine.interval)
         self.store = store
         self.mine = mine
         self.stale_after = stale_after
+        self.max_gap = mine.interval if max_gap is None else max_gap
         self.last_beat: peers.Heartbeat | None = None
         self.report = PeerReport()
         self.refused = 0      # refused writes in a row while held
         self.retry_at = 0.0   # when a held part tries to write again
         self.swept = False    # the coordination folder's stale temp files, once at start
+        self.settle = settle
+        self.seen: dict[str, float] = {}  # each host's newest last_seen seen here
+        self.jumps: list[tuple[float, str, float, float]] = []  # peers.slow_sync_warning's
 
     def round(self, now: float) -> None:
         if not self.swept:  # at start: what a killed daemon left in the coordination folder
@@ -75,7 +93,8 @@ class Heartbeats(TickPart):
 
     def beat(self, now: float, state: str = "running") -> None:
         host_id = self.mine.host_id
-        beat = replace(self.mine, last_seen=now, state=state)
+        beat = replace(self.mine, last_seen=now, state=state,
+                       beating_since=series_start(self.last_beat, now, self.max_gap))
         beats = peers.read_all(self.store)
         found = next((b for b in beats if b.host_id == host_id), None)
         try:
@@ -87,8 +106,21 @@ class Heartbeats(TickPart):
             log.error("%s", clash)
         self.publish(beat, now)
         views = peers.assess(beats, host_id, now, self.stale_after)
-        self.report = PeerReport(tuple(views), clash,
-                                 peers.version_warning(beat.mlflow_version, views))
+        self._note_arrivals(beats, host_id, now)
+        warnings = [w for w in (peers.version_warning(beat.mlflow_version, views),
+                                peers.slow_sync_warning(self.jumps, now, self.settle)) if w]
+        self.report = PeerReport(tuple(views), clash, "; ".join(warnings) or None)
+
+    def _note_arrivals(self, beats: list[peers.Heartbeat], me: str, now: float) -> None:
+        for b in beats:
+            previous = self.seen.get(b.host_id)
+            if b.host_id == me or b.state != "running" or (previous is not None
+                                                           and b.last_seen <= previous):
+                continue
+            if previous is not None:
+                self.jumps.append((now, b.host_id, b.last_seen - previous, b.interval))
+            self.seen[b.host_id] = b.last_seen
+        self.jumps = [j for j in self.jumps if j[0] >= now - peers.SLOW_WINDOW]
 
     def publish(self, beat: peers.Heartbeat, now: float) -> None:
         """Write the heartbeat, unless a refused write holds the part and its retry is not due

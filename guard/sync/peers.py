@@ -34,6 +34,9 @@ class Heartbeat:
     last_seen: float
     interval: float
     state: str = "running"  # running | stopped
+    # the first heartbeat of this unbroken series (after a start or a gap): from this plus
+    # locks.settle on, every host knows this one exists (leases: settle.py); None: unknown
+    beating_since: float | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -50,7 +53,8 @@ class Heartbeat:
                        platform=_text(data["platform"]), store=_text(data["store"]),
                        started_at=_number(data["started_at"]),
                        last_seen=_number(data["last_seen"]), interval=_number(data["interval"]),
-                       state=_text(data.get("state", "running")))
+                       state=_text(data.get("state", "running")),
+                       beating_since=_optional_number(data.get("beating_since")))
         except (KeyError, TypeError):
             return None
 
@@ -65,6 +69,10 @@ def _integer(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"not an integer: {value!r}")
     return value
+
+
+def _optional_number(value: object) -> float | None:
+    return None if value is None else _number(value)
 
 
 def _number(value: object) -> float:
@@ -100,6 +108,33 @@ def assess(beats: list[Heartbeat], me: str, now: float, stale_after: float) -> l
                       b.mlflow_version, b.guard_version, b.platform, b.store, b.pid)
              for b in beats if b.host_id != me]
     return sorted(views, key=lambda v: (v.age_s, v.host_id))
+
+
+SLOW_WINDOW = 600.0  # s: the arrivals a slow-sync warning looks at
+SLOW_JUMPS = 2       # this many late arrivals within the window make a warning, not one
+
+
+def slow_sync_warning(jumps: list[tuple[float, str, float, float]], now: float,
+                      settle: float) -> str | None:
+    """A warning when another host's heartbeats keep arriving far apart (pure). `jumps`: one
+    (arrived, host, seconds since its previous heartbeat seen here, its interval) per new
+    heartbeat seen. A host writes one every interval; when each new one is much more than
+    that after the previous one seen, the sync client is holding the file back (Syncthing's
+    default watcher delay of 10 s stretches a file that keeps changing to about a minute), so
+    a lease claim can take as long to arrive: longer than locks.settle breaks the locks.
+    A single long jump is a host that was offline or asleep, not a slow sync."""
+    late: dict[str, list[float]] = {}
+    for arrived, host, gap, interval in jumps:
+        if arrived >= now - SLOW_WINDOW and gap - interval > settle:
+            late.setdefault(host, []).append(gap - interval)
+    slow = {h: max(v) for h, v in late.items() if len(v) >= SLOW_JUMPS}
+    if not slow:
+        return None
+    hosts = ", ".join(f"{h} (up to {round(d)} s)" for h, d in sorted(slow.items()))
+    return (f"the sync delivers other hosts' files late: {hosts}, longer than locks.settle "
+            f"({settle:g} s), so cross-machine locks cannot be trusted. In Syncthing set the "
+            "folder's watcher delay to 1 s (Advanced: fsWatcherDelayS); otherwise raise "
+            "locks.settle above that delay")
 
 
 def version_warning(mine: str, peers: list[PeerView]) -> str | None:

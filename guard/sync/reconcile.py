@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
@@ -24,6 +25,7 @@ from guard.core.conflictnames import ConflictName, parse_conflict_name
 from guard.core.journal import Journal, read_journal
 from guard.core.layout import (
     META,
+    REGISTRY,
     TAGS,
     TEMP_PREFIX,
     Kind,
@@ -35,12 +37,16 @@ from guard.core.parts import Event, ThreadPart
 from guard.core.safepath import Target
 from guard.core.watch import Change
 from guard.sync import conflicts
+from guard.sync.experiment_names import find_same_names
+from guard.sync.experiments import SameName
 from guard.sync.leases import resource_name
 from guard.sync.locks import HostLock, LockSettings, LockTimeout
 from guard.sync.quarantine import Quarantine
 
 log = logging.getLogger("guard.reconcile")
 RENUMBERED_TAG = "mlflow-guard.renumbered_from"
+RENUMBERED_HOST_TAG = "mlflow-guard.renumbered_host"  # where the moved version was registered
+NOTICED = "renumbered"  # a journal record's action: this host's registration got a new number
 # Both sides of a conflict are read whole (a metric file can be long); past this a copy is
 # left for a person rather than held in memory twice over.
 MAX_READ = 256 * 1024 * 1024
@@ -121,14 +127,57 @@ def _read(target: Target) -> tuple[bytes, float] | None:
 class Reconciler:
     """Resolves the conflict copies of one store; one instance per daemon."""
 
-    def __init__(self, store: Path, quarantine_root: Path, journal: Journal) -> None:
+    def __init__(self, store: Path, quarantine_root: Path, journal: Journal,
+                 host_id: str = "", registrations: Path | None = None) -> None:
         self.store = Path(store)
         self.quarantine_root = quarantine_root
         self.journal = journal
+        self.host_id = host_id
+        self.registrations = registrations  # this host's server's registration journal
+        self.renumbered: list[conflicts.Renumbered] = []  # in the store, by the last look
+        self._noticed: set[tuple[str, int, int]] | None = None
         self.resolved = 0
         self.reported = 0
         self.left_alone: dict[Path, str] = {}  # copies not resolved: why (found by the last pass)
         self._told: set[tuple[Path, str]] = set()  # each logged once
+
+    def own_registrations(self) -> list[dict]:
+        """The model versions this host's server created (journalled by guard.app)."""
+        return read_records(self.registrations) if self.registrations is not None else []
+
+    def notice_renumbered(self) -> list[dict]:
+        """Look at the renumbered versions in the store (for the status), and journal each of
+        this host's registrations whose version now has another number, once: which number
+        its client was given, which it has now. Returns the records written."""
+        found = renumbered_versions(self.store)
+        self.renumbered = [r for r, _ in found]
+        own = self.own_registrations()
+        if not own or not found:
+            return []
+        if self._noticed is None:
+            self._noticed = {(str(r.get("model")), r["given"], r["now"])
+                             for r in read_records(self.journal.path)
+                             if r.get("action") == NOTICED and "given" in r and "now" in r}
+        records = []
+        for model, given, now in conflicts.moved_registrations(own, [doc for _, doc in found]):
+            if (model, given, now) in self._noticed:
+                continue
+            record: dict = {
+                "original": f"{REGISTRY}/{model}/{version_folder(now)}", "copy": None,
+                "client": None, "who": self.host_id, "kind": conflicts.MODEL_VERSION_META,
+                "action": NOTICED, "model": model, "given": given, "now": now,
+                "report": (f"This machine's client registered model {model!r} and was given "
+                           f"version {given}; it is now version {now}: another machine "
+                           f"registered version {given} at the same time, and the guard "
+                           f"moved this one to the next free number. Use version {now}."),
+                "needs_attention": True, "quarantined": [], "time": time.time()}
+            self.journal.append(**record)
+            self._noticed.add((model, given, now))
+            self.reported += 1
+            log.warning("model %r: this machine's client was given version %d, it is now "
+                        "version %d (renumbered)", model, given, now)
+            records.append(record)
+        return records
 
     def leave_alone(self, copies: Iterable[Copy]) -> None:
         """Note the copies the guard will not touch (`unsafe`), logging each once."""
@@ -231,6 +280,8 @@ class Reconciler:
             return None
         moving, staying = (theirs, ours) if res.renumber == "copy" else (ours, theirs)
         doc = metayaml.parse(moving)
+        host = conflicts.original_host(doc, res.renumber == "copy", copy.name.who,
+                                       self.own_registrations(), self.host_id)
         model_dir = Target(self.store, copy.rel[:-2])
         while True:
             taken = [n for d, _ in safepath.entries(model_dir)
@@ -247,13 +298,59 @@ class Reconciler:
         safepath.write_new(target.child(TAGS, RENUMBERED_TAG), (
             f"version {old}: registered on two machines at once; conflict copy "
             f"{copy.path.name}").encode(), create=False)
+        if host is not None:
+            safepath.write_new(target.child(TAGS, RENUMBERED_HOST_TAG), host.encode(),
+                               create=False)
         safepath.write_atomic(target.child(META), metayaml.dump(doc), create=False)
         if res.renumber == "original":
             kept.append(quarantine.keep_bytes(copy.original, ours))
             if not metayaml.replace_if_unchanged(Target(self.store, copy.rel), staying, ours):
                 raise OSError(f"{copy.original} changed while renumbering; {target.name} "
                               "holds its earlier content")
-        return {"new_version": new, "old_version": old}
+        return {"new_version": new, "old_version": old, "model": copy.rel[1], "host": host}
+
+
+def _text(target: Target) -> str | None:
+    got = _read(target)
+    return None if got is None else got[0].decode("utf-8", "replace")
+
+
+def renumbered_versions(store: Path) -> list[tuple[conflicts.Renumbered, dict]]:
+    """Every model version in the store carrying the guard's renumbered tag: what its tags
+    say, and its meta.yaml mapping ({} when unusable). A model or version folder that is not
+    a plain folder, or a tag that is not a regular file, is skipped."""
+    registry = Target(Path(store), (REGISTRY,))
+    found = []
+    try:
+        models = safepath.entries(registry)
+    except (OSError, safepath.Escape):
+        return []
+    for name, st in models:
+        if not stat.S_ISDIR(st.st_mode):
+            continue
+        try:
+            versions = safepath.entries(registry.child(name))
+        except (OSError, safepath.Escape):
+            continue
+        for vname, vst in versions:
+            number = version_number(vname)
+            if number is None or not stat.S_ISDIR(vst.st_mode):
+                continue
+            at = registry.child(name, vname)
+            try:
+                tag = _text(at.child(TAGS, RENUMBERED_TAG))
+                if tag is None:
+                    continue
+                host = _text(at.child(TAGS, RENUMBERED_HOST_TAG))
+                meta = _read(at.child(META))
+            except (OSError, safeio.UnsafeFile, safepath.Escape):
+                continue
+            try:
+                doc = metayaml.parse(meta[0]) if meta is not None else {}
+            except metayaml.MetaError:
+                doc = {}
+            found.append((conflicts.renumbered(name, number, tag, host), doc))
+    return found
 
 
 def read_records(path: Path) -> list[dict]:
@@ -276,6 +373,8 @@ class ConflictFigures:
     error: str | None = None
     paused: bool = False
     left_alone: int = 0       # copies not touched: not regular files (FIFO, symlink...), too large
+    renumbered: tuple[conflicts.Renumbered, ...] = ()  # model versions moved to a new number
+    same_names: tuple[SameName, ...] = ()  # active experiments sharing a name
 
 
 class ConflictService(ThreadPart):
@@ -296,11 +395,13 @@ class ConflictService(ThreadPart):
         self.hosts = hosts
         self.waiting = 0
         self.last_scan: float | None = None
+        self.same_names: list[SameName] = []
 
     def snapshot(self) -> ConflictFigures:
         return ConflictFigures(True, self.waiting, self.last_scan, self.reconciler.resolved,
                                self.reconciler.reported, self.error, self.paused.is_set(),
-                               len(self.reconciler.left_alone))
+                               len(self.reconciler.left_alone),
+                               tuple(self.reconciler.renumbered), tuple(self.same_names))
 
     def model_lock(self, name: str) -> HostLock:
         return HostLock(self.settings, resource_name("model", name))
@@ -312,13 +413,21 @@ class ConflictService(ThreadPart):
         copies = self._scan(store)
         self.waiting, self.last_scan = len(copies), time.time()
         if not copies:
+            self._look()
             return []
         with HostLock(self.settings, "conflicts"):
             copies = self._scan(store)
             records = self.reconciler.resolve_all(copies, self.model_lock)
         left = self.reconciler.left_alone
         self.waiting = sum(c.path not in left and os.path.lexists(c.path) for c in copies)
+        self._look()
         return records
+
+    def _look(self) -> None:
+        """After each pass: renumbered versions (and this host's among them), and experiment
+        names held twice, for the status."""
+        self.reconciler.notice_renumbered()
+        self.same_names = find_same_names(self.reconciler.store)
 
     def _scan(self, store: Path) -> list[Copy]:
         """The copies to resolve; the others are noted as left alone."""

@@ -203,3 +203,16 @@ def test_a_loopback_config_shows_the_exposure_line(tmp_path, new_store):
     res = guardctl("doctor", "--config", str(cfg))
     line = lines_of(res.stdout)["exposure"]
     assert line.startswith("ok") and "this machine only" in line
+
+
+def test_sync_folders_in_the_store_root_warn_and_do_not_block(tmp_path, capsys, new_store):
+    for rel in (".stfolder", ".stversions/x", "@eaDir"):
+        (new_store / rel).mkdir(parents=True)
+    (new_store / ".stignore").write_text("")  # a file: MLflow lists folders only
+    code, out = run_in_process(capsys, doctor.Probes(), "--config",
+                               str(write_config(tmp_path, new_store)))
+    line = lines_of(out)["sync folders"]
+    assert line.startswith("WARN  sync folders: the store root holds .stfolder, .stversions, "
+                           "@eaDir: the guard's server skips them"), out
+    assert "fix: share the folder above mlruns" in out
+    assert lines_of(out)["store"].startswith("ok") and code == 0, out

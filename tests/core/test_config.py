@@ -561,6 +561,10 @@ def test_example_config_documents_every_key():
     ("peers:\n  stale_after: 10\n  heartbeat_interval: 5\n",
      ["'peers.stale_after' = 10", "'locks.settle' = 15 (default)"],
      "raise peers.stale_after to at least"),
+    ("locks:\n  timeout: 120\n", ["'locks.timeout' = 120", "MLFLOW_HTTP_REQUEST_TIMEOUT"],
+     "set locks.timeout below 120"),
+    ("locks:\n  timeout: 29\n", ["'locks.timeout' = 29", "'locks.settle' = 15 (default)"],
+     "raise locks.timeout to at least 2 * settle"),
 ])
 def test_lock_timings_that_break_the_lease_protocol_are_refused(tmp_path, text, names, fix):
     path = write(tmp_path / "c.yaml", text)
@@ -568,6 +572,12 @@ def test_lock_timings_that_break_the_lease_protocol_are_refused(tmp_path, text, 
     for name in names:
         assert name in message
     assert fix in message and str(path) in message
+
+
+def test_the_lock_timeout_stays_below_the_mlflow_clients(tmp_path):
+    assert load_config(None, env={}).locks.timeout == 60.0
+    path = write(tmp_path / "c.yaml", "locks:\n  timeout: 119\n")
+    assert load_config(str(path), env={}).locks.timeout == 119.0
 
 
 def test_lock_backend_is_checked(tmp_path):

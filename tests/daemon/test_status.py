@@ -380,3 +380,29 @@ def test_render_shows_a_non_utf8_name_escaped_and_the_files_left_alone():
     assert "store     /sync/ml\\xffruns" in text
     assert "2 left alone (not regular files or too large; see the log)" in text
     assert "3 symlinks, FIFOs or devices in the store left alone" in text
+
+
+def test_render_lists_renumbered_model_versions_and_the_status_file_keeps_them():
+    from guard.core.records import from_json, to_json
+    from guard.sync.conflicts import Renumbered
+    from guard.sync.reconcile import ConflictFigures
+
+    moved = tuple(Renumbered(f"m{i}", 2, 1, "hostB") for i in range(6))
+    figures = ConflictFigures(renumbered=moved)
+    assert from_json(StatusDoc, to_json(StatusDoc(conflicts=figures))).conflicts == figures
+    text = render(replace(healthy_report(), conflicts=figures))
+    assert "            renumbered model 'm0': was version 1 on hostB, now 2" in text
+    assert "renumbered model 'm5'" not in text
+    assert "and 1 more renumbered (`guardctl conflicts`)" in text
+
+
+def test_render_names_experiments_sharing_a_name_and_the_command_that_merges_them():
+    from guard.core.records import from_json, to_json
+    from guard.sync.experiments import SameName
+    from guard.sync.reconcile import ConflictFigures
+
+    figures = ConflictFigures(same_names=(SameName("shared", ("4", "9")),))
+    assert from_json(StatusDoc, to_json(StatusDoc(conflicts=figures))).conflicts == figures
+    text = render(replace(healthy_report(), conflicts=figures))
+    assert ("  WARNING   experiment name 'shared' is held by 2 experiments (ids 4, 9; 4 is the "
+            "oldest); merge them: `guardctl conflicts --merge-experiments shared`") in text

@@ -29,6 +29,8 @@ from guard.protection.restorer import VaultEvent, VaultFigures
 from guard.supervision.keeper import HealthProbe
 from guard.supervision.processes import GcProcess, ProcRef
 from guard.supervision.supervisor import Phase
+from guard.sync.conflicts import Renumbered
+from guard.sync.experiments import SameName
 from guard.sync.peers import PeerView
 from guard.sync.reconcile import ConflictFigures
 
@@ -105,7 +107,9 @@ FULL_DOC = {
     },
     "conflicts": {"enabled": True, "waiting": 2, "last_scan": NOW - 125, "resolved": 7,
                   "needs_attention": 1, "error": "waiting for the conflicts lock: held by b",
-                  "paused": False, "left_alone": 0},
+                  "paused": False, "left_alone": 0,
+                  "renumbered": [{"model": "adder", "now": 2, "was": 1, "host": "hostB"}],
+                  "same_names": [{"name": "shared", "ids": ["4", "9"]}]},
     "vault": {
         "enabled": True, "policy": "restore", "mode": "link", "path": "/var/lib/guard/vault",
         "ready": True, "paused": False, "unmounted": False, "pending": 1, "restored": 3,
@@ -197,6 +201,9 @@ RENDERED_FULL = (
     '  WARNING   old-laptop runs MLflow 3.0.1; this host runs 3.1.0',
     '  conflicts 7 copies resolved since start, 1 need a look (`guardctl conflicts`)',
     '            last scan 2m 05s ago; 2 copies waiting',
+    "            renumbered model 'adder': was version 1 on hostB, now 2",
+    "  WARNING   experiment name 'shared' is held by 2 experiments (ids 4, 9; 4 is the "
+    "oldest); merge them: `guardctl conflicts --merge-experiments shared`",
     '  WARNING   conflicts: waiting for the conflicts lock: held by b',
     '  vault     ok; link mode, policy restore, /var/lib/guard/vault',
     '            3 restored, 1 alerts, 5 sanctioned or moved since start; last pass '
@@ -255,6 +262,9 @@ RENDERED_FRESH = (
     '  WARNING   old-laptop runs MLflow 3.0.1; this host runs 3.1.0',
     '  conflicts 7 copies resolved since start, 1 need a look (`guardctl conflicts`)',
     '            last scan -; paused: store lost',
+    "            renumbered model 'adder': was version 1 on hostB, now 2",
+    "  WARNING   experiment name 'shared' is held by 2 experiments (ids 4, 9; 4 is the "
+    "oldest); merge them: `guardctl conflicts --merge-experiments shared`",
     '  vault     building; link mode, policy restore, /var/lib/guard/vault',
     '            3 restored, 1 alerts, 5 sanctioned or moved since start; last pass -',
     '  STRAYS    MLflow servers over this store not started by the guard:',
@@ -323,7 +333,9 @@ def test_a_full_doc_reads_as_the_parts_figures():
     assert doc.portability.watch == WatchFigures("events", "", 2, None)
     assert [type(p) for p in doc.peers.hosts] == [PeerView] * 3 and doc.peers.hosts[1].stale
     assert doc.conflicts == ConflictFigures(True, 2, NOW - 125, 7, 1,
-                                            "waiting for the conflicts lock: held by b", False)
+                                            "waiting for the conflicts lock: held by b", False,
+                                            renumbered=(Renumbered("adder", 2, 1, "hostB"),),
+                                            same_names=(SameName("shared", ("4", "9")),))
     assert isinstance(doc.vault, VaultFigures) and doc.vault.recent[0] == VaultEvent(
         "restored", "run 1/abc", "run", "deleted without a tombstone", 14, NOW - 3600)
     assert doc.gc_processes[0] == GcProcess(555, "bob", "mlflow gc " + "--x " * 40, NOW - 10)

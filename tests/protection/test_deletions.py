@@ -374,3 +374,14 @@ def test_verdicts_are_enum_members_with_the_words_of_before(policy):
                  lambda u: None, policy)
     assert gone.action is Action.ALERT
     assert json.dumps([gone.action, RESTORE, FOLLOW]) == '["alert", "restore", "follow"]'
+
+
+def test_vaults_take_turns_to_restore_by_host_rank():
+    """Two vaults restoring one unit at once make the sync client fail both pulls (Syncthing
+    leaves .syncthing.*.tmp files MLflow reads as params): each host waits its turn."""
+    from guard.protection.deletions import restore_wait
+
+    assert restore_wait("hostA", [], 3.0) == 3.0            # alone: the grace
+    assert restore_wait("hostA", ["hostB"], 3.0) == 3.0     # first in line
+    assert restore_wait("hostB", ["hostA"], 3.0) == 6.0     # after hostA's restore arrived
+    assert restore_wait("hostC", ["hostB", "hostA", "hostC"], 3.0) == 9.0

@@ -9,10 +9,12 @@ import os
 import pytest
 
 from guard.protection.gate import (
+    EXPERIMENT,
     GC_HINT,
     ROUTES,
     Verdict,
     decide,
+    joins_experiment,
     mlflow_request_doc,
     model_name,
     model_resource,
@@ -90,11 +92,37 @@ def test_the_static_prefix_routes_to_the_same_handlers():
 
 
 def test_registered_model_creation_and_rename_lock_the_new_name(routed):
-    assert decide(routed("POST", "/api/2.0/mlflow/registered-models/create"), "POST",
-                  "allow").lock == "name"
+    create = decide(routed("POST", "/api/2.0/mlflow/registered-models/create"), "POST", "allow")
+    # no lock when the model is there already: MLflow answers RESOURCE_ALREADY_EXISTS
+    assert create == Verdict(lock="name", needs_absent=True)
     rename = decide(routed("POST", "/ajax-api/2.0/mlflow/registered-models/rename"), "POST",
                     "allow")
     assert rename == Verdict(lock="new_name", keeps="name")   # the old name goes away
+
+
+@pytest.mark.parametrize("path", ["/api/2.0/mlflow/experiments/create",
+                                  "/ajax-api/2.0/mlflow/experiments/create"])
+def test_experiment_creation_locks_the_experiment_name(routed, path):
+    verdict = decide(routed("POST", path), "POST", "refuse")
+    assert verdict == Verdict(lock="name", resource=EXPERIMENT)
+    assert model_resource(verdict.lock, {"name": "a/b"}, verdict.resource) == "experiment-a%2Fb"
+    assert model_resource("name", {"name": "a/b"}) == "model-a%2Fb"  # a distinct resource
+
+
+NOW = 1_700_000_000_000
+
+
+@pytest.mark.parametrize("found, there_before, answer", [
+    (None, False, None),                            # nobody made it: MLflow creates it
+    (("7", "active", NOW - 3_600_000), False, "7"),  # arrived while waiting: the winner's id
+    (("7", "active", None), False, "7"),
+    (("7", "active", NOW - 2_000), True, "7"),       # arrived within the sync delay
+    (("7", "active", NOW - 3_600_000), True, None),  # an old one: MLflow's "already exists"
+    (("7", "active", None), True, None),
+    (("7", "deleted", NOW - 2_000), False, None),    # a deleted one: MLflow's own answer
+])
+def test_a_create_that_lost_the_race_answers_the_winner(found, there_before, answer):
+    assert joins_experiment(found, there_before, NOW, 5.0) == answer
 
 
 @pytest.mark.parametrize("method, path", [
@@ -257,3 +285,57 @@ def test_the_configured_refusal_survives_the_trip_to_the_server():
     got = Sanctions.from_env(sent.to_env())
     assert decide("_delete_registered_model", "DELETE", got.model_deletions).refuse
     assert decide("_delete_registered_model", "DELETE", ModelDeletions.ALLOW).refuse is None
+
+
+def test_a_registration_is_journalled_and_junk_is_not(tmp_path):
+    from guard.app import note_registration
+    from guard.core.journal import read_journal
+    from guard.sync.locks import LockSettings
+
+    settings = LockSettings("/s", str(tmp_path), "hostA", "lease", 1, 20, 2, 1, 60, 5)
+    journal = tmp_path / "journal" / "registrations.jsonl"
+    for junk in (None, [], {"model_version": "x"}, {"model_version": {"name": "m"}}):
+        note_registration(settings, junk)
+    assert not journal.exists()
+    note_registration(settings, {"model_version": {
+        "name": "m", "version": "3", "creation_timestamp": "1700000000123", "run_id": ""}})
+    (line,) = read_journal(journal)
+    assert {k: line[k] for k in ("model", "version", "creation_timestamp", "run_id", "host")} \
+        == {"model": "m", "version": 3, "creation_timestamp": 1700000000123, "run_id": None,
+            "host": "hostA"}
+
+
+def test_a_model_in_the_store_is_found_without_following_symlinks(tmp_path):
+    """model_in_store: models/<name>/meta.yaml as layout names it, reached without a
+    symlink; anything unsure says False (the lock is taken)."""
+    from guard.app import model_in_store
+
+    store = tmp_path / "mlruns"
+    (store / "models" / "churn").mkdir(parents=True)
+    (store / "models" / "churn" / "meta.yaml").write_text("name: churn\n")
+    (store / "models" / "half").mkdir()          # a folder whose meta.yaml has not synced
+    outside = tmp_path / "outside" / "evil"
+    outside.mkdir(parents=True)
+    (outside / "meta.yaml").write_text("name: evil\n")
+    (store / "models" / "evil").symlink_to(outside)
+    assert model_in_store(str(store), "churn")
+    for name in ("half", "new", "evil", "..", "../models/churn", "", None):
+        assert not model_in_store(str(store), name), name
+
+
+@pytest.mark.parametrize("endpoint, status, backend, linger", [
+    ("_create_registered_model", 200, "lease", "LINGER"),
+    ("_create_registered_model", 400, "lease", 0.0),  # failed: released at once
+    ("_create_registered_model", 500, "lease", 0.0),
+    ("_create_registered_model", 200, "os", 0.0),  # no settle to save
+    ("_create_model_version", 200, "lease", 0.0),  # the registration is complete
+    ("_create_experiment", 200, "lease", 0.0),
+    (None, 200, "lease", 0.0),
+])
+def test_only_a_created_model_keeps_its_lock_lingering(endpoint, status, backend, linger):
+    """register_model's model-versions/create follows registered-models/create: the lock
+    kept in between spares it a second claim and settle."""
+    from guard.app import linger_after
+    from guard.sync.locks import LINGER
+
+    assert linger_after(endpoint, status, backend) == (LINGER if linger == "LINGER" else linger)

@@ -431,3 +431,35 @@ def test_exposure_is_checked_when_gathered_and_fails_on_an_open_bind():
     found = {f.name: f for f in run_checks(facts)}
     assert found["exposure"].level == FAIL and found["exposure"] == check_exposure(facts.exposure)
     assert exit_code(run_checks(facts)) == 1
+
+
+# --- sync clients' folders in the store root (issue 14) -------------------------------------
+
+def test_sync_folders_in_the_root_warn_with_each_clients_fix():
+    from guard.service.doctor import check_sync_folders
+
+    f = check_sync_folders((".stfolder", ".stversions", "@eaDir"))
+    assert f.level == WARN and f.name == "sync folders"
+    assert f.detail.startswith("the store root holds .stfolder, .stversions, @eaDir: the "
+                               "guard's server skips them, but MLflow opening the folder "
+                               "directly (a file:// tracking URI, a bare `mlflow server`)")
+    assert "Invalid experiment ID: '.stfolder'" in f.detail
+    assert f.fix.startswith("share the folder above mlruns rather than mlruns itself")
+    for words in ("Marker Name (Advanced) to `.trash`", "versioning `fsPath`", "indexing"):
+        assert words in f.fix
+    assert "recycle" not in f.fix and "Marker" not in check_sync_folders(("@eaDir",)).fix
+
+
+def test_sync_folders_are_checked_only_when_there_are_some():
+    from dataclasses import replace
+
+    from guard.service.doctor import check_sync_folders
+
+    base = Facts(ConfigFacts("/c.yaml", "--config", None, "/s"),
+                 MlflowFacts("3.17.2", True, ("guard.app:create_app",)), ("Syncthing",))
+    plain = replace(base, store=StoreFacts("/s", "ok", "", True))
+    assert "sync folders" not in {f.name for f in run_checks(plain)}
+    marked = replace(base, store=StoreFacts("/s", "ok", "", True, (".stfolder",)))
+    found = {f.name: f for f in run_checks(marked)}
+    assert found["sync folders"] == check_sync_folders((".stfolder",))
+    assert found["store"].level == OK and exit_code(run_checks(marked)) == 0

@@ -454,3 +454,53 @@ def test_resolve_refuses_unknown_kind_and_tag_without_mtimes():
         resolve("run", b"a", b"b")
     with pytest.raises(ValueError):
         resolve(TAG, b"a", b"b")
+
+
+# ---- renumbered versions: telling people (pure) ---------------------------------------------
+
+def _version(**kw) -> dict:
+    return {"name": "adder", "version": 2, "creation_timestamp": 1700000000123,
+            "run_id": "a" * 32, **kw}
+
+
+def _registered(**kw) -> dict:
+    return {"model": "adder", "version": 1, "creation_timestamp": 1700000000123,
+            "run_id": "a" * 32, "host": "hostA", **kw}
+
+
+def test_a_renumbered_versions_tags_say_what_it_was_and_where():
+    from guard.sync.conflicts import Renumbered, renumbered
+
+    got = renumbered("adder", 2, "version 1: registered on two machines at once; conflict "
+                     "copy meta_hostB_x.yaml", "hostB\n")
+    assert got == Renumbered("adder", 2, 1, "hostB")
+    assert got.describe() == "model 'adder': was version 1 on hostB, now 2"
+    assert renumbered("m", 5, "something else", None) == Renumbered("m", 5, None, None)
+    assert renumbered("m", 5, "version 3: x", "  ").describe() == "model 'm': was version 3, now 5"
+
+
+@pytest.mark.parametrize("moving, is_copy, who, host", [
+    (_version(), False, "hostB", "hostA"),                 # in this host's own journal
+    (_version(), True, "hostB", "hostA"),                  # the journal beats the copy's name
+    (_version(run_id="b" * 32), True, "hostB", "hostB"),   # not ours: the copy's machine
+    (_version(run_id="b" * 32), False, "hostB", None),     # the original, not ours: unknown
+    (_version(creation_timestamp=1), True, None, None),    # a copy name without a machine
+    (_version(name="other"), False, "hostB", None),
+])
+def test_the_original_host_of_a_version_that_moves(moving, is_copy, who, host):
+    from guard.sync.conflicts import original_host
+
+    assert original_host(moving, is_copy, who, [_registered()], "hostA") == host
+
+
+def test_this_hosts_registrations_that_now_have_another_number():
+    from guard.sync.conflicts import moved_registrations
+
+    own = [_registered(),                                          # renumbered 1 -> 2
+           _registered(version=3, creation_timestamp=1700000009999),  # kept its number
+           _registered(version="x")]                               # unreadable: skipped
+    versions = [_version(), _version(version=3, creation_timestamp=1700000009999),
+                _version(version=4, run_id="c" * 32)]               # another machine's
+    assert moved_registrations(own, versions) == [("adder", 1, 2)]
+    assert moved_registrations([], versions) == []
+    assert moved_registrations(own, [_version(creation_timestamp=None)]) == []

@@ -10,7 +10,7 @@ import time
 from guard.core.layout import TEMP_PREFIX
 from guard.core.store import init_store
 from guard.sync import peers
-from guard.sync.heartbeats import Heartbeats, clash_warning
+from guard.sync.heartbeats import Heartbeats, clash_warning, series_start
 
 
 def beat(host: str, last_seen: float = 0.0, pid: int = 10, store: str = "/s") -> peers.Heartbeat:
@@ -50,6 +50,28 @@ def test_heartbeats_publish_read_peers_and_say_stopped_at_the_end(tmp_path):
     assert json.loads((peers.peers_dir(store) / "hostA.json").read_text())["last_seen"] == 101.0
     part.stop()
     assert json.loads((peers.peers_dir(store) / "hostA.json").read_text())["state"] == "stopped"
+
+
+def test_a_heartbeat_series_runs_from_the_first_beat_until_a_gap_or_a_stop(tmp_path):
+    """beating_since: when the others can first have known of us (the lease settle needs it)."""
+    running = peers.Heartbeat(**{**beat("hostA", 100.0).to_json(), "beating_since": 50.0})
+    assert series_start(None, 100.0, 10.0) == 100.0
+    assert series_start(running, 110.0, 10.0) == 50.0
+    assert series_start(running, 110.5, 10.0) == 110.5   # a gap: the others may forget us
+    stopped = peers.Heartbeat(**{**running.to_json(), "state": "stopped"})
+    assert series_start(stopped, 101.0, 10.0) == 101.0
+    store = tmp_path / "mlruns"
+    init_store(store)
+    part = Heartbeats(store, beat("hostA"), stale_after=60.0, max_gap=20.0)
+    for now in (100.0, 105.0, 125.0, 146.0):
+        part.tick(now)
+    mine = [b for b in peers.read_all(store) if b.host_id == "hostA"][0]
+    assert (mine.last_seen, mine.beating_since) == (146.0, 146.0)  # 21 s after 125
+    part.tick(150.0)
+    assert [b.beating_since for b in peers.read_all(store)] == [146.0]
+    # an older guard's heartbeat has none
+    assert peers.Heartbeat.from_json(beat("hostB").to_json() | {"beating_since": None}) \
+        == beat("hostB")
 
 
 def test_heartbeats_notice_another_machine_with_the_same_host_id(tmp_path, caplog):

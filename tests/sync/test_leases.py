@@ -17,9 +17,11 @@ from guard.sync.leases import (
     CLAIMING,
     HELD,
     HOLD,
+    QUEUE,
     SETTLE,
     TAKE,
     WAIT,
+    WAITING,
     WITHDRAW,
     Lease,
     claim,
@@ -29,6 +31,7 @@ from guard.sync.leases import (
     holding,
     live,
     must_step_down,
+    queue,
     release,
     renew,
     renew_due,
@@ -36,6 +39,7 @@ from guard.sync.leases import (
     take,
     winner,
 )
+from guard.sync.settle import Beat, effective_settle
 
 RES = "store"
 S = 5.0        # settle: the worst sync delay
@@ -96,14 +100,14 @@ def test_live_until_is_the_earlier_of_expiry_and_heartbeat():
 
 @pytest.mark.parametrize("visible, beats, now, action, until, other", [
     ([], {}, 100.0, CLAIM, None, None),
-    ([lease("b", 90)], {"b": 99.0}, 100.0, WAIT, 116.0, "b"),            # heartbeat bounds it
-    ([lease("b", 90)], {}, 100.0, WAIT, 122.0, "b"),                     # expires_at + skew
+    ([lease("b", 90)], {"b": 99.0}, 100.0, QUEUE, 116.0, "b"),           # heartbeat bounds it
+    ([lease("b", 90)], {}, 100.0, QUEUE, 122.0, "b"),                    # expires_at + skew
     ([lease("b", 50)], {}, 100.0, CLAIM, None, None),                    # expired
     ([lease("b", 90)], {"b": 80.0}, 100.0, CLAIM, None, None),           # heartbeat stale
     ([lease("b", 90, released=True)], {}, 100.0, CLAIM, None, None),     # released
-    ([lease("b", 98, state=CLAIMING)], {}, 100.0, WAIT, 103.0, "b"),     # claim: its settle end
+    ([lease("b", 98, state=CLAIMING)], {}, 100.0, QUEUE, 103.0, "b"),    # claim: its settle end
     ([lease("a", 95)], {}, 100.0, CLAIM, None, None),                    # our own old file
-    ([lease("b", 50), lease("c", 90)], {}, 100.0, WAIT, 122.0, "c"),     # one dead, one live
+    ([lease("b", 50), lease("c", 90)], {}, 100.0, QUEUE, 122.0, "c"),    # one dead, one live
 ])
 def test_decide_without_a_lease_of_ours(visible, beats, now, action, until, other):
     d = decide(None, visible, "a", now, beats)
@@ -114,7 +118,7 @@ def test_decide_without_a_lease_of_ours(visible, beats, now, action, until, othe
 
 def test_wait_names_the_holder_rather_than_a_claimant():
     d = decide(None, [lease("c", 99, state=CLAIMING), lease("b", 90)], "a", 100.0)
-    assert (d.action, d.other) == (WAIT, "b") and "b holds store" in d.why
+    assert (d.action, d.other) == (QUEUE, "b") and "b holds store" in d.why
 
 
 def test_our_claim_before_settle_keeps_settling():
@@ -141,8 +145,8 @@ def test_a_foreign_held_lease_beats_an_earlier_claim():
 
 def test_skew_keeps_a_just_expired_foreign_lease_live():
     theirs = lease("b", 0, renewed_at=70, expires_at=100)
-    assert decide(None, [theirs], "a", 101.0).action == WAIT
-    assert decide(None, [theirs], "a", 102.0).action == WAIT
+    assert decide(None, [theirs], "a", 101.0).action == QUEUE
+    assert decide(None, [theirs], "a", 102.0).action == QUEUE
     assert decide(None, [theirs], "a", 102.5).action == CLAIM
     assert decide(None, [theirs], "a", 100.5, skew=0.0).action == CLAIM
 
@@ -153,7 +157,7 @@ def test_our_lapsed_hold_is_withdrawn_then_claimed_afresh():
     assert d.action == WITHDRAW and "our held lease lapsed (expired" in d.why
     gone = release(mine, 91.0)
     assert (decide(gone, [lease("b", 80)], "a", 91.5).action,
-            decide(gone, [], "a", 91.5).action) == (WAIT, CLAIM)
+            decide(gone, [], "a", 91.5).action) == (QUEUE, CLAIM)
 
 
 def test_after_a_sleep_longer_than_stale_after_our_hold_lapses_for_good():
@@ -174,7 +178,7 @@ def test_hold_reports_the_lapse_time_and_ignores_claims():
 def test_a_released_claim_of_ours_starts_over():
     mine = lease("a", 0, state=CLAIMING, released=True)
     assert decide(mine, [], "a", 10.0).action == CLAIM
-    assert decide(mine, [lease("b", 1)], "a", 10.0).action == WAIT
+    assert decide(mine, [lease("b", 1)], "a", 10.0).action == QUEUE
 
 
 def test_leases_of_another_resource_are_refused():
@@ -327,7 +331,7 @@ def test_two_hosts_hand_the_lock_over():
     assert decide(b, [b, a], "b", 7.0).action == WITHDRAW
     b = release(b, 7.0)
     d = decide(b, [b, a], "b", 8.0)
-    assert (d.action, d.until, d.other) == (WAIT, 37.0, "a")
+    assert (d.action, d.until, d.other) == (QUEUE, 37.0, "a")
     a = renew(a, 15.0, TTL)
     assert decide(a, [a, b], "a", 16.0).action == HOLD
     a = release(a, 20.0)
@@ -352,9 +356,14 @@ class Channel:
         self.writes.append((t, value, delays))
 
     def seen(self, reader: str, t: float) -> object | None:
+        got = self.seen_at(reader, t)
+        return None if got is None else got[0]
+
+    def seen_at(self, reader: str, t: float) -> tuple[object, float] | None:
+        """The newest write that reached `reader` by real time t, and when it arrived."""
         for written, value, delays in reversed(self.writes):
             if written + delays[reader] <= t:
-                return value
+                return value, written + delays[reader]
         return None
 
 
@@ -371,32 +380,69 @@ class Host:
     release_at: float = 0.0
     holder: bool = False
     claims: int = 0
+    start_at: float = 0.0               # real time its guard starts (adaptive runs)
+    since: float | None = None          # its heartbeat series' start (its clock)
+    seen: dict = field(default_factory=dict)  # (host, written) -> Beat: its lag samples
+    claim_settle: float = 0.0           # the settle of its current claim (highest seen)
+    unannounced: bool = False
 
 
 def simulate(seed: int, n: int, max_delay: float = S, horizon: float = 300.0,
-             pause_rate: float = 0.002) -> dict:
+             pause_rate: float = 0.002, adaptive: bool = False, skew: float = SKEW) -> dict:
     """Step real time by DT. Each host, with its own clock, wants the lock from time to time,
     follows decide_acquire (renewing while it settles or holds), keeps it for a while, then
     releases it; now and then it pauses (no decisions, no writes) for up to a minute. A host
     decides before writing the tick's heartbeat. Returns counters and every moment at which
-    two hosts held the lock together."""
+    two hosts held the lock together.
+
+    adaptive: claims settle for the delay measured from the heartbeats
+    (settle.effective_settle), hosts start at random times (unannounced at first) and each
+    pair of hosts has its own delay d (0.1 s to max_delay), every write taking d/2 to d, as
+    settle.py assumes; a pause longer than STALE - S starts a new heartbeat series."""
     rng = random.Random(seed)
-    hosts = [Host(f"h{i}", rng.uniform(-SKEW / 2, SKEW / 2), rng.uniform(0, 20))
+    hosts = [Host(f"h{i}", rng.uniform(-skew / 2, skew / 2), rng.uniform(0, 20))
              for i in range(n)]
+    if adaptive:  # starts close together, wanting the lock early: young claims meet
+        for h in hosts:
+            h.start_at = rng.uniform(0.0, 20.0)
+            h.want_at = h.start_at + rng.uniform(0.0, 3.0)
     names = [h.name for h in hosts]
+    base = {(w, r): rng.uniform(0.1, max_delay) for w in names for r in names}
     stats = {"overlaps": [], "takes": 0, "withdraws": 0, "outcome_waits": 0, "step_downs": 0,
-             "lapses": 0, "pauses": 0}
+             "lapses": 0, "pauses": 0, "queued": 0, "fast": 0, "unannounced": 0}
+
+    def delay(w: str, r: str) -> float:
+        if w == r:
+            return 0.0
+        if adaptive:
+            return rng.uniform(base[w, r] / 2, base[w, r])
+        return rng.uniform(0, max_delay)
 
     def send(h: Host, channel: Channel, t: float, value: object) -> None:
-        channel.write(t, value, {r: 0.0 if r == h.name else rng.uniform(0, max_delay)
-                                 for r in names})
+        channel.write(t, value, {r: delay(h.name, r) for r in names})
+
+    def settle_of(h: Host, t: float, now: float) -> tuple[float, bool]:
+        if not adaptive:
+            return S, False
+        for o in hosts:
+            got = o.beats.seen_at(h.name, t) if o is not h else None
+            if got is not None:
+                (written, since, running), arrived = got  # type: ignore[misc]
+                h.seen[o.name, written] = Beat(o.name, written, arrived + h.offset, running,
+                                               since)
+        own = [Beat(h.name, h.last_beat, h.last_beat, True, h.since)] \
+            if h.last_beat is not None else []
+        at = h.mine.claimed_at if h.mine is not None and h.mine.state == CLAIMING else now
+        got_settle = effective_settle([*h.seen.values(), *own], h.name, now, S, STALE, skew,
+                                      claimed_at=at)
+        return got_settle.seconds, got_settle.unannounced
 
     t = 0.0
     while t < horizon:
         order = hosts[:]
         rng.shuffle(order)
         for h in order:
-            if t < h.paused_until:
+            if t < h.paused_until or t < h.start_at:
                 continue
             if rng.random() < pause_rate:  # laptop lid, hung process: no writes, no decisions
                 h.paused_until, h.holder = t + rng.uniform(1.0, 60.0), False
@@ -404,19 +450,35 @@ def simulate(seed: int, n: int, max_delay: float = S, horizon: float = 300.0,
                 continue
             now = t + h.offset
             visible = [v for o in hosts if (v := o.leases.seen(h.name, t)) is not None]
-            beats = {o.name: b for o in hosts
+            beats = {o.name: b[0] for o in hosts  # type: ignore[index]
                      if o is not h and (b := o.beats.seen(h.name, t)) is not None}
             if h.last_beat is not None:
                 beats[h.name] = h.last_beat  # our previous heartbeat, before this tick's
             active = h.mine is not None and not h.mine.released
             h.holder = False
             if active or t >= h.want_at:
-                d = decide_acquire(h.mine, visible, h.name, now, S, beats, STALE, SKEW)
+                settle, unannounced = settle_of(h, t, now)
+                if h.mine is not None and h.mine.state == CLAIMING:
+                    h.claim_settle = settle = max(h.claim_settle, settle)
+                    unannounced = h.unannounced
+                d = decide_acquire(h.mine, visible, h.name, now, settle, beats, STALE, skew,
+                                   unannounced=unannounced)
                 if "lapsed" in d.why:
                     stats["lapses"] += 1
-                if d.action == CLAIM and t >= h.want_at:
+                if d.action == QUEUE and t >= h.want_at:
+                    stats["queued"] += 1
+                    h.claims += 1
+                    h.mine = queue(RES, h.name, now, TTL, f"{h.name}-{h.claims}")
+                    send(h, h.leases, t, h.mine)
+                elif d.action == WAIT and h.mine is not None and renew_due(h.mine, now, RENEW):
+                    h.mine = renew(h.mine, now, TTL)
+                    send(h, h.leases, t, h.mine)
+                elif d.action == CLAIM and t >= h.want_at:
                     h.claims += 1
                     h.mine = claim(RES, h.name, now, TTL, f"{h.name}-{h.claims}")
+                    h.claim_settle, h.unannounced = settle_of(h, t, now)
+                    stats["fast"] += h.claim_settle < S
+                    stats["unannounced"] += h.unannounced
                     send(h, h.leases, t, h.mine)
                 elif d.action == TAKE:
                     stats["takes"] += 1
@@ -443,8 +505,10 @@ def simulate(seed: int, n: int, max_delay: float = S, horizon: float = 300.0,
                         h.mine = renew(h.mine, now, TTL)
                         send(h, h.leases, t, h.mine)
             if h.last_beat is None or now - h.last_beat >= BEAT:
+                if h.last_beat is None or now - h.last_beat > STALE - S:
+                    h.since = now  # a new series: after a start or a long pause
                 h.last_beat = now
-                send(h, h.beats, t, now)
+                send(h, h.beats, t, (now, h.since, True))
         holders = [h.name for h in hosts if h.holder]
         if len(holders) > 1:
             stats["overlaps"].append((t, holders))
@@ -462,7 +526,7 @@ def test_random_hosts_with_delays_within_settle_never_hold_together():
                 totals[key] = totals.get(key, 0) + value
     # the runs did exercise contention, pauses and the skew rule, not just idle hosts
     assert totals["takes"] > 500 and totals["withdraws"] > 50 and totals["pauses"] > 100
-    assert totals["outcome_waits"] > 0 and totals["lapses"] > 0
+    assert totals["outcome_waits"] > 0 and totals["lapses"] > 0 and totals["queued"] > 100
 
 
 def test_without_pauses_two_held_leases_never_even_meet():
@@ -478,3 +542,196 @@ def test_the_simulation_does_catch_delays_beyond_settle():
     runs = [simulate(seed, n=3, max_delay=4 * S, pause_rate=0.0) for seed in range(20)]
     assert any(r["overlaps"] for r in runs)
     assert sum(r["step_downs"] for r in runs) > 0
+
+
+def test_adaptive_settle_with_hosts_starting_late_never_holds_together():
+    """The same, with settles from the measured delay: hosts start at random times (their
+    first claims are unannounced), pause now and then (new heartbeat series), and most
+    claims settle far below the ceiling."""
+    totals: dict[str, int] = {}
+    for seed in range(60):  # skew small next to the delays: the measured part decides
+        stats = simulate(seed, n=2 + seed % 2, max_delay=4.0, adaptive=True, skew=0.2)
+        assert stats["overlaps"] == [], f"seed {seed}: {stats['overlaps'][:5]}"
+        for key, value in stats.items():
+            if key != "overlaps":
+                totals[key] = totals.get(key, 0) + value
+    assert totals["takes"] > 300 and totals["pauses"] > 50 and totals["unannounced"] > 20
+    assert totals["fast"] > totals["unannounced"] and totals["outcome_waits"] > 0
+
+
+def test_adaptive_settle_does_catch_delays_beyond_the_measured_ones():
+    """The margin matters: with delays of up to 4 x settle hosts do hold together."""
+    runs = [simulate(seed, n=3, max_delay=4 * S, pause_rate=0.0, adaptive=True)
+            for seed in range(20)]
+    assert any(r["overlaps"] for r in runs)
+
+
+# --- the effective settle: the sync delay as measured from the heartbeats -----------------
+
+def beat(host: str, written: float, lag: float = 0.5, *, running: bool = True,
+         since: float | None = 0.0, interval: float = 0.0) -> Beat:
+    return Beat(host, written, written + lag, running, since, interval)
+
+
+ME = beat("a", 99.0, 0.0)  # our own heartbeat: a series since 0, announced long ago
+
+
+@pytest.mark.parametrize("beats, seconds, why", [
+    ([ME], 0.0, "no live peer"),
+    ([ME, beat("b", -520.0)], 0.0, "no live peer"),                     # older than RECENT
+    ([ME, beat("b", 80.0)], 1.5, "lag 0.5 s (b)"),     # 20 s old > stale_after: still counts
+    # its next heartbeat (due at 45) has not arrived 55 s later: the sync holds files back
+    ([ME, beat("b", 40.0, interval=5.0)], S, "lag 55.0 s (b)"),
+    ([ME, beat("b", 97.0, 1.0, interval=5.0)], 2 * 1.0 + 0.5, "lag 1.0 s (b)"),  # not overdue
+    ([ME, beat("b", 99.0, running=False)], 0.0, "no live peer"),        # stopped cleanly
+    ([ME, beat("b", 99.0, 1.0)], 2 * 1.0 + 0.5, "lag 1.0 s (b)"),
+    ([ME, beat("b", 99.0, 0.1)], 1.0, "lag 0.1 s (b)"),                 # the floor
+    ([ME, beat("b", 99.0, 9.0)], S, "lag 9.0 s (b)"),                   # the ceiling
+    ([ME, beat("b", 99.0, 0.2), beat("c", 98.0, 1.5)], 3.5, "(c)"),     # the slowest peer
+    ([ME, beat("b", 99.0, 0.5), beat("b", 60.0, 2.0)], 4.5, "lag 2.0 s"),  # a recent sample
+    ([ME, beat("b", 99.0, 0.5), beat("b", -600.0, 2.0)], 1.5, "lag 0.5"),  # too old to count
+    ([ME, beat("b", 99.0, -0.5)], S, "clock is off"),                   # beyond skew 0
+])
+def test_effective_settle_table(beats, seconds, why):
+    got = effective_settle(beats, "a", 100.0, S, STALE, 0.0)
+    assert (got.seconds, got.unannounced) == (pytest.approx(seconds), False)
+    assert why in got.why
+
+
+def test_effective_settle_counts_the_skew_a_lag_may_hide():
+    # lag = delay + (our clock - theirs): the delay may be lag + skew
+    got = effective_settle([ME, beat("b", 99.0, -0.5)], "a", 100.0, 10.0, STALE, SKEW)
+    assert got.seconds == pytest.approx(2 * (-0.5 + SKEW) + 0.5)
+    got = effective_settle([ME, beat("b", 99.0, 1.0)], "a", 100.0, 10.0, STALE, SKEW)
+    assert got.seconds == pytest.approx(2 * (1.0 + SKEW) + 0.5)
+    # a peer is live until its heartbeat is older than stale_after + skew, as for leases
+    assert effective_settle([ME, beat("b", 83.5)], "a", 100.0, S, STALE, SKEW).seconds > 0
+
+
+@pytest.mark.parametrize("own, at, seconds, unannounced", [
+    (beat("a", 99.0, 0.0, since=0.0), 100.0, 0.0, False),       # announced long ago
+    (beat("a", 99.0, 0.0, since=96.0), 100.0, 6.0, True),       # until since + 2 * settle
+    (beat("a", 99.0, 0.0, since=95.0), 100.0, 0.0, False),      # since + settle: announced
+    (beat("a", 99.0, 0.0, since=None), 100.0, 10.0, True),      # an older guard's heartbeat
+    (beat("a", 99.0, 0.0, running=False), 100.0, 10.0, True),   # stopped
+    (beat("a", 90.0, 0.0, since=0.0), 100.0, 0.0, False),       # 10 s old: within 15 - 5
+    (beat("a", 89.0, 0.0, since=0.0), 100.0, 10.0, True),       # 11 s: the series broke
+    (None, 100.0, 10.0, True),                                  # no heartbeat of ours
+])
+def test_a_host_not_yet_known_to_the_others_settles_until_their_claims_arrived(
+        own, at, seconds, unannounced):
+    got = effective_settle([own] if own else [], "a", at, S, STALE, 0.0)
+    assert (got.seconds, got.unannounced) == (pytest.approx(seconds), unannounced)
+    if unannounced:
+        assert "this host" in got.why
+
+
+def test_the_settle_of_a_claim_is_counted_from_the_claim():
+    young = beat("a", 99.0, 0.0, since=96.0)
+    later = effective_settle([young], "a", 103.0, S, STALE, 0.0, claimed_at=100.0)
+    assert (later.seconds, later.unannounced) == (6.0, True)
+    assert effective_settle([young], "a", 103.0, S, STALE, 0.0).unannounced is False
+
+
+def test_a_host_that_just_started_is_not_overlooked():
+    """Skew 0, sync a -> b 0.1 s, b -> a 1.5 s. a runs alone; b starts at 100 and claims at
+    once. a claims at 101, before b's heartbeat or claim arrived: no live peer, no settle, a
+    takes. Had b settled for a's lag alone (1 s, the floor), it would take at 101 too; being
+    unannounced it settles until 110 and meets a's 'held' lease."""
+    a_beats = [beat("a", 100.5, 0.0)]
+    b_beats = [beat("a", 99.0, 0.1), beat("b", 100.0, 0.0, since=100.0)]
+    b = claim(RES, "b", 100.0, TTL, "b1")
+    b_settle = effective_settle(b_beats, "b", 100.0, S, STALE, 0.0)
+    assert (b_settle.seconds, b_settle.unannounced) == (10.0, True)
+    a_settle = effective_settle(a_beats, "a", 101.0, S, STALE, 0.0)
+    assert a_settle.seconds == 0.0
+    a = claim(RES, "a", 101.0, TTL, "a1")
+    assert decide_acquire(a, [], "a", 101.0, a_settle.seconds).action == TAKE
+    a_held = take(a, 101.0, TTL)
+    # the hole the rule closes: settled for the measured lag only, b takes at 101 too
+    assert decide_acquire(b, [], "b", 101.0, 1.0, skew=0.0).action == TAKE
+    # b waits: at 101.1 a's 'held' lease is there, and b withdraws
+    assert decide_acquire(b, [], "b", 101.0, b_settle.seconds, skew=0.0,
+                          unannounced=True).action == SETTLE
+    d = decide_acquire(b, [a_held], "b", 101.1, b_settle.seconds, skew=0.0, unannounced=True)
+    assert (d.action, d.other) == (WITHDRAW, "a")
+    # had only a's claim arrived (its 'held' version still on its way), b ranks first yet
+    # waits for the outcome: a may have taken without seeing b
+    d = decide_acquire(b, [a], "b", 110.0, b_settle.seconds, skew=0.0, unannounced=True)
+    assert (d.action, d.other) == (SETTLE, "a") and "outcome" in d.why
+    assert decide_acquire(b, [a], "b", 110.0, b_settle.seconds, skew=0.0).action == TAKE
+    assert decide_acquire(b, [release(a_held, 102.0)], "b", 110.0, b_settle.seconds,
+                          skew=0.0, unannounced=True).action == TAKE
+
+
+# --- fair hand-over: 'waiting' records ----------------------------------------------------
+
+def test_waiting_records_never_win_and_queue_in_order():
+    b_waits = queue(RES, "b", 50.0, TTL, "bw")
+    c_waits = queue(RES, "c", 60.0, TTL, "cw")
+    assert b_waits.state == WAITING and winner([b_waits, c_waits], 70.0) is None
+    # the lock is free: the host that waited longest claims, the others wait behind it
+    assert decide(b_waits, [b_waits, c_waits], "b", 70.0).action == CLAIM
+    d = decide(c_waits, [b_waits, c_waits], "c", 70.0)
+    assert (d.action, d.other) == (WAIT, "b") and "goes first" in d.why
+    # a host that did not wait (it just released, say) queues behind them
+    d = decide(None, [b_waits, c_waits], "a", 70.0)
+    assert (d.action, d.other) == (QUEUE, "b")
+    # a dead waiting record holds nobody up
+    assert decide(None, [replace(b_waits, released=True)], "a", 70.0).action == CLAIM
+    assert decide(None, [b_waits], "a", 70.0, {"b": 40.0}).action == CLAIM  # b is stale
+    # a claim or a hold still comes first: the waiting host waits for it
+    held = lease("a", 65.0)
+    assert decide(b_waits, [held, b_waits], "b", 70.0).action == WAIT
+    assert "store: b waiting for it, 20s so far, renewed 20s ago" in describe(b_waits, 70.0)
+
+
+def hand_over(queueing: bool, delay: float = 1.0, settle: float = 2.5) -> list[str]:
+    """Host a registers three versions back to back (hold 0.2 s, release, claim again at
+    once); b wants the lock from 1.2 s on. Files take `delay` seconds each way. Returns who
+    held the lock, in order. Without queueing b only ever sees a's next claim or hold."""
+    chans = {h: Channel() for h in "ab"}
+    mine: dict[str, Lease | None] = {"a": None, "b": None}
+    wants = {"a": 3, "b": 1}
+    held_until: dict[str, float] = {}
+    order: list[str] = []
+    t, n = 0.0, 0
+    while t < 60.0 and any(wants.values()):
+        for h in "ab":
+            if not wants[h] or (h == "b" and t < 1.2):
+                continue
+            other = "b" if h == "a" else "a"
+            visible = [v for v in (chans[other].seen(h, t),) if v is not None]
+            m = mine[h]
+            if m is not None and m.state == HELD and not m.released:
+                if t < held_until[h]:
+                    continue
+                m = mine[h] = release(m, t)  # and at once on to the next version
+                chans[h].write(t, m, {other: delay, h: 0.0})
+                wants[h] -= 1
+                if not wants[h]:
+                    continue
+            d = decide_acquire(m, visible, h, t, settle)
+            if d.action == QUEUE and queueing:
+                n += 1
+                mine[h] = queue(RES, h, t, TTL, f"{h}{n}")
+            elif d.action == CLAIM:
+                n += 1
+                mine[h] = claim(RES, h, t, TTL, f"{h}{n}")
+            elif d.action == TAKE:
+                mine[h] = take(m, t, TTL)
+                held_until[h] = t + 0.2
+                order.append(h)
+            elif d.action == WITHDRAW:
+                mine[h] = release(m, t)
+            else:
+                continue
+            chans[h].write(t, mine[h], {other: delay, h: 0.0})
+        t = round(t + 0.05, 6)
+    return order
+
+
+def test_a_host_registering_back_to_back_does_not_starve_the_other():
+    assert hand_over(queueing=True) == ["a", "b", "a", "a"]
+    # what issue 14 measured: b never sees the lock free and waits out a's whole series
+    assert hand_over(queueing=False) == ["a", "a", "a", "b"]

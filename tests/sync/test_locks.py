@@ -17,9 +17,11 @@ from guard.sync import leases
 from guard.sync.locks import (
     HostLock,
     LeaseLock,
+    Lingering,
     LockSettings,
     LockTimeout,
     OsLock,
+    linger_over,
     list_locks,
     locks_dir,
     read_leases,
@@ -189,3 +191,188 @@ def test_read_leases_never_blocks_on_a_fifo_lease(tmp_path):
     assert not thread.is_alive(), "read_leases blocked on the FIFO"
     assert [le.host_id for le in found] == ["hostA"]
     lock.release()
+
+
+def beat_of(host: str, last_seen: float, since: float | None) -> Heartbeat:
+    return Heartbeat(host, 1, "0", "3.0", "linux", "/x", since or last_seen, last_seen, 5,
+                     beating_since=since)
+
+
+def timed_hold(settings: LockSettings) -> float:
+    start = time.monotonic()
+    with HostLock(settings, "model-m"):
+        return time.monotonic() - start
+
+
+def test_host_lock_settles_for_the_measured_sync_delay(tmp_path):
+    """Through the heartbeat files: alone, no settle; with a live peer whose heartbeat took
+    0.6 s to arrive, 2 * 0.6 + 0.5 s; started less than locks.settle ago, until
+    beating_since + 2 * locks.settle."""
+    store = tmp_path / "mlruns"
+    store.mkdir()
+    settings = LockSettings(str(store), str(tmp_path / "state"), "hostA", "lease", 3.0, 30, 5,
+                            0, 20, 60)
+    publish(store, beat_of("hostA", time.time(), since=time.time() - 100))
+    alone = timed_hold(settings)
+    publish(store, beat_of("hostB", time.time() - 0.6, since=0.0))  # arrives now: lag 0.6 s
+    with_peer = timed_hold(settings)
+    publish(store, beat_of("hostA", time.time(), since=time.time() - 2.5))
+    young = timed_hold(settings)
+    print(f"alone {alone:.3f} s, with a peer 0.6 s behind {with_peer:.3f} s, "
+          f"just started {young:.3f} s")
+    assert alone < 0.5
+    assert 1.6 < with_peer < 2.6
+    assert 3.2 < young < 4.3  # beating_since + 6 s, 2.5 s ago
+
+
+def test_a_host_releasing_and_claiming_again_lets_a_waiting_host_go_first(tmp_path):
+    """Host A holds; B waits (its 'waiting' record); A releases and at once wants the lock
+    again: B gets it first."""
+    store = tmp_path / "mlruns"
+    store.mkdir()
+    order: list[str] = []
+    a = lease_lock(store, "hostA", settle=0.2)
+    a.acquire(timeout=5)
+    order.append("A")
+
+    def b_wants() -> None:
+        b = lease_lock(store, "hostB", settle=0.2)
+        b.acquire(timeout=20)
+        order.append("B")
+        time.sleep(0.3)
+        b.release()
+
+    thread = threading.Thread(target=b_wants)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not any(x.state == leases.WAITING for x in read_leases(locks_dir(store) / "model-m")):
+        assert time.monotonic() < deadline, "B never queued"
+        time.sleep(0.02)
+    a.release()
+    again = lease_lock(store, "hostA", settle=0.2)
+    again.acquire(timeout=20)
+    order.append("A")
+    again.release()
+    thread.join(10)
+    assert order == ["A", "B", "A"]
+
+
+@pytest.mark.parametrize("now, holding, wanted_here, others_waiting, why", [
+    (1.0, True, False, False, None),
+    (5.0, True, False, False, "the linger is over"),
+    (1.0, False, False, False, "no longer held"),
+    (1.0, True, True, False, "a process of this host waits for it"),
+    (1.0, True, False, True, "another host waits for it"),
+])
+def test_a_lingering_lock_is_given_up_when_over_lost_or_wanted(now, holding, wanted_here,
+                                                                  others_waiting, why):
+    assert linger_over(now, 5.0, holding, wanted_here, others_waiting) == why
+
+
+def peer_settings(tmp_path: Path, settle: float = 3.0) -> LockSettings:
+    """A host whose claims settle about 1.7 s: a live peer's heartbeat arrives 0.6 s late."""
+    store = tmp_path / "mlruns"
+    store.mkdir(exist_ok=True)
+    publish(store, beat_of("hostA", time.time(), since=time.time() - 100))
+    publish(store, beat_of("hostB", time.time() - 0.6, since=0.0))
+    return LockSettings(str(store), str(tmp_path / "state"), "hostA", "lease", settle, 30, 5,
+                        0, 20, 60)
+
+
+def test_a_lingering_lock_is_taken_over_by_the_next_request_without_settling(tmp_path):
+    """Kept after one request, the lock is the next request's (another thread) at once: no
+    new claim, no settle; released there, it is free for everyone."""
+    settings = peer_settings(tmp_path)
+    first = HostLock(settings, "model-m")
+    start = time.monotonic()
+    first.acquire()
+    settled = time.monotonic() - start
+    kept = Lingering()
+    kept.keep(first, 10.0)
+    taken: list = []
+
+    def next_request() -> None:
+        start = time.monotonic()
+        lock = kept.take("model-m")
+        taken.append((lock, time.monotonic() - start, lock is not None and lock.holding()))
+        if lock is not None:
+            lock.release()
+    thread = threading.Thread(target=next_request)
+    thread.start()
+    thread.join(10)
+    (lock, waited, held), = taken
+    print(f"first request settled {settled:.2f} s, the next took the kept lock in "
+          f"{waited * 1000:.1f} ms")
+    assert lock is first and held and waited < 0.1 and settled > 1.0
+    assert kept.take("model-m") is None
+    assert not (locks_dir(Path(settings.store)) / "model-m" / "hostA.json").exists()
+    other = HostLock(settings, "model-m")  # the local lock was freed by the other thread
+    other.acquire(timeout=5)
+    other.release()
+
+
+def test_a_lingering_lock_is_released_when_the_linger_ends_or_at_shutdown(tmp_path):
+    store = tmp_path / "mlruns"
+    store.mkdir()
+    settings = LockSettings(str(store), str(tmp_path / "state"), "hostA", "lease", 0.1, 30, 5,
+                            0, 5, 60)
+    kept = Lingering()
+    lock = HostLock(settings, "model-m")
+    lock.acquire()
+    kept.keep(lock, 0.4)
+    lease = locks_dir(store) / "model-m" / "hostA.json"
+    assert lease.exists()
+    deadline = time.monotonic() + 3
+    while lease.exists():
+        assert time.monotonic() < deadline, "the linger never ended"
+        time.sleep(0.05)
+    assert kept.take("model-m") is None and not lock.holding()
+    for seconds in (0.0, 60.0):  # no linger: released at once; a long one: at shutdown
+        lock = HostLock(settings, "model-m")
+        lock.acquire()
+        kept.keep(lock, seconds)
+        if seconds:
+            assert lease.exists()
+            kept.release_all()
+        assert not lease.exists() and not lock.holding()
+        assert kept.take("model-m") is None
+
+
+def test_a_process_of_this_host_waiting_ends_the_linger(tmp_path):
+    """Another worker of the server (or guardctl) waiting for the local lock: the lingering
+    lock is given up at once, not after the linger."""
+    store = tmp_path / "mlruns"
+    store.mkdir()
+    settings = LockSettings(str(store), str(tmp_path / "state"), "hostA", "lease", 0.1, 30, 5,
+                            0, 20, 60)
+    kept = Lingering()
+    lock = HostLock(settings, "model-m")
+    lock.acquire()
+    kept.keep(lock, 60.0)
+    start = time.monotonic()
+    other = HostLock(settings, "model-m")  # another open file: the OS lock as between processes
+    other.acquire()
+    waited = time.monotonic() - start
+    other.release()
+    print(f"a waiting process got the lingering lock after {waited:.2f} s")
+    assert waited < 1.0 and kept.take("model-m") is None
+
+
+def test_a_host_waiting_ends_the_linger(synced):
+    """Another host's 'waiting' record, once synced here, ends the linger: it waits about a
+    sync delay, not the linger."""
+    (store_a, store_b), syncer = synced(2, delay=0.2)
+    settings = LockSettings(str(store_a), str(store_a.parent.parent / "state"), "hostA",
+                            "lease", 0.2, 30, 5, 0, 20, 60)
+    kept = Lingering()
+    lock = HostLock(settings, "model-m")
+    lock.acquire()
+    kept.keep(lock, 60.0)
+    syncer.settle(30)
+    b = lease_lock(store_b, "hostB", settle=0.2)
+    start = time.monotonic()
+    b.acquire(timeout=30)
+    waited = time.monotonic() - start
+    b.release()
+    print(f"host B got the lingering lock after {waited:.2f} s")
+    assert waited < 5.0 and kept.take("model-m") is None

@@ -145,3 +145,18 @@ def test_read_all_skips_fifo_symlink_and_oversized_heartbeats(tmp_path):
     thread.join(5)
     assert not thread.is_alive(), "read_all blocked on the FIFO"
     assert [b.host_id for b in found] == ["hostA"]
+
+
+def test_heartbeats_held_back_by_the_sync_warn_that_locks_cannot_be_trusted():
+    """Syncthing's default watcher delay: a heartbeat written every 5 s arrives every ~70 s."""
+    from guard.sync.peers import slow_sync_warning
+
+    held_back = [(t, "hostB", 70.0, 5.0) for t in (900.0, 970.0)]
+    warning = slow_sync_warning(held_back, 1000.0, 15.0)
+    assert warning is not None and "hostB (up to 65 s)" in warning
+    assert "fsWatcherDelayS" in warning and "locks.settle (15 s)" in warning
+    # one long jump is a host back from being offline; jumps within settle are a healthy sync
+    assert slow_sync_warning(held_back[:1], 1000.0, 15.0) is None
+    assert slow_sync_warning([(t, "hostB", 6.0, 5.0) for t in range(900, 1000, 5)],
+                             1000.0, 15.0) is None
+    assert slow_sync_warning(held_back, 1000.0 + 700, 15.0) is None  # old news

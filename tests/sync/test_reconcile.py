@@ -11,7 +11,14 @@ import pytest
 from guard.core import metayaml
 from guard.core.journal import Journal
 from guard.core.layout import COORDINATION
-from guard.sync.reconcile import RENUMBERED_TAG, Reconciler, find_copies, read_records
+from guard.sync.reconcile import (
+    RENUMBERED_HOST_TAG,
+    RENUMBERED_TAG,
+    Reconciler,
+    find_copies,
+    read_records,
+    renumbered_versions,
+)
 from tests.helpers.store import EXP, RUN, copy_direct_store, listing
 
 SYN = "_hostB_Nov-22-0650-2026_Conflict_1"  # Synology Drive's marker, as hostB lost
@@ -122,6 +129,47 @@ def test_one_version_number_taken_twice_keeps_both_versions(store, tmp_path, lat
     assert versions[2].run_id == moved["run_id"] and versions[1].run_id == stayed["run_id"]
     assert "version 1: registered on two machines" in versions[2].tags[RENUMBERED_TAG]
     assert find_copies(store) == []
+
+
+@pytest.mark.parametrize("later", ["copy", "original"])
+def test_a_renumbered_version_names_its_host_and_its_registering_host_hears_of_it(
+        store, tmp_path, later, monkeypatch):
+    """hostA's server registered the original version-1 (its registration journal says so);
+    hostB's arrived as the copy. Whichever moves is tagged with where it was registered, and
+    when it is hostA's, hostA's conflict journal says: given 1, now 2 (once)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())
+    ours, _theirs = model_version_copy(store, later)
+    state = tmp_path / "state"
+    registrations = state / "journal" / "registrations.jsonl"
+    Journal(registrations).append(model="adder", version=1, host="hostA",
+                                  creation_timestamp=ours["creation_timestamp"],
+                                  run_id=ours["run_id"])
+
+    def host_a() -> Reconciler:
+        return Reconciler(store, state / "quarantine",
+                          Journal(state / "journal" / "conflicts.jsonl"), "hostA", registrations)
+
+    rec = host_a()
+    (record,) = rec.resolve_all(find_copies(store), NoLock)
+    host = "hostB" if later == "copy" else "hostA"  # the copy's name says hostB
+    assert (record["model"], record["old_version"], record["new_version"], record["host"]) \
+        == ("adder", 1, 2, host)
+    assert registry(store).get_model_version("adder", "2").tags[RENUMBERED_HOST_TAG] == host
+    assert [r.describe() for r, _ in renumbered_versions(store)] == [
+        f"model 'adder': was version 1 on {host}, now 2"]
+    told = rec.notice_renumbered()
+    assert [r.describe() for r in rec.renumbered] == [
+        f"model 'adder': was version 1 on {host}, now 2"]
+    if later == "original":  # hostA's client was given version 1; its version is now 2
+        (note,) = told
+        assert (note["model"], note["given"], note["now"]) == ("adder", 1, 2)
+        assert note["needs_attention"] and "was given version 1; it is now version 2" in \
+            note["report"]
+    else:
+        assert told == []
+    assert rec.notice_renumbered() == [] and host_a().notice_renumbered() == []  # said once
+    journal = read_records(state / "journal" / "conflicts.jsonl")
+    assert sum(r["action"] == "renumbered" for r in journal) == (later == "original")
 
 
 def test_a_copy_whose_original_is_gone_takes_its_place(store, tmp_path):
