@@ -46,7 +46,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import HOST, BenchError, end_started, fmt, free_port, wait_until
+from benchlib import HOST, BenchError, end_started, fmt, free_port, health_ok, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the Syncthing lab and the daemon wrapper are the tests' own
@@ -160,20 +160,6 @@ def result_of(proc: subprocess.Popen, timeout: float) -> dict:
     if proc.returncode != 0 or not lines:
         raise BenchError(f"client failed ({proc.returncode}): {err[-2000:]}")
     return json.loads(lines[-1][len("RESULT "):])
-
-
-def health_ok(port: int) -> bool:
-    import http.client
-
-    conn = http.client.HTTPConnection(HOST, port, timeout=1.0)
-    try:
-        conn.request("GET", "/health")
-        resp = conn.getresponse()
-        return resp.status == 200 and resp.read(64).strip() == b"OK"
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
 
 
 def guard_config(path: Path, host: str, settle: float) -> Path:

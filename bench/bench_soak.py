@@ -34,7 +34,6 @@ Only processes this script started (and their recorded trees) are ended, by pid.
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import random
 import shutil
@@ -49,7 +48,15 @@ from typing import Any
 
 import psutil
 import yaml
-from benchlib import HOST, BenchError, find_guardctl, free_port, read_status, stop_daemon, tail
+from benchlib import (
+    BenchError,
+    find_guardctl,
+    free_port,
+    health_ok,
+    read_status,
+    stop_daemon,
+    tail,
+)
 
 try:
     from bench_rewrite import StoreGenerator
@@ -65,18 +72,6 @@ except ImportError:  # run from a checkout without the editable install
 
 TARGETS = ("daemon", "server parent", "uvicorn child")
 POLL = 0.1
-
-
-def health_ok(port: int) -> bool:
-    conn = http.client.HTTPConnection(HOST, port, timeout=1.0)
-    try:
-        conn.request("GET", "/health")
-        resp = conn.getresponse()
-        return resp.status == 200 and resp.read(64).strip() == b"OK"
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
 
 
 def proc_of(pid: Any, create_time: Any = None) -> psutil.Process | None:

@@ -23,6 +23,21 @@ class BenchError(Exception):
     pass
 
 
+def health_ok(port: int) -> bool:
+    """Whether the server on `port` answers /health with OK right now."""
+    import http.client
+
+    conn = http.client.HTTPConnection(HOST, port, timeout=1.0)
+    try:
+        conn.request("GET", "/health")
+        resp = conn.getresponse()
+        return resp.status == 200 and resp.read(64).strip() == b"OK"
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
 def find_guardctl() -> str:
     """The guardctl of the interpreter running the benchmark (so both test one install)."""
     bindir = Path(sys.executable).parent

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import psutil
@@ -192,21 +193,29 @@ def guarded_lab(root: Path, hosts: list[str], guarded: int, extra_config: str = 
                     volatile=(f"{COORDINATION}/peers/",)).start()
     init_store(stores[0])
     syncer.settle(30)
-    guards = []
+    guards: list[Guard] = []
     try:
-        for name, store in zip(hosts[:guarded], stores):
-            config = root / f"{name}.yaml"
-            config.write_text(f"host_id: {name}\nserver:\n  health_interval: 1\n"
-                              "peers:\n  heartbeat_interval: 0.5\n  stale_after: 5\n"
-                              f"locks:\n  settle: {LAB_SETTLE}\n  ttl: 20\n  renew_every: 2\n"
-                              "  timeout: 60\nconflicts:\n  scan_interval: 1\n" + extra_config)
-            guards.append(Guard(store, root / f"state-{name}", free_port(), config=config))
-        for guard in guards:
-            guard.start()
-        for guard in guards:
-            guard.wait_healthy()
+        start_lab_guards(guards, root, zip(hosts[:guarded], stores),
+                         "peers:\n  heartbeat_interval: 0.5\n  stale_after: 5\n"
+                         f"locks:\n  settle: {LAB_SETTLE}\n  ttl: 20\n  renew_every: 2\n"
+                         "  timeout: 60\n" + extra_config)
         yield guards, stores, syncer
     finally:
         for guard in guards:
             guard.teardown()
         syncer.stop()
+
+
+def start_lab_guards(guards: list[Guard], root: Path, hosts: Iterable[tuple[str, Path]],
+                     config: str) -> None:
+    """A healthy guard per (host id, store), each with its own config, state folder and port,
+    appended to `guards` as they are made (so the caller's teardown ends every one)."""
+    for name, store in hosts:
+        path = root / f"{name}.yaml"
+        path.write_text(f"host_id: {name}\nserver:\n  health_interval: 1\n"
+                        "conflicts:\n  scan_interval: 1\n" + config)
+        guards.append(Guard(store, root / f"state-{name}", free_port(), config=path))
+    for guard in guards:
+        guard.start()
+    for guard in guards:
+        guard.wait_healthy()

@@ -471,7 +471,7 @@ def guarded_syncthing_lab(root: Path, hosts: list[str] | None = None, extra_conf
     """
     from guard.core.layout import COORDINATION
     from guard.core.store import init_store
-    from tests.helpers.daemons import Guard
+    from tests.helpers.daemons import Guard, start_lab_guards
 
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     hosts = hosts or ["hostA", "hostB"]
@@ -483,18 +483,10 @@ def guarded_syncthing_lab(root: Path, hosts: list[str] | None = None, extra_conf
             stores = [folder / "mlruns" for folder in lab.folders]
             init_store(stores[0])
             lab.wait_in_sync(60)
-            for name, store in zip(hosts, stores):
-                config = root / f"{name}.yaml"
-                config.write_text(
-                    f"host_id: {name}\nserver:\n  health_interval: 1\n"
-                    "peers:\n  heartbeat_interval: 1\n  stale_after: 10\n"
-                    f"locks:\n  settle: {settle}\n  ttl: 30\n  renew_every: 3\n  timeout: 90\n"
-                    "conflicts:\n  scan_interval: 1\n" + extra_config)
-                guards.append(Guard(store, root / f"state-{name}", free_port(), config=config))
-            for guard in guards:
-                guard.start()
-            for guard in guards:
-                guard.wait_healthy()
+            start_lab_guards(guards, root, zip(hosts, stores),
+                             "peers:\n  heartbeat_interval: 1\n  stale_after: 10\n"
+                             f"locks:\n  settle: {settle}\n  ttl: 30\n  renew_every: 3\n"
+                             "  timeout: 90\n" + extra_config)
             yield lab, guards, stores
         finally:
             for guard in guards:
