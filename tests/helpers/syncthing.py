@@ -463,8 +463,17 @@ LAB_SETTLE = 3  # locks.settle for guards over real Syncthing: above its measure
 
 
 @contextlib.contextmanager
+def lab_timing(settle: float = LAB_SETTLE, skew: float = 2.0) -> str:
+    """The peers and locks settings of the lab's guards (YAML): heartbeats every second,
+    `locks.settle` (the ceiling) and `locks.skew` as given, a ttl the config accepts."""
+    ttl = max(30.0, 2 * settle + 2 * skew + 5)
+    return ("peers:\n  heartbeat_interval: 1\n  stale_after: 10\n"
+            f"locks:\n  settle: {settle}\n  skew: {skew}\n  ttl: {ttl}\n  renew_every: 3\n"
+            "  timeout: 90\n")
+
+
 def guarded_syncthing_lab(root: Path, hosts: list[str] | None = None, extra_config: str = "",
-                          settle: float = LAB_SETTLE):
+                          settle: float = LAB_SETTLE, skew: float = 2.0):
     """Hosts sharing `<host>/sync` through real Syncthing, the store at `<host>/sync/mlruns`
     (created on the first host, synced to the others), each with a real guard daemon (its own
     state folder, port and host_id). Yields (lab, guards, stores); stops everything it started.
@@ -484,9 +493,7 @@ def guarded_syncthing_lab(root: Path, hosts: list[str] | None = None, extra_conf
             init_store(stores[0])
             lab.wait_in_sync(60)
             start_lab_guards(guards, root, zip(hosts, stores),
-                             "peers:\n  heartbeat_interval: 1\n  stale_after: 10\n"
-                             f"locks:\n  settle: {settle}\n  ttl: 30\n  renew_every: 3\n"
-                             "  timeout: 90\n" + extra_config)
+                             lab_timing(settle, skew) + extra_config)
             yield lab, guards, stores
         finally:
             for guard in guards:
