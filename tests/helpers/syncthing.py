@@ -462,16 +462,17 @@ def require() -> None:
 LAB_SETTLE = 3  # locks.settle for guards over real Syncthing: above its measured lag (1-1.5 s)
 
 
-@contextlib.contextmanager
 def lab_timing(settle: float = LAB_SETTLE, skew: float = 2.0) -> str:
     """The peers and locks settings of the lab's guards (YAML): heartbeats every second,
     `locks.settle` (the ceiling) and `locks.skew` as given, a ttl the config accepts."""
     ttl = max(30.0, 2 * settle + 2 * skew + 5)
-    return ("peers:\n  heartbeat_interval: 1\n  stale_after: 10\n"
+    stale_after = max(10.0, settle + 6)
+    return (f"peers:\n  heartbeat_interval: 1\n  stale_after: {stale_after:g}\n"
             f"locks:\n  settle: {settle}\n  skew: {skew}\n  ttl: {ttl}\n  renew_every: 3\n"
             "  timeout: 90\n")
 
 
+@contextlib.contextmanager
 def guarded_syncthing_lab(root: Path, hosts: list[str] | None = None, extra_config: str = "",
                           settle: float = LAB_SETTLE, skew: float = 2.0):
     """Hosts sharing `<host>/sync` through real Syncthing, the store at `<host>/sync/mlruns`
