@@ -131,3 +131,16 @@ def _utf8(text: str) -> bool:
 
 def _escaped(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+@pytest.fixture(autouse=True)
+def _no_tracking_uri_left_behind():
+    """A test that sets MLflow's global tracking URI in this process must not send a later
+    test's MLflow lookups to a server that is gone (MLflow retries them for minutes)."""
+    yield
+    import sys
+
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(None)

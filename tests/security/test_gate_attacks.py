@@ -149,9 +149,12 @@ def test_demo_delete_removes_no_prompt(request, mode):
     import mlflow
 
     guard = request.getfixturevalue(mode)
-    mlflow.set_tracking_uri(guard.url)
     prompt = f"mlflow-demo.{mode}"
-    mlflow.genai.register_prompt(name=prompt, template="Hello {{name}}")
+    mlflow.set_tracking_uri(guard.url)
+    try:
+        mlflow.genai.register_prompt(name=prompt, template="Hello {{name}}")
+    finally:  # the global URI would outlive this guard and send later tests' lookups to it
+        mlflow.set_tracking_uri(None)
     assert (guard.store / "models" / prompt / "meta.yaml").is_file()
     answer = call(guard, "POST", "/ajax-api/3.0/mlflow/demo/delete", "{}")
     assert answer.status_code == 403 and "demo" in answer.text, answer.text
