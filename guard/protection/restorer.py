@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -43,7 +44,7 @@ from guard.protection.deletions import (
     units_of,
 )
 from guard.protection.trash import prune_trash
-from guard.protection.vault import Vault
+from guard.protection.vault import Vault, VaultError
 from guard.protection.verify import Probe
 
 log = logging.getLogger("guard.restorer")
@@ -166,7 +167,7 @@ class RestoreService(ThreadPart):
         super().stop()
         try:
             self.vault.close()
-        except OSError as exc:
+        except (OSError, sqlite3.Error, VaultError) as exc:
             log.warning("could not save the vault index: %s", exc)
 
     def snapshot(self) -> VaultFigures:
@@ -245,7 +246,7 @@ class RestoreService(ThreadPart):
 
     def _looks_unmounted(self) -> bool:
         """Every top-level entry the vault knows is gone at once: a drive, not a deletion."""
-        known = [name for name in self.vault.tree]
+        known = self.vault.top_names()
         return bool(known) and not any(os.path.lexists(self.store / n) for n in known)
 
     def _judge_due(self) -> None:

@@ -3,8 +3,9 @@
 Layout under the vault folder (vault.path, default state_dir/vault, never inside the store):
     objects/<bucket>/<key>   one hard link per store file (key: its inode number, in hex), or,
                              where hard links are impossible, a copy (key: c<serial>)
-    index.json.gz            the store's folders as nested objects (an empty folder too),
-                             each kept file in its folder -> its key
+    index.sqlite             the index (SQLite, WAL journal, mode 0600): one row per kept
+                             folder (an empty one too) and file, as (parent folder's id, name)
+                             -> the folder's own id, or the file's key
     trash/<batch>/<path>     what was removed on purpose (guardctl gc, a registry deletion),
                              kept gc.retention_days; RECORD.json says why
 A hard link costs one directory entry, not a copy of the data, and it follows in-place writes
@@ -13,20 +14,36 @@ again. Objects are named by inode rather than mirroring the store's folders beca
 store's 60,000 folders would cost more than every link together (4 KB per folder on ext4).
 The index keeps folders as well as files because MLflow needs them: a run folder without its
 empty `params/` or `artifacts/` is "not found". A restore recreates the unit's folders, then
-links its files back. (Every index ever written held folders this way: no conversion.)
-The daemon is the only writer of the index; `guardctl gc` and the server only add to trash/.
+links its files back.
+
+The index is on disk, not in memory, so what the vault holds does not grow with the store
+(an in-memory tree cost about 310 bytes per store file). A pass compares each folder's
+listing with that folder's rows and writes only the differences, in one transaction per
+SAVE_BATCH changes or per save(). Rows name their parent folder by id, so a folder's rows
+are one range of the primary key and a unit's subtree is a walk down from its folder. Names
+are stored as UTF-8 bytes with surrogates passed through, so any name os.scandir gives back
+(undecodable bytes too) round-trips. An index.json.gz of an older version (the whole tree as
+nested objects) is read once into the database and set aside as index.json.gz.migrated; a
+database SQLite cannot read is set aside (index.sqlite.unreadable-<time>) and rebuilt from
+the store, with a warning. The daemon is the only writer of the index; `guardctl gc` and the
+server only add to trash/.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
+import itertools
 import json
 import logging
 import os
+import sqlite3
+import stat
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal, overload
 
 from filelock import FileLock, Timeout
 
@@ -41,10 +58,30 @@ from guard.protection.trash import created_of, link_or_copy
 
 log = logging.getLogger("guard.vault")
 LINK, COPY = "link", "copy"
-# A kept file in the index: its inode (link mode: the object is a hard link to it), or
-# [id, size, mtime_ns] (copy mode). An index of the other mode is rebuilt on load.
+# A kept file: its inode (link mode: the object is a hard link to it), or [id, size, mtime_ns]
+# (copy mode). An index of the other mode is rebuilt on open.
 Key = int | list[int]
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 1: index.json.gz
+INDEX_NAME = "index.sqlite"
+LEGACY_NAME = "index.json.gz"
+SAVE_BATCH = 10_000  # changes per transaction at most: a build commits as it goes
+TOP = 0  # the id of the store's own folder
+SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's own files beside the database
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entries (
+    parent INTEGER NOT NULL,  -- the id of the folder it is in (0: the store itself)
+    name BLOB NOT NULL,       -- UTF-8, surrogates passed through (_enc)
+    folder INTEGER,           -- a folder: its own id (key NULL)
+    key INTEGER,              -- a file: inode (link mode, signed 64 bits) or copy serial
+    size INTEGER,             -- copy mode: the size and mtime_ns of what was copied
+    mtime INTEGER,
+    PRIMARY KEY (parent, name)) WITHOUT ROWID;
+"""
+# name, folder, key, size, mtime of one row
+Row = tuple[bytes, int | None, int | None, int | None, int | None]
+_WRAP = 1 << 64
 
 
 class VaultError(Exception):
@@ -73,16 +110,47 @@ def is_artifact(rel: Rel) -> bool:
     return entry.kind is Kind.ARTIFACT and bool(entry.key)
 
 
+def _enc(name: str) -> bytes:
+    """A name as stored: lossless for any str os.scandir returns (undecodable bytes come
+    back as lone surrogates, which strict UTF-8, and so sqlite3's TEXT, refuses)."""
+    return name.encode("utf-8", "surrogatepass")
+
+
+def _dec(raw: bytes) -> str:
+    return bytes(raw).decode("utf-8", "surrogatepass")
+
+
+def _to_db(n: int) -> int:
+    """An inode as SQLite's signed 64-bit INTEGER (some filesystems use all 64 bits)."""
+    return n - _WRAP if n >= 1 << 63 else n
+
+
+def _from_db(n: int) -> int:
+    return n + _WRAP if n < 0 else n
+
+
+def _key_of(row: Row) -> Key | None:
+    """The key of a row: None for a folder, the inode, or the copy's [id, size, mtime]."""
+    _, _, key, size, mtime = row
+    if key is None:
+        return None
+    if size is None:
+        return _from_db(key)
+    return [_from_db(key), size, mtime or 0]
+
+
 class Vault:
     def __init__(self, root: Path, store: Path, copy_max_bytes: int) -> None:
         self.root, self.store = Path(root), Path(store)
         self.copy_max_bytes = copy_max_bytes
         self.objects = self.root / "objects"
-        self.index_path = self.root / "index.json.gz"
+        self.index_path = self.root / INDEX_NAME
+        self.legacy_path = self.root / LEGACY_NAME
         self.mode = LINK
-        self.tree: dict = {}
-        self.next_id = 1
-        self.dirty = False
+        self.next_id = 1      # copy mode: the next copy's serial
+        self.next_folder = 1  # the next folder's id
+        self.dirty = False    # changes not committed yet
+        self.changes = 0
         self.garbage = 1  # objects no entry names any more (replaced, forgotten); 1: check once
         self.large: set[Rel] = set()  # artifacts not copied (copy mode, above copy_max_bytes)
         # what is neither a folder nor a regular file (symlink, FIFO, socket, device): never
@@ -93,10 +161,16 @@ class Vault:
         self.refused: dict[Rel, str] = {}
         self.progress: Callable[[], None] = lambda: None  # told of each folder of a pass
         self._lock = FileLock(str(self.root / "vault.lock"), timeout=0, mode=0o600)
+        # The daemon opens the vault in its main thread, uses it in the vault part's thread
+        # (a new one after a restart) and closes it from the main thread: one connection,
+        # every use under this lock.
+        self._db: sqlite3.Connection | None = None
+        self._db_lock = threading.RLock()
+        self._db_id: tuple[int, int] | None = None  # (dev, ino) of the file opened
 
     # ---- opening and saving ----------------------------------------------------------
     def open(self) -> None:
-        """Take the vault (one daemon per vault), load the index, pick links or copies."""
+        """Take the vault (one daemon per vault), open the index, pick links or copies."""
         try:
             # the vault holds every byte of the store: private, like the state folder
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -111,14 +185,18 @@ class Vault:
                              "each daemon its own vault.path") from None
         try:
             self.mode = LINK if self._links_work() else COPY
-            self._load()
+            self._open_index()
         except BaseException:
+            self._disconnect()
             self._lock.release()
             raise
 
     def close(self) -> None:
-        self.save(force=True)
-        self._lock.release()
+        try:
+            self.save(force=True)
+        finally:
+            self._disconnect()
+            self._lock.release()
 
     def _links_work(self) -> bool:
         """Whether a store file can be hard-linked into the vault (same volume, a filesystem
@@ -141,57 +219,259 @@ class Vault:
             if kind is None and rel[0] != COORDINATION:
                 yield top.child(*rel)
 
-    def _load(self) -> None:
+    def _open_index(self) -> None:
+        """Open (or create) the database; one SQLite cannot read is set aside and rebuilt;
+        one of another mode, version or store is emptied; an old index.json.gz is moved in."""
         try:
-            with gzip.open(self.index_path, "rt", encoding="utf-8") as fh:
+            meta = self._connect()
+        except (sqlite3.DatabaseError, safeio.NotARegularFile) as exc:
+            self._disconnect()
+            aside = self._set_aside("unreadable")
+            log.warning("vault index %s is unreadable (%s); set aside as %s, rebuilding it "
+                        "from the store", self.index_path, exc, aside)
+            meta = self._connect()
+        if not meta:  # a new database
+            self._start_over()
+            self._migrate()
+            return
+        if meta.get("version") != INDEX_VERSION or meta.get("mode") != self.mode:
+            log.info("vault index is for mode %s; rebuilding for %s", meta.get("mode"),
+                     self.mode)
+            self._start_over()
+        elif meta.get("store") != str(self.store):
+            # Another store (or this one mounted elsewhere): its files must never be "restored"
+            # into this store. Start over; the old objects go at the next collect().
+            log.warning("vault %s held store %s, not %s; starting a new index", self.root,
+                        meta.get("store"), self.store)
+            self._start_over()
+        else:
+            self.next_id = int(meta.get("next_id") or 1)
+            self.next_folder = int(meta.get("next_folder") or 1)
+        if self.legacy_path.exists():  # left by a migration cut short: the database has it
+            os.replace(self.legacy_path, self.root / (LEGACY_NAME + ".migrated"))
+
+    def _connect(self) -> dict:
+        """Connect to index.sqlite (created 0600, never through a symlink) and check it;
+        returns its meta table (empty: a new database). sqlite3.DatabaseError: unreadable."""
+        target = Target(self.root, (INDEX_NAME,))
+        if not os.path.lexists(self.index_path):
+            safepath.write_new(target, b"", mode=0o600, create=False, sync=False)
+        st = safepath.lstat_regular(target)  # NotARegularFile: a symlink or FIFO put there
+        db = sqlite3.connect(self.index_path, isolation_level=None, check_same_thread=False)
+        with self._db_lock:
+            self._db, self._db_id = db, (st.st_dev, st.st_ino)
+            # WAL: a crash (of the daemon or the machine) loses at most the last
+            # transactions, never the database; SQLite gives its -wal and -shm files the
+            # database's mode
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA journal_size_limit=4194304")
+            found = db.execute("PRAGMA quick_check").fetchall()
+            if found != [("ok",)]:
+                raise sqlite3.DatabaseError("; ".join(str(r[0]) for r in found[:3]))
+            db.executescript(SCHEMA)
+            return dict(db.execute("SELECT name, value FROM meta").fetchall())
+
+    def _disconnect(self) -> None:
+        with self._db_lock:
+            if self._db is not None:
+                try:
+                    self._db.close()
+                except sqlite3.Error as exc:
+                    log.warning("vault index %s: %s", self.index_path, exc)
+                self._db = None
+
+    def _set_aside(self, why: str, side_files: bool = True) -> Path:
+        """Move the database (and SQLite's side files, which would be read into a new one)
+        out of the way: the guard never deletes, its own files included."""
+        aside = self.root / f"{INDEX_NAME}.{why}-{time.strftime('%Y%m%d-%H%M%S')}"
+        for suffix in ("", *SIDE_FILES) if side_files else ("",):
+            try:
+                os.replace(self.root / (INDEX_NAME + suffix), aside.with_name(aside.name + suffix))
+            except FileNotFoundError:
+                pass
+        return aside
+
+    def _start_over(self) -> None:
+        """An empty index for this store and mode (the old objects go at the next collect)."""
+        self.next_id = self.next_folder = 1
+        self.garbage = 1
+        self._write("DELETE FROM entries")
+        self.save(force=True)
+
+    def _migrate(self) -> None:
+        """Read an index.json.gz of an older version once into the database, then set it
+        aside (index.json.gz.migrated)."""
+        try:
+            with gzip.open(self.legacy_path, "rt", encoding="utf-8") as fh:
                 doc = json.load(fh)
         except FileNotFoundError:
             return
         except (OSError, ValueError, EOFError) as exc:
             log.warning("vault index %s unreadable (%s); rebuilding it from the store",
-                        self.index_path, exc)
-            return
-        if doc.get("version") != INDEX_VERSION or doc.get("mode") != self.mode:
-            log.info("vault index is for mode %s; rebuilding for %s", doc.get("mode"), self.mode)
-            self.garbage = 1
-            return
-        if doc.get("store") != str(self.store):
-            # Another store (or this one mounted elsewhere): its files must never be "restored"
-            # into this store. Start over; the old objects go at the next collect().
-            log.warning("vault %s held store %s, not %s; starting a new index", self.root,
-                        doc.get("store"), self.store)
-            self.garbage = 1
-            return
-        self.tree = doc.get("tree") or {}
-        self.next_id = int(doc.get("next_id") or 1)
+                        self.legacy_path, exc)
+            doc = {}
+        if not isinstance(doc, dict):
+            doc = {}
+        if doc and (doc.get("version") != 1 or doc.get("mode") != self.mode
+                    or doc.get("store") != str(self.store)):
+            log.info("vault index %s is for mode %s of store %s; rebuilding", self.legacy_path,
+                     doc.get("mode"), doc.get("store"))
+        elif isinstance(doc.get("tree"), dict):
+            self.next_id = int(doc.get("next_id") or 1)
+            self._import(TOP, doc["tree"])
+            log.info("vault index %s moved into %s", self.legacy_path, self.index_path)
+        self.save(force=True)
+        os.replace(self.legacy_path, self.root / (LEGACY_NAME + ".migrated"))
+
+    def _import(self, parent: int, node: dict) -> None:
+        stack = [(parent, node)]
+        while stack:
+            fid, here = stack.pop()
+            for name, value in here.items():
+                if isinstance(value, dict):
+                    child = self._new_folder()
+                    self._put(fid, _enc(name), folder=child)
+                    stack.append((child, value))
+                elif isinstance(value, int):
+                    self._put(fid, _enc(name), key=value)
+                elif isinstance(value, list) and len(value) == 3:
+                    self._put(fid, _enc(name), key=int(value[0]), size=int(value[1]),
+                              mtime=int(value[2]))
 
     def save(self, force: bool = False) -> None:
-        if not (self.dirty or force):
+        """Commit what changed (with the counters); `force`: even when nothing did."""
+        if not (self.dirty or force) or self._db is None:
             return
-        doc = {"version": INDEX_VERSION, "mode": self.mode, "store": str(self.store),
-               "next_id": self.next_id, "tree": self.tree}
-        data = gzip.compress(json.dumps(doc, separators=(",", ":")).encode("utf-8"),
-                             compresslevel=6)
-        safepath.write_atomic(Target(self.root, (self.index_path.name,)), data, mode=0o600)
+        with self._db_lock:
+            self._check_file()
+            db = self._conn()
+            if not db.in_transaction:
+                db.execute("BEGIN")
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
+                ("version", INDEX_VERSION), ("mode", self.mode), ("store", str(self.store)),
+                ("next_id", self.next_id), ("next_folder", self.next_folder)])
+            db.execute("COMMIT")
         self.dirty = False
+        self.changes = 0
 
-    # ---- keeping the store's files ---------------------------------------------------
-    @overload
-    def _node(self, rel: Rel, create: Literal[True]) -> dict: ...
-    @overload
-    def _node(self, rel: Rel, create: bool = False) -> dict | None: ...
+    def _check_file(self) -> None:
+        """The database file is still the one opened: one removed (or replaced by a file)
+        while the daemon runs is written again from the open connection, which still holds
+        it all; a folder put in its place is an error to fix."""
+        try:
+            st: os.stat_result | None = os.lstat(self.index_path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and (st.st_dev, st.st_ino) == self._db_id:
+            return
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "the vault index is a folder now; move it "
+                                    "away", str(self.index_path))
+        db = self._conn()
+        if db.in_transaction:
+            db.execute("COMMIT")
+        tmp = self.root / f"{TEMP_PREFIX}{INDEX_NAME}-{uuid.uuid4().hex[:8]}"
+        safepath.write_new(Target(self.root, (tmp.name,)), b"", mode=0o600, create=False,
+                           sync=False)
+        copy = sqlite3.connect(tmp)
+        try:
+            db.backup(copy)
+        finally:
+            copy.close()
+        if st is not None:
+            aside = self._set_aside("replaced", side_files=False)  # those are ours
+        self._disconnect()  # its -wal and -shm go with it
+        os.replace(tmp, self.index_path)
+        log.warning("vault index %s was %s while the daemon ran; written again%s",
+                    self.index_path, "removed" if st is None else "replaced",
+                    "" if st is None else f" (what was there: {aside})")
+        self._connect()
 
-    def _node(self, rel: Rel, create: bool = False) -> dict | None:
-        node = self.tree
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise VaultError(f"the vault {self.root} is not open")
+        return self._db
+
+    def _write(self, sql: str, params: tuple = ()) -> None:
+        """One change, in the open transaction (begun here); committed every SAVE_BATCH
+        changes and at save()."""
+        with self._db_lock:
+            db = self._conn()
+            if not db.in_transaction:
+                db.execute("BEGIN")
+            db.execute(sql, params)
+        self.dirty = True
+        self.changes += 1
+        if self.changes >= SAVE_BATCH:
+            self.save()
+
+    def _put(self, parent: int, name: bytes, folder: int | None = None, key: int | None = None,
+             size: int | None = None, mtime: int | None = None) -> None:
+        self._write("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?)",
+                    (parent, name, folder, None if key is None else _to_db(key), size, mtime))
+
+    def _new_folder(self) -> int:
+        fid = self.next_folder
+        self.next_folder += 1
+        return fid
+
+    def _drop_below(self, fid: int) -> None:
+        """Remove every row below the folder `fid` (not its own row)."""
+        self._write("WITH RECURSIVE sub(id) AS (SELECT ? UNION ALL SELECT e.folder FROM "
+                    "entries e JOIN sub ON e.parent = sub.id WHERE e.folder IS NOT NULL) "
+                    "DELETE FROM entries WHERE parent IN sub", (fid,))
+
+    def _replaced(self, row: Row | None) -> None:
+        """`row` gave way to another entry of the same name: its object (and, for a folder,
+        everything below it) is garbage now."""
+        if row is None:
+            return
+        self.garbage += 1
+        if row[1] is not None:
+            self._drop_below(row[1])
+
+    # ---- reading the index ---------------------------------------------------------------
+    def _row(self, parent: int, name: str) -> Row | None:
+        with self._db_lock:
+            return self._conn().execute(
+                "SELECT name, folder, key, size, mtime FROM entries WHERE parent = ? AND "
+                "name = ?", (parent, _enc(name))).fetchone()
+
+    def _rows(self, parent: int) -> list[Row]:
+        with self._db_lock:
+            return self._conn().execute(
+                "SELECT name, folder, key, size, mtime FROM entries WHERE parent = ?",
+                (parent,)).fetchall()
+
+    def _folder_id(self, rel: Rel, create: bool = False) -> int | None:
+        """The id of the folder `rel` in the index (None: not a folder there); `create`:
+        add the folders missing on the way (a file in the way gives way)."""
+        fid = TOP
         for part in rel:
-            child = node.get(part)
-            if not isinstance(child, dict):
+            row = self._row(fid, part)
+            if row is None or row[1] is None:
                 if not create:
                     return None
-                child = node[part] = {}
-            node = child
-        return node
+                child = self._new_folder()
+                self._put(fid, _enc(part), folder=child)
+                self._replaced(row)
+                fid = child
+            else:
+                fid = row[1]
+        return fid
 
+    def _lookup(self, rel: Rel) -> Row | None:
+        if not rel:
+            return None
+        parent = self._folder_id(rel[:-1])
+        return None if parent is None else self._row(parent, rel[-1])
+
+    def top_names(self) -> list[str]:
+        """The names the index holds at the top of the store."""
+        return [_dec(row[0]) for row in self._rows(TOP)]
+
+    # ---- keeping the store's files ---------------------------------------------------
     def _object(self, key: Key) -> Path:
         return self._object_target(key).path
 
@@ -209,13 +489,15 @@ class Vault:
         if not rel:
             self.large.clear()
             self.special.clear()
-        node = self._node(rel, create=True)
         missing: list[Rel] = []
-        self._sync_dir(self.store.joinpath(*rel), rel, node, recursive, missing)
+        fid = self._folder_id(rel, create=True)
+        assert fid is not None
+        self._sync_dir(str(self.store.joinpath(*rel)), rel, fid, recursive, missing)
         return missing
 
-    def _sync_dir(self, path: Path, rel: Rel, node: dict, recursive: bool,
+    def _sync_dir(self, path: str, rel: Rel, fid: int, recursive: bool,
                   missing: list[Rel]) -> None:
+        """One folder: its listing against its rows; only the differences are written."""
         self.progress()
         try:
             entries = list(os.scandir(path))
@@ -225,30 +507,31 @@ class Vault:
         except OSError as exc:
             log.warning("vault: cannot list %s: %s", path, exc)
             return
+        known = {bytes(row[0]): row for row in self._rows(fid)}
         seen = set()
         for entry in entries:
             name = entry.name
             if skipped(rel, name):
                 continue
+            raw = _enc(name)
+            seen.add(raw)
+            row = known.get(raw)
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    seen.add(name)
-                    child = node.get(name)
-                    if not isinstance(child, dict):
-                        child = node[name] = {}
-                        self.dirty = True
-                        self._sync_dir(Path(entry.path), rel + (name,), child, True, missing)
+                    if row is None or row[1] is None:
+                        child = self._new_folder()
+                        self._put(fid, raw, folder=child)
+                        self._replaced(row)
+                        self._sync_dir(entry.path, rel + (name,), child, True, missing)
                     elif recursive:
-                        self._sync_dir(Path(entry.path), rel + (name,), child, True, missing)
+                        self._sync_dir(entry.path, rel + (name,), row[1], True, missing)
                 elif entry.is_file(follow_symlinks=False):
-                    seen.add(name)
-                    self._keep(entry, rel + (name,), node)
+                    self._keep(entry, rel + (name,), fid, raw, row)
                 else:  # there, so not a deletion; but nothing the vault keeps or follows
-                    seen.add(name)
                     self._not_regular(rel + (name,), entry)
             except OSError as exc:  # vanished between listing and linking: the next pass sees
                 log.debug("vault: %s: %s", entry.path, exc)
-        missing.extend(rel + (name,) for name in node if name not in seen)
+        missing.extend(rel + (_dec(raw),) for raw in known if raw not in seen)
 
     def _not_regular(self, rel: Rel, entry: os.DirEntry) -> None:
         kind = safeio.kind_of(entry.stat(follow_symlinks=False).st_mode) or "special file"
@@ -258,18 +541,17 @@ class Vault:
             log.warning("vault: %s is a %s, not a regular file: not kept, never followed",
                         safeio.printable("/".join(rel)), kind)
 
-    def _keep(self, entry: os.DirEntry, rel: Rel, node: dict) -> None:
-        name = rel[-1]
-        current = node.get(name)
+    def _keep(self, entry: os.DirEntry, rel: Rel, fid: int, raw: bytes,
+              row: Row | None) -> None:
         if self.mode == LINK:
             ino = entry.inode()
-            if current == ino:
-                return
+            if row is not None and row[2] == _to_db(ino) and row[3] is None:
+                return  # known, and the same file
             self._link(Target(self.store, rel), ino)
-            node[name] = ino
-            self.garbage += current is not None
+            self._put(fid, raw, key=ino)
         else:
             st = entry.stat(follow_symlinks=False)
+            current = None if row is None else _key_of(row)
             if isinstance(current, list) and current[1:] == [st.st_size, st.st_mtime_ns]:
                 return
             if is_artifact(rel) and st.st_size > self.copy_max_bytes:
@@ -278,9 +560,8 @@ class Vault:
             key = [self.next_id, st.st_size, st.st_mtime_ns]
             self.next_id += 1
             self._copy(Target(self.store, rel), self._object_target(key))
-            node[name] = key
-            self.garbage += current is not None
-        self.dirty = True
+            self._put(fid, raw, key=key[0], size=key[1], mtime=key[2])
+        self._replaced(row)
 
     def _link(self, src: Target, ino: int) -> None:
         """Hard-link the store file `src` as the object of `ino` (never a symlink or what is
@@ -305,21 +586,27 @@ class Vault:
     # ---- what is known, and putting it back ------------------------------------------
     def entries_under(self, rel: Rel) -> Iterator[tuple[Rel, Key | None]]:
         """(path, key) of every kept folder (key None) and file at or below `rel`, each folder
-        before what it holds."""
-        parent = self._node(rel[:-1]) if rel else self.tree
-        if parent is None:
-            return
-        top = parent.get(rel[-1]) if rel else parent
-        if top is None:
-            return
-        stack: list[tuple[Rel, dict | Key]] = [(rel, top)]
+        before what it holds. Read one folder at a time: no cursor stays open in between."""
+        if rel:
+            row = self._lookup(rel)
+            if row is None:
+                return
+            if row[1] is None:
+                yield rel, _key_of(row)
+                return
+            top = row[1]
+        else:
+            top = TOP
+        stack: list[tuple[Rel, int]] = [(rel, top)]
         while stack:
-            here, value = stack.pop()
-            if isinstance(value, dict):
-                yield here, None
-                stack.extend((here + (k,), v) for k, v in value.items())
-            else:
-                yield here, value
+            here, fid = stack.pop()
+            yield here, None
+            for row in self._rows(fid):
+                path = here + (_dec(row[0]),)
+                if row[1] is not None:
+                    stack.append((path, row[1]))
+                else:
+                    yield path, _key_of(row)
 
     def files_under(self, rel: Rel) -> Iterator[tuple[Rel, Key]]:
         """(path, key) of every kept file at or below `rel`."""
@@ -329,12 +616,12 @@ class Vault:
 
     def knows(self, rel: Rel) -> bool:
         """Whether the vault holds `rel`: a file, or a folder (an empty one too)."""
-        return bool(rel) and next(self.entries_under(rel), None) is not None
+        return self._lookup(rel) is not None
 
     def created(self, unit: Unit) -> int | None:
         """The creation time in the vault's copy of a unit's meta.yaml (tombstones name it)."""
-        found = dict(self.files_under(unit.meta))
-        key = found.get(unit.meta)
+        row = self._lookup(unit.meta)
+        key = None if row is None else _key_of(row)
         if key is None:
             return None
         return created_of(read_doc(self._object(key)))
@@ -417,44 +704,73 @@ class Vault:
         return count
 
     def forget(self, rel: Rel) -> None:
-        """Drop `rel` from the index (its objects go at the next collect())."""
-        parent = self._node(rel[:-1])
-        if parent is not None and parent.pop(rel[-1], None) is not None:
-            self.dirty = True
-            self.garbage += 1
+        """Drop `rel` (and all below it) from the index (its objects go at the next
+        collect())."""
+        if not rel:
+            return
+        with self._db_lock:
+            parent = self._folder_id(rel[:-1])
+            row = None if parent is None else self._row(parent, rel[-1])
+            if parent is None or row is None:
+                return
+            self._replaced(row)
+            self._write("DELETE FROM entries WHERE parent = ? AND name = ?",
+                        (parent, _enc(rel[-1])))
 
     def collect(self) -> int:
         """Remove objects no index entry names (old versions of replaced files, forgotten
-        ones); returns how many. A no-op when nothing was replaced or forgotten."""
+        ones); returns how many. A no-op when nothing was replaced or forgotten. The keys
+        come sorted by bucket, so one bucket's names are in memory at a time."""
         if not self.garbage:
             return 0
         self.garbage = 0
-        names = set()
-        for _, key in self.files_under(()):
-            names.add(self._object(key).name)
-        removed = 0
         try:
-            buckets = [e.name for e in os.scandir(self.objects)
-                       if e.is_dir(follow_symlinks=False)]
+            buckets = {e.name for e in os.scandir(self.objects)
+                       if e.is_dir(follow_symlinks=False)}
         except OSError:
             return 0
-        for bucket in buckets:
-            self.progress()
-            try:
-                found = safepath.entries(Target(self.root, ("objects", bucket)))
-            except OSError:
-                continue
-            for name, _ in found:
-                if name not in names:
-                    try:
-                        safepath.unlink(Target(self.root, ("objects", bucket, name)))
-                        removed += 1
-                    except OSError:
-                        pass
+        removed = 0
+        with self._db_lock:
+            rows = self._conn().execute(
+                "SELECT key, size FROM entries WHERE key IS NOT NULL ORDER BY key & 255")
+            groups = itertools.groupby(rows, key=lambda r: r[0] & 0xff)
+            group = next(groups, None)
+            for number in range(256):
+                names: set[str] = set()
+                if group is not None and group[0] == number:
+                    names = {self._object_target(_from_db(k) if size is None
+                                                 else [_from_db(k), size, 0]).rel[-1]
+                             for k, size in group[1]}
+                    group = next(groups, None)
+                bucket = f"{number:02x}"
+                if bucket in buckets:
+                    buckets.discard(bucket)
+                    removed += self._sweep(bucket, names)
+        for bucket in buckets:  # not a bucket the vault makes: nothing in it is named
+            removed += self._sweep(bucket, set())
+        return removed
+
+    def _sweep(self, bucket: str, names: set[str]) -> int:
+        """Remove the objects of one bucket that are not in `names`."""
+        self.progress()
+        try:
+            found = safepath.entries(Target(self.root, ("objects", bucket)))
+        except OSError:
+            return 0
+        removed = 0
+        for name, _ in found:
+            if name not in names:
+                try:
+                    safepath.unlink(Target(self.root, ("objects", bucket, name)))
+                    removed += 1
+                except OSError:
+                    pass
         return removed
 
     def stats(self) -> dict:
-        files = sum(1 for _ in self.files_under(()))
+        with self._db_lock:
+            files = self._conn().execute(
+                "SELECT count(*) FROM entries WHERE key IS NOT NULL").fetchone()[0]
         return {"path": str(self.root), "mode": self.mode, "files": files,
                 "too_large": len(self.large)}
 
@@ -466,6 +782,33 @@ class Vault:
     def not_regular(self) -> int:
         """Symlinks, FIFOs, sockets and devices in the store (the vault leaves them alone)."""
         return len(self.special)
+
+
+def index_holds(root: Path, rel: Rel) -> bool:
+    """Whether the index saved in the vault folder `root` holds `rel` (a file or a folder):
+    read-only, beside a daemon that has the vault open (tests, diagnostics)."""
+    path = Path(root) / INDEX_NAME
+    if not path.is_file() or not rel:
+        return False
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False
+    try:
+        fid: int | None = TOP
+        for part in rel:
+            if fid is None:
+                return False
+            row = db.execute("SELECT folder FROM entries WHERE parent = ? AND name = ?",
+                             (fid, _enc(part))).fetchone()
+            if row is None:
+                return False
+            fid = row[0]
+        return True
+    except sqlite3.Error:
+        return False
+    finally:
+        db.close()
 
 
 def _dev_ino(st: os.stat_result) -> tuple[int, int]:

@@ -76,15 +76,42 @@ def test_inotify_watches_one_folder_per_run_not_its_subfolders(tmp_path):
         if not sys.platform.startswith("linux"):  # one recursive watchdog handle instead
             assert watcher._inotify is None and watcher._observer is not None
             return
-        watched = sorted(rel for _, rel in watcher._inotify.paths.values())
-        assert watched == [(), ("7",), ("7", "r1"), ("7", "r2")]
+        watched = sorted(watcher._inotify.paths.values())
+        assert watched == ["", "7", "7/r1", "7/r2"]
         (tmp_path / "7" / "r3" / "params").mkdir(parents=True)  # a new run appears
         assert ("dir", tmp_path / "7" / "r3") in drain(watcher.queue, 1.0)
-        assert ("7", "r3") in [rel for _, rel in watcher._inotify.paths.values()]
+        assert "7/r3" in watcher._inotify.paths.values()
         (tmp_path / "7" / "r3" / "meta.yaml").write_text("artifact_uri: x\n")
         assert ("file", tmp_path / "7" / "r3" / "meta.yaml") in drain(watcher.queue, 1.0)
     finally:
         watcher.stop()
+
+
+def test_a_watched_folder_costs_one_short_string(tmp_path):
+    """The watches' memory grows with the store (a watch per run): about 130 bytes each, not
+    a Path and a tuple (~630 bytes: 30 MB at 50,000 runs, issue 16)."""
+    import gc
+    import tracemalloc
+
+    if not sys.platform.startswith("linux"):
+        return  # one recursive watchdog handle instead, nothing per folder
+    runs = 1000
+    for i in range(runs):
+        (tmp_path / "7" / f"{i:032x}" / "params").mkdir(parents=True)
+    watcher = StoreWatcher(tmp_path)
+    tracemalloc.start()
+    try:
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        assert watcher.start() == EVENTS
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+        watched = len(watcher._inotify.paths)
+    finally:
+        tracemalloc.stop()
+        watcher.stop()
+    assert watched == runs + 2
+    assert held / runs < 250, f"{held / runs:.0f} bytes per watched run folder"
 
 
 # --- StoreWatcher fallback --------------------------------------------------------------------

@@ -85,7 +85,7 @@ def test_a_failing_part_is_degraded_by_name_restarted_and_resumed(new_store, mak
     code, doc = status(guard)
     assert code == 0 and doc["parts"]["vault"]["state"] == "running", doc["reason"]
     before = files_of(new_store)
-    index = guard.state_dir / "vault" / "index.json.gz"
+    index = guard.state_dir / "vault" / "index.sqlite"
     with HealthWatch(guard.url) as served:
         # the cause: the vault's index cannot be replaced; a new store file makes it save
         index.unlink()

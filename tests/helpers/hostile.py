@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from guard.protection.vault import index_holds
 from tests.helpers.daemons import Guard, guardctl
 
 SECRET = b"TOP-SECRET-TOKEN-5e1d"
@@ -161,24 +162,9 @@ def vault_journal(guard: Guard) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def vault_index(guard: Guard) -> dict:
-    import gzip
-
-    try:
-        with gzip.open(guard.state_dir / "vault" / "index.json.gz", "rt") as fh:
-            return json.load(fh).get("tree") or {}
-    except (OSError, ValueError, EOFError):
-        return {}
-
-
 def kept(guard: Guard, *rel: str) -> bool:
     """Whether the vault's saved index holds store-relative `rel` (a file or a folder)."""
-    node: object = vault_index(guard)
-    for part in rel:
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
+    return index_holds(guard.state_dir / "vault", rel)
 
 
 def passes_after(guard: Guard, since: float, n: int = 2, timeout: float = 30) -> None:
