@@ -5,6 +5,11 @@ check; artifact uploads and downloads are served by MLflow's own ASGI routes and
 these hooks), where a proxy in front would copy every byte once more. Artifact DELETE has no
 ASGI route, so it does reach them. The daemon passes its settings in the environment
 (locks.ENV, SANCTIONS_ENV); without them the hooks do nothing.
+
+Every refusal (403 from the gate, 503 on a lock timeout) answers in MLflow's error format and
+goes to the state folder's refusal journal, which `guardctl status` and the status page
+(/guard/, guard.statuspage) show: MLflow's UI shows some of these answers only as "Something
+went wrong".
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from guard.protection.gate import (
     model_resource,
 )
 from guard.protection.trash import copy_into_trash, created_of, new_batch
+from guard.statuspage import refusals
+from guard.statuspage.routes import PREFIX, install_page
 from guard.sync.locks import ENV, LINGER, HostLock, Lingering, LockSettings, LockTimeout
 
 log = logging.getLogger("guard.app")
@@ -43,8 +50,32 @@ log = logging.getLogger("guard.app")
 def _json_response(status: int, code: str, message: str) -> Any:
     from flask import Response
 
-    body = {"error_code": code, "message": f"mlflow-sync-guard: {message}"}
+    said = message if "mlflow-sync-guard" in message else f"mlflow-sync-guard: {message}"
+    body = {"error_code": code, "message": said}
     return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def static_prefix(route: str) -> str:
+    """`route` under MLflow's --static-prefix, where the status page is served too."""
+    try:
+        from mlflow.server.handlers import _add_static_prefix
+    except ImportError:  # an MLflow without --static-prefix
+        return route
+    return str(_add_static_prefix(route))
+
+
+def refuse(settings: LockSettings | None, status: int, code: str, message: str) -> Any:
+    """Answer a refusal in MLflow's error format, saying where refused requests are listed,
+    and journal it for `guardctl status` and the status page (MLflow's UI may show only
+    "Something went wrong")."""
+    from flask import request
+
+    page = request.host_url.rstrip("/") + static_prefix(PREFIX) + "/"
+    if settings is not None:
+        refusals.record(StateDir(Path(settings.state_dir)).refusal_journal, request.method,
+                        request.path, refusals.what_of(request.endpoint), message, status)
+    return _json_response(status, code, f"{message} Refused requests are listed on the "
+                                        f"guard's status page: {page}")
 
 
 def keep_registered_model(sanctions: Sanctions, name: str, why: str) -> tuple[int | None] | None:
@@ -171,7 +202,7 @@ def install(flask_app: Any, settings: LockSettings | None, sanctions: Sanctions 
                          request.method, model_deletions)
         if sanctions is not None and verdict.refuse is not None:
             log.warning("refused %s %s", request.method, request.path)
-            return _json_response(403, "PERMISSION_DENIED", verdict.refuse)
+            return refuse(settings, 403, "PERMISSION_DENIED", verdict.refuse)
         if verdict.lock is None and verdict.keeps is None:
             return None  # the body is never read: uploads stream through untouched
         doc = request_doc(request)
@@ -202,12 +233,12 @@ def install(flask_app: Any, settings: LockSettings | None, sanctions: Sanctions 
         except LockTimeout as exc:
             log.warning("refused %s %s: %s", request.method, request.path, exc)
             what = "creating this experiment" if experiment else "registering this model"
-            return _json_response(503, "TEMPORARILY_UNAVAILABLE",
-                                  f"{exc}. Another machine is {what}. Nothing was "
-                                  "changed: send the request again (MLflow's client retries "
-                                  "503 by itself). If it keeps failing, `guardctl locks` "
-                                  "names the holder; a holder whose machine is off frees "
-                                  "the lock once its heartbeat is stale (peers.stale_after).")
+            return refuse(settings, 503, "TEMPORARILY_UNAVAILABLE",
+                          f"{exc}. Another machine is {what}. Nothing was "
+                          "changed: send the request again (MLflow's client retries 503 by "
+                          "itself). If it keeps failing, `guardctl locks` names the holder; a "
+                          "holder whose machine is off frees the lock once its heartbeat is "
+                          "stale (peers.stale_after).")
         g.guard_lock = lock
         if experiment is not None:
             return join_experiment(experiment, there_before, settings.settle)
@@ -237,6 +268,7 @@ def install(flask_app: Any, settings: LockSettings | None, sanctions: Sanctions 
     flask_app.before_request(before)
     flask_app.after_request(sanction)
     flask_app.teardown_request(after)
+    install_page(flask_app, settings, static_prefix)
 
 
 def create_app() -> Any:

@@ -174,6 +174,9 @@ class StateDir:
     registration_journal = property(lambda self: self.root / "journal" / "registrations.jsonl")
     quarantine = property(lambda self: self.root / "quarantine")
     vault_journal = property(lambda self: self.root / "journal" / "vault.jsonl")
+    # the requests the guard's server refused (guard.app), for `guardctl status` and the
+    # status page: MLflow's UI may show only "Something went wrong"; kept small (pruned)
+    refusal_journal = property(lambda self: self.root / "journal" / "refusals.jsonl")
 
     locks = property(lambda self: self.root / "locks")
 

@@ -8,8 +8,13 @@ verdicts.
 
 from __future__ import annotations
 
+import json
+import os
 import time
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from guard.core.config import Config
 from guard.core.parts import PartPhase, PartState
@@ -17,20 +22,26 @@ from guard.core.safeio import printable
 from guard.core.state import StateDir
 from guard.core.strenum import StrEnum
 from guard.core.timefmt import duration
+from guard.core.words import count, said
 from guard.daemon.statusdoc import Off, Portability, StatusDoc, read_status
 from guard.portability.fixer import RewriteFigures
 from guard.protection.restorer import VaultFigures
 from guard.supervision.processes import (
+    LOCAL_FOLDERS,
     GcProcess,
     alive,
     classify,
     orphans,
     recorded_refs,
+    served_store,
+    server_line,
+    server_port,
     snapshot,
 )
 from guard.supervision.server import probe_health
 from guard.supervision.supervisor import Phase
 from guard.sync.heartbeats import PeerReport
+from guard.sync.locks import list_locks
 from guard.sync.reconcile import ConflictFigures
 
 
@@ -97,6 +108,38 @@ class Stray:
     pid: int
     user: str | None
     command: str
+    port: int | None = None
+    store: str | None = None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request the guard's server refused (the state folder's refusal journal): MLflow's UI
+    may show only "Something went wrong", so status and the status page say what and why."""
+    at: float
+    method: str
+    path: str
+    what: str    # the operation, in words ("delete traces")
+    reason: str  # the refusal's message
+    status: int = 403
+
+
+@dataclass(frozen=True)
+class HeldLock:
+    """A cross-machine lock held in the store now (as `guardctl locks` lists it)."""
+    resource: str
+    holder: str | None
+    state: str
+    age_s: float
+    text: str
+
+
+@dataclass(frozen=True)
+class JournalLine:
+    """One of the latest lines of the state folder's journals, in words."""
+    at: float
+    journal: str  # rewrites, conflicts, vault, registrations, refusals
+    text: str
 
 
 @dataclass(frozen=True)
@@ -135,6 +178,10 @@ class Report:
     gc_processes: tuple[GcProcess, ...] = ()
     parts: dict[str, PartState] = field(default_factory=dict)
     status_age_s: float | None = None
+    locks: tuple[HeldLock, ...] = ()
+    refusals: tuple[Refusal, ...] = ()  # the latest first (REFUSALS_SHOWN within REFUSALS_AGE)
+    journal: tuple[JournalLine, ...] = ()  # the latest first
+    problems: tuple[str, ...] = ()  # each problem and what to do about it, one line each
 
 
 def assess(doc: StatusDoc | None, daemon_alive: bool, server_alive: bool,
@@ -143,8 +190,9 @@ def assess(doc: StatusDoc | None, daemon_alive: bool, server_alive: bool,
     if doc is None:
         return Verdict(NOT_RUNNING, "no status file: the daemon has not run with this state folder")
     if not daemon_alive:
-        return Verdict(NOT_RUNNING, f"the daemon (pid {doc.daemon.pid}) is not "
-                                    "running; start it with `guardctl run`")
+        was = f" (pid {doc.daemon.pid})" if doc.daemon.pid is not None else ""
+        return Verdict(NOT_RUNNING, f"the daemon{was} is not running; start it with "
+                                    "`guardctl run`")
     phase = doc.keeper.phase
     if phase is not Phase.RUNNING:
         why = doc.keeper.message or doc.keeper.last_reason or ""
@@ -249,6 +297,9 @@ class Live:
     health: HealthCheck = field(default_factory=HealthCheck)
     strays: tuple[Stray, ...] = ()
     orphans: tuple[Orphan, ...] = ()  # this guard's server, serving with no daemon
+    locks: tuple[HeldLock, ...] = ()  # held in the store now
+    refusals: tuple[Refusal, ...] = ()  # the refusal journal's latest lines
+    journal: tuple[JournalLine, ...] = ()  # the journals' latest lines
 
 
 def fallback_of(cfg: Config) -> StatusDoc:
@@ -265,28 +316,127 @@ def store_of(doc: StatusDoc | None, fallback: StatusDoc) -> str | None:
 
 def report(cfg: Config, probe_timeout: float = 3.0) -> Report:
     """Everything `guardctl status` shows: the status file, checked against what is live."""
-    doc = read_status(StateDir(cfg.state_dir).status)
-    fallback = fallback_of(cfg)
+    return gather(StateDir(cfg.state_dir), fallback_of(cfg), cfg.server.port,
+                  lambda url: HealthCheck(*probe_health(url, probe_timeout)))
+
+
+def gather(state: StateDir, fallback: StatusDoc, port: int,
+           health: Callable[[str], HealthCheck]) -> Report:
+    """The report from the state folder, the store and the processes live now. `health`
+    answers for the server at a URL: `guardctl status` probes /health; the status page, served
+    by that very server, knows it answers and must not call itself."""
+    doc = read_status(state.status)
     live = Live()
     if doc is not None:
         ref = doc.daemon.ref
         daemon_ok = ref is not None and alive(ref)
         server = doc.keeper.server
         tree = tuple(TreeEntry(r.pid, daemon_ok and alive(r)) for r in server.tree)
-        health = (HealthCheck(*probe_health(server.url, probe_timeout))
-                  if daemon_ok and server.url else HealthCheck())
-        live = Live(daemon_ok, tree, health)
+        checked = health(server.url) if daemon_ok and server.url else HealthCheck()
+        live = Live(daemon_ok, tree, checked)
     store = store_of(doc, fallback)
+    now = time.time()
     if store:
         own = list(doc.keeper.server.tree) if doc else []
         procs = snapshot()
-        census = classify(procs, store, cfg.server.port, str(cfg.state_dir), own)
+        census = classify(procs, store, port, str(state.root), own)
         left = () if live.daemon else orphans(
-            procs, store, str(cfg.state_dir), [*recorded_refs(StateDir(cfg.state_dir)), *own])
-        live = replace(live, strays=tuple(Stray(p.pid, p.username, p.command)
-                                          for p in census.same_store),
-                       orphans=tuple(Orphan(p.pid, p.command) for p in left))
-    return summarize(doc, live, fallback, time.time())
+            procs, store, str(state.root), [*recorded_refs(state), *own])
+        live = replace(live, strays=tuple(
+            Stray(p.pid, p.username, p.command, server_port(p), served_store(p, LOCAL_FOLDERS))
+            for p in census.same_store),
+            orphans=tuple(Orphan(p.pid, p.command) for p in left),
+            locks=held_locks(list_locks(Path(store), now)))
+    journals = {name: tail_records(path) for name, path in journal_files(state).items()}
+    refused = journals.pop("refusals", [])  # listed on their own
+    live = replace(live, refusals=recent_refusals(refused, now), journal=latest_lines(journals))
+    return summarize(doc, live, fallback, now)
+
+
+# ---- the locks, refusals and journals (pure but for tail_records) ------------------------------
+
+REFUSALS_SHOWN = 20          # the latest refused requests in the report
+REFUSALS_AGE = 24 * 3600.0   # ... of the last day
+JOURNAL_SHOWN = 15           # the latest journal lines in the report
+TAIL_BYTES = 64 * 1024       # read from the end of each journal: enough for those lines
+
+
+def journal_files(state: StateDir) -> dict[str, Path]:
+    """The state folder's journals, by the name the report gives them."""
+    return {"rewrites": state.rewrite_journal, "conflicts": state.conflict_journal,
+            "vault": state.vault_journal, "registrations": state.registration_journal,
+            "refusals": state.refusal_journal}
+
+
+def tail_records(path: Path, size: int = TAIL_BYTES) -> list[dict]:
+    """The records of the last `size` bytes of a journal, oldest first (a line cut by the
+    start of the window, or torn by a crash, is skipped); [] when there is no journal."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            end = fh.tell()
+            fh.seek(max(0, end - size))
+            data = fh.read(size)
+    except OSError:
+        return []
+    lines = data.split(b"\n")
+    if end > size:
+        lines = lines[1:]
+    out = []
+    for raw in lines:
+        try:
+            record = json.loads(raw.decode("utf-8", "surrogateescape"))
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
+
+
+def held_locks(found: Iterable[Mapping]) -> tuple[HeldLock, ...]:
+    """The locks `list_locks` found that are held (not released leases)."""
+    return tuple(HeldLock(str(f.get("resource")), _text_or_none(f.get("holder")),
+                          str(f.get("state")), float(f.get("age_s") or 0.0), str(f.get("text")))
+                 for f in found if not f.get("released"))
+
+
+def _text_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _number(value: object, default: float = 0.0) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else default
+
+
+def recent_refusals(records: Iterable[dict], now: float, within: float = REFUSALS_AGE,
+                    limit: int = REFUSALS_SHOWN) -> tuple[Refusal, ...]:
+    """The latest `limit` refusals of the last `within` seconds, newest first."""
+    found = [Refusal(_number(r.get("time")), str(r.get("method", "")), str(r.get("path", "")),
+                     str(r.get("what", "")), str(r.get("reason", "")),
+                     int(_number(r.get("status"), 403)))
+             for r in records]
+    fresh = [f for f in found if now - within <= f.at <= now + 60]
+    return tuple(sorted(fresh, key=lambda f: f.at, reverse=True)[:limit])
+
+
+_QUIET_FIELDS = frozenset({"time", "txn", "before", "after", "old_text", "old_b64", "host"})
+
+
+def journal_text(record: Mapping) -> str:
+    """A journal record in one short line: its fields but the bulky or internal ones."""
+    parts = [f"{k}={v}" for k, v in record.items()
+             if k not in _QUIET_FIELDS and not k.endswith("_b64") and v not in (None, "")]
+    text = ", ".join(parts)
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def latest_lines(journals: Mapping[str, Iterable[dict]],
+                 limit: int = JOURNAL_SHOWN) -> tuple[JournalLine, ...]:
+    """The latest `limit` lines over all journals, newest first."""
+    lines = [JournalLine(_number(r.get("time")), name, journal_text(r))
+             for name, records in journals.items() for r in records]
+    return tuple(sorted(lines, key=lambda ln: ln.at, reverse=True)[:limit])
 
 
 def summarize(doc: StatusDoc | None, live: Live, fallback: StatusDoc, now: float) -> Report:
@@ -302,7 +452,7 @@ def summarize(doc: StatusDoc | None, live: Live, fallback: StatusDoc, now: float
     verdict = orphan_verdict(live.daemon, d.daemon.pid, live.orphans) or verdict
     started = d.daemon.started_at
     shown = d if live.daemon else None  # the daemon's own sections, while it runs
-    return Report(
+    r = Report(
         state=verdict.label,
         exit_code=verdict.exit_code,
         reason=verdict.reason,
@@ -330,26 +480,160 @@ def summarize(doc: StatusDoc | None, live: Live, fallback: StatusDoc, now: float
         gc_processes=shown.gc_processes if shown else (),
         parts=shown.parts if shown else {},
         status_age_s=round(now - d.updated_at, 1) if doc and d.updated_at else None,
+        locks=live.locks,
+        refusals=live.refusals,
+        journal=live.journal,
     )
+    return replace(r, problems=problems(r, now))
+
+
+def problems(r: Report, now: float) -> tuple[str, ...]:
+    """Each problem the report shows, with what to do about it, one line each (the status
+    page's list; the verdict's reason first when no line below says it)."""
+    out = list(part_problems(r.parts, now))
+    for p in r.gc_processes:
+        out.append(f"`mlflow gc` is running against this store (pid {p.pid}, "
+                   f"{said(p.user, 'user unknown')}): the deletions it makes are put back from "
+                   "the vault; stop it and use `guardctl gc` instead")
+    for o in r.orphans:
+        out.append(f"pid {o.pid} is a server of a dead daemon, still running: "
+                   "`guardctl stop` ends it")
+    for st in r.strays:
+        out.append(f"an MLflow server not started by the guard serves this store ("
+                   f"{server_line(st.pid, st.user, st.port, st.store)}): it writes without the "
+                   "guard's locks; stop it and use the guard's server")
+    v = r.vault
+    if isinstance(v, VaultFigures):
+        if v.unmounted or v.paused:
+            out.append("the vault is paused: the store looks unmounted, nothing is restored; "
+                       "it resumes once the store is back")
+        for e in v.incomplete:
+            out.append(f"restore incomplete: {e.path} ({e.kind}): {e.reason}; the vault "
+                       "checks it again every few minutes")
+        if v.too_large:
+            out.append(f"{count(v.too_large, 'artifact')} above vault.copy_max_bytes "
+                       f"{'is' if v.too_large == 1 else 'are'} not kept (copy mode): raise "
+                       "vault.copy_max_bytes, or use the hardlink mode")
+        if v.error:
+            out.append(f"vault: {v.error}")
+    elif isinstance(v, Off):
+        out.append("the vault is off (vault.enabled: false): deletions are not put back")
+    c = r.conflicts
+    if isinstance(c, ConflictFigures):
+        if c.needs_attention:
+            out.append(f"{count(c.needs_attention, 'conflict copy')} "
+                       f"{'needs' if c.needs_attention == 1 else 'need'} a person: "
+                       "`guardctl conflicts` lists them")
+        for same in c.same_names:
+            out.append(f"{same.describe()}; merge them: `{same.command()}`")
+        if c.error:
+            out.append(f"conflict copies: {c.error}")
+    peers = r.peers
+    if peers is not None:
+        for h in peers.hosts:
+            if h.stale:
+                out.append(f"{h.host_id} has not been heard from for {duration(h.age_s)}: "
+                           "its machine is off, its guard stopped or sync is stuck; the locks "
+                           "it holds free themselves once it is stale")
+        out.extend(text for text in (peers.clash, peers.warning, peers.error) if text)
+    rw = r.portability.rewrite if r.portability is not None else None
+    if isinstance(rw, RewriteFigures) and rw.unportable_count:
+        out.append(f"{count(rw.unportable_count, 'unportable path')}: `guardctl fix "
+                   "--dry-run` lists them")
+    if r.state is not HEALTHY and not any(line in r.reason for line in out):
+        out.insert(0, r.reason + (f"; see {r.log_file}" if r.state is DEGRADED
+                                  and r.log_file and r.log_file not in r.reason else ""))
+    return tuple(out)
+
+
+# ---- the text ------------------------------------------------------------------------------
+
+_NAMED_CONTROLS = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def one_line(text: str) -> str:
+    """`text` on one line whatever it holds: control characters (a newline in a model or file
+    name synced in), line and paragraph separators and invisible format characters (a
+    right-to-left override) as escapes, a non-UTF-8 name as \\xNN (printable)."""
+    out = []
+    for ch in printable(text):
+        if ch in _NAMED_CONTROLS:
+            out.append(_NAMED_CONTROLS[ch])
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def health_words(check: HealthCheck) -> str:
+    """The /health check in words: 'answering', 'not answering: connection refused'."""
+    if check.ok:
+        return "answering"
+    if check.detail == "not probed":
+        return "not checked"
+    detail = check.detail
+    if detail.startswith("[Errno") and "] " in detail:
+        detail = detail.split("] ", 1)[1]
+    if detail[1:2].islower():  # "Connection refused", not "HTTP 500"
+        detail = detail[:1].lower() + detail[1:]
+    return f"not answering: {detail}" if detail else "not answering"
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+REFUSALS_LISTED = 5  # refused requests listed by `guardctl status`; the page lists them all
+
+
+def refusal_lines(refusals: tuple[Refusal, ...]) -> list[str]:
+    """The REFUSED section: how many in the last day, and the latest few with their reason."""
+    if not refusals:
+        return []
+    lines = [f"  REFUSED   {count(len(refusals), 'request')} refused by the guard in the last "
+             "24 hours (MLflow's UI may show only \"Something went wrong\"):"]
+    for f in refusals[:REFUSALS_LISTED]:
+        lines.append(f"            {_when(f.at)} {f.method} {f.path} ({f.what}): {f.reason}")
+    if len(refusals) > REFUSALS_LISTED:
+        lines.append(f"            and {len(refusals) - REFUSALS_LISTED} more (the status page "
+                     "lists them: /guard/ on the server)")
+    return lines
+
+
+def lock_lines(locks: tuple[HeldLock, ...]) -> list[str]:
+    if not locks:
+        return []
+    lines = [f"  locks     {count(len(locks), 'lock')} held in the store (`guardctl locks`):"]
+    lines.extend(f"            {lock.text}" for lock in locks[:5])
+    if len(locks) > 5:
+        lines.append(f"            and {len(locks) - 5} more")
+    return lines
 
 
 def render(r: Report) -> str:
-    """The at-a-glance text form."""
+    """The at-a-glance text form: one entry of `lines` per line, each escaped to one line
+    (`one_line`), since names synced in from other machines may hold anything."""
     mark = {HEALTHY: "OK", DEGRADED: "DEGRADED", NOT_RUNNING: "NOT RUNNING"}[r.state]
     lines = [f"mlflow-guard: {mark} - {r.reason}"]
     d, s = r.daemon, r.server
     lines.append(f"  daemon    pid {d.pid}, up {duration(d.uptime_s)}" if d.alive
                  else "  daemon    not running")
     if d.alive:
-        tree = ", ".join(f"{t.pid}{'' if t.alive else ' (gone)'}" for t in s.tree) or "-"
-        lines.append(f"  server    {_phase(r.phase)}; pid {s.pid} (tree: {tree})")
-        lines.append(f"  url       {s.url}  health: {s.health.detail}")
+        if s.pid is None:
+            lines.append(f"  server    {_phase(r.phase)}; no server process")
+        else:
+            tree = ", ".join(f"{t.pid}{'' if t.alive else ' (gone)'}" for t in s.tree)
+            lines.append(f"  server    {_phase(r.phase)}; pid {s.pid}"
+                         + (f" (tree: {tree})" if tree else ""))
+        lines.append(f"  url       {said(s.url, 'none yet')}  health: {health_words(s.health)}")
     lines.extend(orphan_lines(r.orphans))
     lines.append(f"  restarts  {r.restarts}" +
                  (f"; last reason: {r.last_reason}" if r.last_reason else ""))
     lines.append(f"  store     {r.store or '(not configured)'}")
-    lines.append(f"  host_id   {r.host_id}")
-    lines.append(f"  mlflow    {r.mlflow_version or '-'}")
+    lines.append(f"  host_id   {said(r.host_id)}")
+    lines.append(f"  mlflow    {said(r.mlflow_version)}")
     lines.append(f"  config    {r.config_file or '(defaults and flags only)'}")
     lines.append(f"  logs      {r.log_file}")
     lines.append(f"            {r.server_log_file}")
@@ -358,21 +642,23 @@ def render(r: Report) -> str:
     lines.extend(_conflict_lines(r.conflicts))
     lines.extend(_vault_lines(r.vault, r.gc_processes))
     lines.extend(_part_lines(r.parts, time.time()))
+    lines.extend(lock_lines(r.locks))
+    lines.extend(refusal_lines(r.refusals))
     if r.strays:
         lines.append("  STRAYS    MLflow servers over this store not started by the guard:")
         for p in r.strays:
-            lines.append(f"            pid {p.pid} ({p.user}): {p.command[:120]}")
+            lines.append(f"            {server_line(p.pid, p.user, p.port, p.store)}")
     else:
         lines.append("  strays    none")
-    return printable("\n".join(lines))  # a non-UTF-8 file name shows as \xNN escapes
+    return "\n".join(one_line(line) for line in lines)
 
 
 def _phase(phase: Phase | None) -> str:
-    return phase.value if phase is not None else "None"
+    return phase.value if phase is not None else "unknown"
 
 
 def _ago(t: float | None) -> str:
-    return "-" if t is None else f"{duration(time.time() - t)} ago"
+    return "never" if t is None else f"{duration(time.time() - t)} ago"
 
 
 def _portability_lines(p: Portability | None) -> list[str]:
@@ -381,28 +667,44 @@ def _portability_lines(p: Portability | None) -> list[str]:
     rw, watch = p.rewrite, p.watch
     if not isinstance(rw, RewriteFigures):
         return ["  paths     rewriting disabled (rewrite.enabled: false)"]
-    mode = (watch.watch_mode if watch else "-") + (" (paused: store lost)" if rw.paused else "")
-    lines = [f"  paths     watching by {mode}; {rw.rewrites_total} rewrites, "
+    mode = (f"watching by {watch.watch_mode}" if watch and watch.watch_mode
+            else "not watching yet") + (" (paused: store lost)" if rw.paused else "")
+    lines = [f"  paths     {mode}; {count(rw.rewrites_total, 'rewrite')}, "
              f"{rw.rewrites_last_hour} in the last hour"]
     last = rw.last_rewrite
     if last:
         lines.append(f"            last rewrite {_ago(last.time)}: {last.file} ({last.key})")
     full = rw.last_full_pass
-    lines.append(f"            last full pass: {full.duration_s:.2f} s over {full.files} files"
-                 if full else "            first full pass running")
+    lines.append(f"            last full pass: {full.duration_s:.2f} s over "
+                 f"{count(full.files, 'file')}" if full
+                 else "            first full pass running")
     if watch and watch.watch_overflows:
-        lines.append(f"            {watch.watch_overflows} event overflows (each followed by a "
-                     "full check; raise fs.inotify.max_queued_events if frequent)")
+        lines.append(f"            {count(watch.watch_overflows, 'event overflow')} (each "
+                     "followed by a full check; raise fs.inotify.max_queued_events if frequent)")
     if rw.pending_foreign:
-        lines.append(f"            {rw.pending_foreign} foreign paths waiting for their "
-                     "own machine's guard (rewrite.foreign_delay)")
-    if rw.deferred_in_flight:
-        lines.append(f"            {rw.deferred_in_flight} locations left alone while their "
-                     "run or model is in progress")
+        lines.append(f"            {count(rw.pending_foreign, 'foreign path')} waiting for "
+                     "their own machine's guard (rewrite.foreign_delay)")
+    lines.extend(deferred_lines(rw.deferred_in_flight, rw.deferred_quiet))
     if rw.problem_count:
+        other = rw.problem_count - rw.unportable_count
         lines.append(f"  UNPORTABLE {rw.unportable_count} unportable, "
-                     f"{rw.problem_count - rw.unportable_count} other problems "
-                     "(`guardctl fix --dry-run` lists them)")
+                     f"{count(other, 'other problem')} (`guardctl fix --dry-run` lists them)")
+    return lines
+
+
+def deferred_lines(in_flight: int, quiet: int) -> list[str]:
+    """Locations whose rewrite waits: those of a run or model in progress, and experiments
+    that only wait out their quiet spell (nothing in progress; rewrite.experiment_quiet)."""
+    busy, quiet = max(0, in_flight - quiet), min(quiet, in_flight)
+    lines = []
+    if busy:
+        lines.append(f"            {count(busy, 'location')} left alone while "
+                     f"{'its' if busy == 1 else 'their'} run or model is in progress")
+    if quiet:
+        lines.append(f"            {count(quiet, 'experiment')} waiting out "
+                     f"{'its' if quiet == 1 else 'their'} quiet spell before "
+                     f"{'its location is' if quiet == 1 else 'their locations are'} rewritten "
+                     "(rewrite.experiment_quiet)")
     return lines
 
 
@@ -416,7 +718,7 @@ def _peer_lines(p: PeerReport | None) -> list[str]:
     for v in p.hosts:
         state = ("STALE" if v.state == "running" else v.state) if v.stale else "ok"
         lines.append(f"            {v.host_id:<13} {duration(v.age_s):<8} "
-                     f"{v.mlflow_version:<9} {v.guard_version:<7} {state}")
+                     f"{said(v.mlflow_version):<9} {said(v.guard_version):<7} {state}")
     return lines + warnings
 
 
@@ -428,10 +730,11 @@ def _conflict_lines(c: Off | ConflictFigures | None) -> list[str]:
         return []
     if not isinstance(c, ConflictFigures):
         return ["  conflicts not resolved (conflicts.enabled: false)"]
-    line = (f"  conflicts {c.resolved} copies resolved since start, "
-            f"{c.needs_attention} need a look (`guardctl conflicts`)")
+    line = (f"  conflicts {count(c.resolved, 'copy')} resolved since start, "
+            f"{c.needs_attention} {'needs' if c.needs_attention == 1 else 'need'} a look "
+            "(`guardctl conflicts`)")
     lines = [line, f"            last scan {_ago(c.last_scan)}"
-             + (f"; {c.waiting} copies waiting" if c.waiting else "")
+             + (f"; {count(c.waiting, 'copy')} waiting" if c.waiting else "")
              + (f"; {c.left_alone} left alone (not regular files or too large; see the log)"
                 if c.left_alone else "")
              + ("; paused: store lost" if c.paused else "")]
@@ -463,9 +766,9 @@ def _part_lines(parts: dict[str, PartState], now: float) -> list[str]:
 def _vault_lines(v: Off | VaultFigures | None, gcs: tuple[GcProcess, ...]) -> list[str]:
     lines = []
     for p in gcs:
-        lines.append(f"  MLFLOW GC running against this store: pid {p.pid} ({p.user}): "
-                     f"{p.command[:100]}; deletions it makes are put back from the vault; "
-                     "use `guardctl gc` instead")
+        lines.append(f"  MLFLOW GC running against this store: pid {p.pid} "
+                     f"({said(p.user, 'user unknown')}): {p.command[:100]}; deletions it "
+                     "makes are put back from the vault; use `guardctl gc` instead")
     if v is None:
         return lines
     if not isinstance(v, VaultFigures):
@@ -473,15 +776,16 @@ def _vault_lines(v: Off | VaultFigures | None, gcs: tuple[GcProcess, ...]) -> li
     state = ("PAUSED: the store looks unmounted, nothing is restored" if v.unmounted
              or v.paused else "building" if not v.ready else "ok")
     lines.insert(0, f"  vault     {state}; {v.mode} mode, policy {v.policy}, {v.path}")
-    lines.insert(1, f"            {v.restored} restored, {v.alerts} alerts, "
+    lines.insert(1, f"            {v.restored} restored, {count(v.alerts, 'alert')}, "
                     f"{v.followed} sanctioned or moved since start; last pass "
                     f"{_ago(v.last_pass)}")
     for entry in v.recent:
         lines.append(f"            {entry.action} {entry.path} ({entry.kind}, "
                      f"{_ago(entry.at)}): {entry.reason}")
     if v.too_large:
-        lines.append(f"  WARNING   vault: {v.too_large} artifacts above vault.copy_max_bytes "
-                     "are not kept (copy mode)")
+        lines.append(f"  WARNING   vault: {count(v.too_large, 'artifact')} above "
+                     f"vault.copy_max_bytes {'is' if v.too_large == 1 else 'are'} not kept "
+                     "(copy mode)")
     if v.not_regular:
         lines.append(f"            {v.not_regular} symlinks, FIFOs or devices in the store left "
                      "alone: not kept, never followed (see the log)")

@@ -66,15 +66,24 @@ class Verdict:
     needs_absent: bool = False  # no lock when the model is in the store (MLflow refuses)
 
 
-_ARTIFACTS = ("deleting artifacts through the server is disabled: on a synced store it deletes "
-              "them on every machine; " + GC_HINT)
-_TRACES = ("deleting traces is disabled: it is permanent on a file store and replays on every "
-           "machine")
-_DEMO = ("deleting the demo data is disabled: it hard-deletes the demo traces and deletes every "
-         "prompt (a registered model) named like the demo's, on every machine, with no copy kept")
-_REFUSE_MODE = ("deleting or renaming registered models and deleting model versions is disabled "
-                "on this store (gc.model_deletions: refuse); ask the lab's admin, or set it to "
-                "allow")
+# The refusals, in words a person in MLflow's UI can act on: what was refused, why, what to do
+# instead (the server adds where refused requests are listed).
+_ARTIFACTS = ("Deleting artifacts through the server is blocked by mlflow-sync-guard on this "
+              "shared store: the store is synced, so the files would be deleted on every "
+              "machine, for good. To remove a run's artifacts, delete the run in MLflow (it is "
+              "only marked deleted); " + GC_HINT + ".")
+_TRACES = ("Deleting traces is blocked by mlflow-sync-guard on this shared store: on a file "
+           "store it is permanent and the sync client repeats it on every machine. Nothing was "
+           "deleted. To hide traces, tag them or delete their experiment or run (only marked "
+           "deleted, undone with restore).")
+_DEMO = ("Deleting the demo data is blocked by mlflow-sync-guard on this shared store: it would "
+         "delete the demo traces for good and every prompt (a registered model) named like the "
+         "demo's, on every machine, with no copy kept. Nothing was deleted. Delete the demo "
+         "experiment instead (only marked deleted).")
+_REFUSE_MODE = ("Deleting or renaming registered models and deleting model versions is blocked "
+                "by mlflow-sync-guard on this store (gc.model_deletions: refuse). Nothing was "
+                "changed. Ask the lab's admin, who can set gc.model_deletions: allow (each "
+                "deletion then keeps a copy in the vault).")
 _SOFT = "a soft delete: MLflow only marks it deleted, its files stay until `guardctl gc`"
 _RESTORE = "brings back an item MLflow had only marked deleted"
 _EDIT = "edits a tag, alias or field the user named: an intended change, no logged data is lost"

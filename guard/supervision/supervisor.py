@@ -121,10 +121,11 @@ def due(s: State, now: float) -> bool:
     return s.phase is Phase.BACKOFF and s.next_start_at is not None and now >= s.next_start_at
 
 
-def resumed(s: State, now: float) -> State:
-    """`guardctl restart`: forget past failures and start again at once."""
+def resumed(s: State, now: float, reason: str = "restart requested") -> State:
+    """`guardctl restart`: forget past failures and start again at once; `reason` says why
+    (the last reason `guardctl status` shows)."""
     return replace(s, phase=Phase.BACKOFF, failures=(), streak=0, next_start_at=now,
-                   last_reason="restart requested")
+                   last_reason=reason)
 
 
 def healthy(s: State) -> bool:
@@ -147,10 +148,11 @@ def store_lost(s: State, detail: str) -> State:
 
 
 def store_back(s: State, now: float) -> State:
-    """The store is usable again after a wait: start at once, as after `guardctl restart`."""
+    """The store is usable again after a wait: start at once, as after `guardctl restart`
+    (but nobody asked: the last reason says the store came back)."""
     if s.phase is not Phase.WAITING_STORE:
         return s
-    return resumed(s, now)
+    return resumed(s, now, "the store came back")
 
 
 def stopping(s: State) -> State:

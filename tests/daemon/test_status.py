@@ -66,7 +66,7 @@ def test_dead_daemon_without_daemon_section_still_reports():
     v = assess(parse_status({"phase": "running"}), daemon_alive=False, server_alive=False,
                health_ok=False)
     assert v.label == NOT_RUNNING
-    assert "pid None" in v.reason
+    assert v.reason == "the daemon is not running; start it with `guardctl run`"
 
 
 @pytest.mark.parametrize("phase, extra, fragments", [
@@ -147,7 +147,8 @@ def not_running_report() -> Report:
         state_dir="/home/a/.local/state/mlflow-guard",
         log_file="/home/a/.local/state/mlflow-guard/guard.log",
         server_log_file="/home/a/.local/state/mlflow-guard/server.log",
-        strays=(Stray(777, "bob", "mlflow ui --backend-store-uri /sync/mlruns"),),
+        strays=(Stray(777, "bob", "mlflow ui --backend-store-uri /sync/mlruns", 5000,
+                      "/sync/mlruns"),),
     )
 
 
@@ -158,7 +159,7 @@ def test_render_healthy():
     assert "pid 4242, up 1h 02m" in text
     assert "running; pid 4300 (tree: 4300, 4301 (gone))" in text
     assert "http://127.0.0.1:5050" in text
-    assert "health: 200 OK" in text
+    assert "health: answering" in text
     assert "restarts  2; last reason: server exited with code 1" in text
     assert "store     /sync/mlruns" in text
     assert "host_id   lab-pc" in text
@@ -180,27 +181,48 @@ def test_render_not_running():
     assert "  restarts  0" in lines
     assert "last reason" not in text
     assert "store     (not configured)" in text
-    assert "mlflow    -" in text
+    assert "mlflow    unknown" in text
     assert "config    (defaults and flags only)" in text
     assert "STRAYS    MLflow servers over this store not started by the guard:" in text
-    assert "pid 777 (bob): mlflow ui --backend-store-uri /sync/mlruns" in text
+    assert "            pid 777 (bob), port 5000, store /sync/mlruns" in lines
     assert "strays    none" not in text
 
 
-def test_render_degraded_and_long_stray_command_is_cut():
+def test_render_degraded_and_each_stray_on_one_line_with_its_port_and_store():
+    """A hand-started server was 7 lines of command line cut before its port: now one line
+    each, with what a person needs to find and stop it."""
+    cmd = "/opt/venv/bin/python /opt/venv/bin/mlflow server --backend-store-uri " + "x" * 300
     r = replace(healthy_report(), state=DEGRADED, reason="the server does not answer /health",
-                strays=(Stray(9, None, "x" * 300),))
-    text = render(r)
-    assert text.splitlines()[0] == "mlflow-guard: DEGRADED - the server does not answer /health"
-    stray_line = [ln for ln in text.splitlines() if "pid 9 " in ln][0]
-    assert stray_line.endswith("x" * 120)
-    assert "x" * 121 not in stray_line
+                strays=(Stray(9, None, cmd, 5001, "/sync/mlruns"),
+                        Stray(10, "ann", cmd, None, None)))
+    lines = render(r).splitlines()
+    assert lines[0] == "mlflow-guard: DEGRADED - the server does not answer /health"
+    at = lines.index("  STRAYS    MLflow servers over this store not started by the guard:")
+    assert lines[at + 1:] == ["            pid 9, port 5001, store /sync/mlruns",
+                              "            pid 10 (ann), port unknown"]
+    assert "xxx" not in "\n".join(lines)
 
 
-def test_render_empty_tree_shows_dash():
+def test_render_without_a_server_process_says_so_and_no_empty_tree():
     r = healthy_report()
-    r = replace(r, server=replace(r.server, tree=()))
-    assert "(tree: -)" in render(r)
+    assert "(tree: " not in render(replace(r, server=replace(r.server, tree=())))
+    text = render(replace(r, phase=Phase.BACKOFF, server=ServerView(None, (), None,
+                                                                    HealthCheck())))
+    assert "  server    backoff; no server process" in text.splitlines()
+    assert "  url       none yet  health: not checked" in text.splitlines()
+    assert "pid None" not in text and "tree: -" not in text
+
+
+@pytest.mark.parametrize("detail, words", [
+    ("[Errno 111] Connection refused", "not answering: connection refused"),
+    ("timed out", "not answering: timed out"),
+    ("HTTP 500", "not answering: HTTP 500"),
+])
+def test_a_server_not_answering_is_said_in_words(detail, words):
+    r = healthy_report()
+    text = render(replace(r, server=replace(r.server, health=HealthCheck(False, detail))))
+    assert f"health: {words}" in text
+    assert "Errno" not in text
 
 
 def test_render_warns_about_failed_parts_not_reported_elsewhere():
@@ -406,3 +428,140 @@ def test_render_names_experiments_sharing_a_name_and_the_command_that_merges_the
     text = render(replace(healthy_report(), conflicts=figures))
     assert ("  WARNING   experiment name 'shared' is held by 2 experiments (ids 4, 9; 4 is the "
             "oldest); merge them: `guardctl conflicts --merge-experiments shared`") in text
+
+
+# --- the text, polished (issue 16) ----------------------------------------------------------------
+
+def full_report() -> Report:
+    """A live daemon's report with every section there, as a status file gives it."""
+    from guard.core.parts import PartState
+    from guard.daemon.statusdoc import Portability
+    from guard.portability.fixer import FullPass, RewriteFigures
+    from guard.protection.restorer import VaultFigures
+    from guard.sync.heartbeats import PeerReport
+    from guard.sync.peers import PeerView
+    from guard.sync.reconcile import ConflictFigures
+
+    return replace(
+        healthy_report(), last_reason=None,
+        portability=Portability(RewriteFigures(rewrites_total=1, deferred_in_flight=1,
+                                               last_full_pass=FullPass(NOW, 0.5, 1))),
+        peers=PeerReport(hosts=(PeerView("office-pc", 4.0, False, "running", "3.17.2", "0.1.0",
+                                         "linux", "/s", 12),)),
+        conflicts=ConflictFigures(resolved=1, waiting=1, needs_attention=1),
+        vault=VaultFigures(ready=True, mode="link", policy="restore", path="/v", restored=1,
+                           alerts=1, too_large=1),
+        parts={"server": PartState()})
+
+
+@pytest.mark.parametrize("make", [not_running_report, healthy_report, full_report])
+def test_render_says_absent_values_and_flags_in_words(make):
+    """No "None", "True", "False" or a lone "-" where a word is clearer."""
+    text = render(make())
+    for word in ("None", "True", "False"):
+        assert word not in text, (word, text)
+    assert not [ln for ln in text.splitlines() if ln.rstrip().endswith(" -")
+                or " - " in ln.split("mlflow-guard: ", 1)[-1].split(" - ", 1)[-1]], text
+
+
+def test_render_counts_with_the_right_noun():
+    text = render(full_report())
+    for said in ("1 rewrite,", "over 1 file", "1 location left alone while its run or model "
+                 "is in progress", "1 copy resolved since start, 1 needs a look",
+                 "; 1 copy waiting", "1 restored, 1 alert,", "1 artifact above "
+                 "vault.copy_max_bytes is not kept"):
+        assert said in text, said
+    for wrong in ("1 files", "1 locations", "1 rewrites", "1 alerts", "1 copies", "1 need a"):
+        assert wrong not in text, wrong
+
+
+def test_experiments_waiting_out_their_quiet_spell_are_not_said_to_be_in_progress():
+    from guard.daemon.status import deferred_lines
+
+    assert deferred_lines(3, 1) == [
+        "            2 locations left alone while their run or model is in progress",
+        "            1 experiment waiting out its quiet spell before its location is rewritten "
+        "(rewrite.experiment_quiet)"]
+    only_quiet = deferred_lines(2, 2)
+    assert len(only_quiet) == 1 and "in progress" not in only_quiet[0]
+    assert "2 experiments waiting out their quiet spell before their locations are" \
+        in only_quiet[0]
+    assert deferred_lines(1, 0) == [
+        "            1 location left alone while its run or model is in progress"]
+    assert deferred_lines(0, 0) == []
+
+
+@pytest.mark.parametrize("name", ["model\nMALLORY: OK - serving", "a\rb", "tab\there",
+                                  "rtl\u202etxt.exe", "sep\u2028arator", "bell\x07"])
+def test_a_name_from_the_store_stays_on_its_line(name):
+    """A model or file name synced in from another machine may hold a newline (or another
+    control character): every value shows escaped, so no line can be forged or broken."""
+    from guard.core.records import from_json
+    from guard.sync.reconcile import ConflictFigures
+
+    base = full_report()
+    conflicts = from_json(ConflictFigures, {"enabled": True, "renumbered": [
+        {"model": name, "now": 2, "was": 1, "host": name}]})
+    hostile = replace(base, store=f"/sync/{name}", host_id=name, conflicts=conflicts,
+                      last_reason=name, strays=(Stray(5, name, name, 5000, name),))
+    lines, plain = render(hostile).splitlines(), render(base).splitlines()
+    assert len(lines) == len(plain) + 2  # the STRAYS heading and its line, renumbered
+    text = "\n".join(lines)
+    for ch in ("\r", "\t", "\u202e", "\u2028", "\x07"):
+        assert ch not in text
+    assert not any(ln.startswith("MALLORY") for ln in lines)
+    assert any("\\n" in ln or "\\r" in ln or "\\t" in ln or "\\u" in ln or "\\x07" in ln
+               for ln in lines if ln.startswith("  store"))
+
+
+def test_one_line_escapes_controls_and_keeps_text():
+    from guard.daemon.status import one_line
+
+    assert one_line("plain é ✓ 模型") == "plain é ✓ 模型"
+    assert one_line("a\nb\rc\td\x00e\x1bf\u202eg\u2029h") == \
+        "a\\nb\\rc\\td\\x00e\\x1bf\\u202eg\\u2029h"
+
+
+def test_refused_requests_are_counted_and_the_latest_listed():
+    from guard.daemon.status import Refusal
+
+    refused = tuple(Refusal(NOW - i, "POST", f"/ajax-api/3.0/mlflow/traces/delete-traces/{i}",
+                            "delete traces", "Deleting traces is blocked") for i in range(7))
+    lines = render(replace(healthy_report(), refusals=refused)).splitlines()
+    at = [i for i, ln in enumerate(lines) if ln.startswith("  REFUSED")][0]
+    assert lines[at].startswith("  REFUSED   7 requests refused by the guard in the last 24 "
+                                "hours")
+    listed = lines[at + 1:at + 6]
+    assert all("POST /ajax-api/3.0/mlflow/traces/delete-traces/" in ln and
+               "(delete traces): Deleting traces is blocked" in ln for ln in listed)
+    assert listed[0].endswith("delete-traces/0 (delete traces): Deleting traces is blocked")
+    assert lines[at + 6] == ("            and 2 more (the status page lists them: /guard/ on "
+                             "the server)")
+    one = render(replace(healthy_report(), refusals=refused[:1]))
+    assert "  REFUSED   1 request refused" in one and "and 1 more" not in one
+    assert "REFUSED" not in render(healthy_report())
+
+
+def test_after_the_store_came_back_the_last_reason_says_so():
+    """Nobody asked for a restart: the store was lost and came back."""
+    from guard.supervision.supervisor import State, resumed, store_back, store_lost
+
+    back = store_back(store_lost(State(), "gone"), 100.0)
+    assert back.last_reason == "the store came back"
+    assert resumed(State(), 1.0).last_reason == "restart requested"
+    r = summarize(fresh(last_reason=back.last_reason, restarts=1), LIVE_OK, StatusDoc(), NOW)
+    assert "  restarts  1; last reason: the store came back" in render(r).splitlines()
+
+
+def test_problems_say_what_to_do_about_each():
+    from guard.daemon.status import problems
+
+    r = replace(full_report(), strays=(Stray(9, "bob", "mlflow ui", 5001, "/sync/mlruns"),))
+    found = problems(r, NOW)
+    assert any("1 conflict copy needs a person: `guardctl conflicts`" in p for p in found)
+    assert any("1 artifact above vault.copy_max_bytes is not kept" in p for p in found)
+    assert any("pid 9 (bob), port 5001, store /sync/mlruns" in p and "stop it" in p
+               for p in found)
+    assert problems(healthy_report(), NOW) == ()
+    dead = summarize(None, Live(), StatusDoc(), NOW)
+    assert dead.problems == (dead.reason,)

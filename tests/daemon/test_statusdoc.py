@@ -72,6 +72,7 @@ FULL_DOC = {
                          "new": "mlflow-artifacts:/1/abc/artifacts"},
         "pending_foreign": 4,
         "deferred_in_flight": 1,
+        "deferred_quiet": 0,
         "unportable_count": 1,
         "problem_count": 3,
         "problems": [
@@ -166,17 +167,20 @@ FRESH_DOC = {**FULL_DOC, "phase": "waiting for store",
 
 LIVE = Live(daemon=True, tree=(TreeEntry(4300, True), TreeEntry(4301, False)),
             health=HealthCheck(True, "200 OK"),
-            strays=(Stray(777, "bob", "mlflow ui --backend-store-uri /sync/mlruns"),))
+            strays=(Stray(777, "bob", "mlflow ui --backend-store-uri /sync/mlruns", 5000,
+                          "/sync/mlruns"),))
 FALLBACK = StatusDoc(host_id="from-config", state_dir="/var/lib/guard",
                      log_file="/config/guard.log", server_log_file="/config/server.log")
 
-# What `guardctl status` printed for these documents before the types (the same `Live`).
+# What `guardctl status` printed for these documents before the types (the same `Live`), with
+# issue 16's words: counts with the right noun, the health check and absent times in words,
+# a stray on one line.
 RENDERED_FULL = (
     'mlflow-guard: DEGRADED - `mlflow gc` is running against the store (pid 555); '
      'use `guardctl gc`',
     '  daemon    pid 4242, up 1h 02m',
     '  server    running; pid 4300 (tree: 4300, 4301 (gone))',
-    '  url       http://127.0.0.1:5050  health: 200 OK',
+    '  url       http://127.0.0.1:5050  health: answering',
     '  restarts  2; last reason: server exited with code 1',
     '  store     /sync/mlruns',
     '  host_id   lab-pc',
@@ -191,7 +195,7 @@ RENDERED_FULL = (
      'fs.inotify.max_queued_events if frequent)',
     "            4 foreign paths waiting for their own machine's guard "
      '(rewrite.foreign_delay)',
-    '            1 locations left alone while their run or model is in progress',
+    '            1 location left alone while its run or model is in progress',
     '  UNPORTABLE 1 unportable, 2 other problems (`guardctl fix --dry-run` lists them)',
     '  peers     host          age      mlflow    guard   state',
     '            office-pc     4s       3.1.0     0.1.0   ok',
@@ -199,14 +203,14 @@ RENDERED_FULL = (
     '            server        11m 40s  3.1.0     0.1.0   stopped',
     "  WARNING   another guard also uses host_id 'lab-pc' (pid 99 on /elsewhere)",
     '  WARNING   old-laptop runs MLflow 3.0.1; this host runs 3.1.0',
-    '  conflicts 7 copies resolved since start, 1 need a look (`guardctl conflicts`)',
+    '  conflicts 7 copies resolved since start, 1 needs a look (`guardctl conflicts`)',
     '            last scan 2m 05s ago; 2 copies waiting',
     "            renumbered model 'adder': was version 1 on hostB, now 2",
     "  WARNING   experiment name 'shared' is held by 2 experiments (ids 4, 9; 4 is the "
     "oldest); merge them: `guardctl conflicts --merge-experiments shared`",
     '  WARNING   conflicts: waiting for the conflicts lock: held by b',
     '  vault     ok; link mode, policy restore, /var/lib/guard/vault',
-    '            3 restored, 1 alerts, 5 sanctioned or moved since start; last pass '
+    '            3 restored, 1 alert, 5 sanctioned or moved since start; last pass '
      '4m 00s ago',
     '  MLFLOW GC running against this store: pid 555 (bob): mlflow gc --x --x --x '
      '--x --x --x --x --x --x --x --x --x --x --x --x --x --x --x --x --x --x --x --; '
@@ -217,13 +221,13 @@ RENDERED_FULL = (
     '  WARNING   vault: vault thread failed: OSError(28)',
     '  WARNING   gc: AccessDenied: psutil',
     '  STRAYS    MLflow servers over this store not started by the guard:',
-    '            pid 777 (bob): mlflow ui --backend-store-uri /sync/mlruns',
+    '            pid 777 (bob), port 5000, store /sync/mlruns',
 )
 RENDERED_OFF = (
     'mlflow-guard: OK - serving',
     '  daemon    pid 4242, up 1h 02m',
     '  server    running; pid 4300 (tree: 4300, 4301 (gone))',
-    '  url       http://127.0.0.1:5050  health: 200 OK',
+    '  url       http://127.0.0.1:5050  health: answering',
     '  restarts  2; last reason: server exited with code 1',
     '  store     /sync/mlruns',
     '  host_id   lab-pc',
@@ -236,7 +240,7 @@ RENDERED_OFF = (
     '  conflicts not resolved (conflicts.enabled: false)',
     '  vault     off (vault.enabled: false): deletions are not put back',
     '  STRAYS    MLflow servers over this store not started by the guard:',
-    '            pid 777 (bob): mlflow ui --backend-store-uri /sync/mlruns',
+    '            pid 777 (bob), port 5000, store /sync/mlruns',
 )
 
 RENDERED_FRESH = (
@@ -244,7 +248,7 @@ RENDERED_FRESH = (
      '/sync/mlruns does not exist',
     '  daemon    pid 4242, up 1h 02m',
     '  server    waiting for store; pid 4300 (tree: 4300, 4301 (gone))',
-    '  url       http://127.0.0.1:5050  health: 200 OK',
+    '  url       http://127.0.0.1:5050  health: answering',
     '  restarts  2; last reason: server exited with code 1',
     '  store     /sync/mlruns',
     '  host_id   lab-pc',
@@ -260,15 +264,15 @@ RENDERED_FRESH = (
     '            server        11m 40s  3.1.0     0.1.0   stopped',
     "  WARNING   another guard also uses host_id 'lab-pc' (pid 99 on /elsewhere)",
     '  WARNING   old-laptop runs MLflow 3.0.1; this host runs 3.1.0',
-    '  conflicts 7 copies resolved since start, 1 need a look (`guardctl conflicts`)',
-    '            last scan -; paused: store lost',
+    '  conflicts 7 copies resolved since start, 1 needs a look (`guardctl conflicts`)',
+    '            last scan never; paused: store lost',
     "            renumbered model 'adder': was version 1 on hostB, now 2",
     "  WARNING   experiment name 'shared' is held by 2 experiments (ids 4, 9; 4 is the "
     "oldest); merge them: `guardctl conflicts --merge-experiments shared`",
     '  vault     building; link mode, policy restore, /var/lib/guard/vault',
-    '            3 restored, 1 alerts, 5 sanctioned or moved since start; last pass -',
+    '            3 restored, 1 alert, 5 sanctioned or moved since start; last pass never',
     '  STRAYS    MLflow servers over this store not started by the guard:',
-    '            pid 777 (bob): mlflow ui --backend-store-uri /sync/mlruns',
+    '            pid 777 (bob), port 5000, store /sync/mlruns',
 )
 
 
@@ -288,11 +292,13 @@ def expected_json(doc: dict, state: str, exit_code: int, reason: str) -> dict:
         "state_dir": "/var/lib/guard", "log_file": doc["log_file"],
         "server_log_file": doc["server_log_file"],
         "strays": [{"pid": 777, "user": "bob",
-                    "command": "mlflow ui --backend-store-uri /sync/mlruns"}],
+                    "command": "mlflow ui --backend-store-uri /sync/mlruns", "port": 5000,
+                    "store": "/sync/mlruns"}],
         "orphans": [],  # only while a dead daemon's server still runs
         "portability": doc["portability"], "peers": doc["peers"], "conflicts": doc["conflicts"],
         "vault": doc["vault"], "gc_processes": doc["gc_processes"], "parts": doc["parts"],
         "status_age_s": round(NOW - doc["updated_at"], 1),
+        "locks": [], "refusals": [], "journal": [],  # found live in the store and state folder
     }
 
 
@@ -372,8 +378,12 @@ def test_the_status_file_round_trip(tmp_path):
 def test_status_text_and_json_are_as_before(frozen_clock, raw, text, verdict):
     report = summarize(parsed(raw), LIVE, FALLBACK, NOW)
     assert render(report) == "\n".join(text)
-    assert to_json(report) == expected_json(raw, *verdict)
-    assert json.dumps(to_json(report)) == json.dumps(expected_json(raw, *verdict))
+    got = to_json(report)
+    problems = got.pop("problems")  # what the status page lists (tests/daemon/test_status.py)
+    assert got == expected_json(raw, *verdict)
+    assert json.dumps(got) == json.dumps(expected_json(raw, *verdict))
+    assert all(isinstance(p, str) for p in problems)
+    assert problems if verdict[0] != HEALTHY else True
 
 
 def test_a_dead_daemon_shows_none_of_its_sections(frozen_clock):
