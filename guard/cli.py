@@ -5,14 +5,34 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 from guard import __version__
 from guard.commands import COMMANDS
 from guard.core.config import ConfigError
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class Parser(argparse.ArgumentParser):
+    """The top-level parser, whose errors about a subcommand's arguments show that
+    subcommand's usage (argparse leaves flags no subparser knows to the top level, which
+    would show the top-level usage: no help for `guardctl gc --bogus`)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.commands: dict[str, argparse.ArgumentParser] = {}
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            owner = self.commands.get(getattr(parsed, "command", None) or "", self)
+            owner.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+
+def build_parser() -> Parser:
+    parser = Parser(
         prog="guardctl",
         description="Run and inspect the mlflow-sync-guard daemon over a synced MLflow store.")
     parser.add_argument("--version", action="version", version=f"mlflow-sync-guard {__version__}")
@@ -21,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
         cmd.set_defaults(handler=module.run)
+        parser.commands[module.NAME] = cmd
     return parser
 
 

@@ -8,11 +8,12 @@ import datetime
 import json
 import sys
 
-from guard.commands.common import add_config_options, config_from
+from guard.commands.common import add_config_options, config_from, say_daemon_store
 from guard.core.config import Config
 from guard.core.journal import Journal
 from guard.core.state import StateDir
 from guard.core.store import inspect_store
+from guard.core.words import Progress, count, said
 from guard.sync.experiment_names import find_same_names, merge, plan_for
 from guard.sync.experiments import MergePlan
 from guard.sync.leases import resource_name
@@ -54,9 +55,11 @@ def merge_experiments(cfg: Config, name: str, yes: bool, as_json: bool) -> int:
     name, plan (and with --yes carry out) the merge. Exit 1 when there is nothing to merge,
     the merge is blocked, the lock cannot be had, or MLflow cannot open what moved."""
     store = cfg.require_store()
+    say_daemon_store(cfg)
     lock = HostLock(LockSettings.from_config(cfg), resource_name("experiment", name))
     try:
-        lock.acquire()
+        with Progress(f"waiting for the lock of experiment name {name!r}") as waiting:
+            lock.acquire(on_wait=waiting.update)
     except LockTimeout as exc:
         print(f"guardctl: {exc}; try again later", file=sys.stderr)
         return 1
@@ -98,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     store = cfg.require_store()
     if args.merge_experiments is not None:
         return merge_experiments(cfg, args.merge_experiments, args.yes, args.json)
+    say_daemon_store(cfg)
     state = StateDir(cfg.state_dir)
     records = read_records(state.conflict_journal)
     check = inspect_store(store)
@@ -119,23 +123,26 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not check.ok:
         print(f"guardctl: {check.detail}", file=sys.stderr)
-    print(f"{len(records)} conflict copies resolved, {len(attention)} need a look "
+    print(f"{count(len(records), 'conflict copy')} resolved, {len(attention)} "
+          f"{'needs' if len(attention) == 1 else 'need'} a look "
           f"(journal: {state.conflict_journal})")
     for record in records if args.all else attention:
         mark = "!" if record.get("needs_attention") else " "
-        print(f"{mark} {_when(record)}  {record.get('original')}  [{record.get('action')}]")
-        print(f"      {record.get('report')}")
+        print(f"{mark} {_when(record)}  {said(record.get('original'))}  "
+              f"[{said(record.get('action'))}]")
+        print(f"      {said(record.get('report'), 'no report')}")
         for kept in record.get("quarantined", []):
             print(f"      kept: {kept}")
     if renumbered:
-        print(f"{len(renumbered)} model versions renumbered (registered on two machines at "
-              "once; tags mlflow-guard.renumbered_from/_host):")
+        print(f"{count(len(renumbered), 'model version')} renumbered (registered on two "
+              "machines at once; tags mlflow-guard.renumbered_from/_host):")
         for r in renumbered:
             print(f"  {r.describe()}")
     for group in same:
         print(f"! {group.describe()}; see the merge: {group.command()}")
     if waiting:
-        print(f"{len(waiting)} conflict copies in the store now, waiting for the daemon:")
+        print(f"{count(len(waiting), 'conflict copy')} in the store now, waiting for the "
+              "daemon:")
         for rel in waiting[:20]:
             print(f"  {rel}")
     return 0

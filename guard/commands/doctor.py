@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from guard.commands.common import add_config_options, config_from
+from guard.commands.common import add_config_options, config_from, daemon_pid_of
 from guard.core.config import ConfigError
 from guard.service import doctor
 
@@ -14,7 +14,7 @@ HELP = "check the setup (config, store, sync client, filesystem, port, mlflow, c
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_options(parser)
+    add_config_options(parser, port=True)
     parser.add_argument("--json", action="store_true", help="the findings as a JSON list")
 
 
@@ -24,7 +24,8 @@ def run(args: argparse.Namespace, probes: doctor.Probes | None = None) -> int:
     except ConfigError as exc:
         cfg, error = None, str(exc)
     facts = doctor.gather(cfg, probes or doctor.Probes(),
-                          doctor.config_facts(cfg, error, args.config))
+                          doctor.config_facts(cfg, error, args.config,
+                                              daemon_pid_of(cfg) if cfg else None))
     findings = doctor.run_checks(facts)
     print(doctor.to_json(findings) if args.json else doctor.render(findings))
     return doctor.exit_code(findings)

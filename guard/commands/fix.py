@@ -7,10 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from guard.commands.common import add_config_options, config_from, usable_store
+from guard.commands.common import add_config_options, config_from, say_daemon_store, usable_store
 from guard.core.journal import Journal
 from guard.core.safeio import printable
 from guard.core.state import StateDir
+from guard.core.words import Progress, count
 from guard.core.writefaults import hold_reason
 from guard.portability.fixer import Fixer, undo
 from guard.supervision.processes import running_daemon_pid
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     store = usable_store(cfg, "nothing was changed")
     if store is None:
         return 2
+    say_daemon_store(cfg)
     state = StateDir(cfg.state_dir)
     if args.undo:
         pid = running_daemon_pid(state)
@@ -107,11 +109,20 @@ def run(args: argparse.Namespace) -> int:
     fixer = Fixer(store, journal, cfg.host_id, dry_run=args.dry_run,
                   in_flight_grace=rw.in_flight_grace, experiment_quiet=rw.experiment_quiet)
     try:
-        figures = fixer.full_pass(force=True)
+        with Progress("checking artifact paths") as progress:
+            seen = [0]
+
+            def tick() -> None:
+                seen[0] += 1
+                progress.update(f"{count(seen[0], 'folder')} checked, "
+                                f"{count(fixer.total, 'file')} rewritten")
+
+            fixer.progress = tick
+            figures = fixer.full_pass(force=True)
     except OSError as exc:
         print(f"guardctl: {refused(exc, journal, 'fix')}", file=sys.stderr)
         if fixer.total:
-            print(f"guardctl: {fixer.total} files were rewritten before that; journal: "
+            print(f"guardctl: {count(fixer.total, 'file')} rewritten before that; journal: "
                   f"{state.rewrite_journal}", file=sys.stderr)
         return 1
     snap = fixer.snapshot()
@@ -127,10 +138,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     verb = "would rewrite" if args.dry_run else "rewrote"
-    kinds = (", ".join(f"{n} {k}" for k, n in sorted(result["rewritten_by_kind"].items()))
+    kinds = (", ".join(count(n, k.replace("_", " "))
+                       for k, n in sorted(result["rewritten_by_kind"].items()))
              or "nothing")
-    print(f"checked {result['files']} meta.yaml files in {result['duration_s']:.2f} s; "
-          f"{verb} {kinds}")
+    print(f"checked {count(result['files'], 'meta.yaml file')} in "
+          f"{result['duration_s']:.2f} s; {verb} {kinds}")
     if result["journal"] and result["rewritten_by_kind"]:
         print(f"journal: {result['journal']} (undo with `guardctl fix --undo {result['journal']}`)")
     for file, why in result["deferred"].items():

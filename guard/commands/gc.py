@@ -8,7 +8,8 @@ import re
 import sys
 import time
 
-from guard.commands.common import add_config_options, config_from, usable_store
+from guard.commands.common import add_config_options, config_from, say_daemon_store, usable_store
+from guard.core.words import Progress, count
 from guard.protection.collector import collect, plan, survey
 from guard.sync.locks import HostLock, LockSettings, LockTimeout
 
@@ -33,8 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_options(parser)
     parser.add_argument("--older-than", type=older_than_ms, default=older_than_ms("30d"),
                         metavar="AGE", help="only what was deleted longer ago (default 30d)")
-    parser.add_argument("--yes", action="store_true",
-                        help="act; without it, only print what would be removed")
+    act = parser.add_mutually_exclusive_group()
+    act.add_argument("--yes", action="store_true",
+                     help="act; without it, only print what would be removed")
+    act.add_argument("--dry-run", action="store_true",
+                     help="only print what would be removed (the default without --yes)")
 
 
 def _line(verb: str, item, why: str = "") -> str:
@@ -47,15 +51,20 @@ def run(args: argparse.Namespace) -> int:
     store = usable_store(cfg, "nothing was removed")
     if store is None:
         return 2
+    say_daemon_store(cfg)
     lock = HostLock(LockSettings.from_config(cfg), "gc")
     try:
-        lock.acquire()
+        with Progress("waiting for the gc lock") as waiting:
+            lock.acquire(on_wait=waiting.update)
     except LockTimeout as exc:
         print(f"guardctl: {exc}; another machine is collecting, try again later",
               file=sys.stderr)
         return 1
     try:
-        items, protected = survey(store)  # under the lock: what another gc left is gone
+        with Progress("looking for deleted runs and experiments") as looking:
+            # under the lock: what another gc left is gone
+            items, protected = survey(store, lambda n: looking.update(
+                f"{count(n, 'folder')} looked at"))
         take, keep = plan(items, protected, int(time.time() * 1000), args.older_than)
         for item, why in keep:
             print(_line("keep", item, why))
@@ -63,15 +72,19 @@ def run(args: argparse.Namespace) -> int:
             print("nothing to remove")
             return 0
         verb = "removing" if args.yes else "would remove"
-        print(f"{verb} {len(take)}:")
+        print(f"{verb} {count(len(take), 'item')}:")
         for item in take:
             print(_line("remove", item))
         if not args.yes:
             print("dry run: nothing was changed; run again with --yes to remove these")
             return 0
-        batch = collect(store, cfg.vault_root, cfg.host_id, take)
-        print(f"moved to {batch} (kept {cfg.gc.retention_days:g} days); tombstones written so "
-              "no machine restores them")
+        with Progress("moving to the vault's trash") as moving:
+            batch = collect(store, cfg.vault_root, cfg.host_id, take,
+                            lambda n: moving.update(f"{n} of {len(take)}"))
+        days = cfg.gc.retention_days
+        kept = count(int(days), "day") if days.is_integer() else f"{days:g} days"
+        print(f"moved to {batch} (kept {kept}); tombstones written so no machine restores "
+              "them")
         return 0
     finally:
         lock.release()

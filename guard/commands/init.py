@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from guard.commands.common import SAVE_COMMAND
+from guard.core.config import ConfigError, load_config
 from guard.core.store import init_store
 
 NAME = "init"
@@ -24,4 +26,15 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"guardctl: {exc}", file=sys.stderr)
         return 2
+    if not _store_configured():
+        print(f"to have every guardctl command use it without --store: "
+              f"`{SAVE_COMMAND} --store {path}`")
     return 0
+
+
+def _store_configured() -> bool:
+    """Whether a config file already names a store (a broken one: say nothing here)."""
+    try:
+        return load_config().store is not None
+    except ConfigError:
+        return True

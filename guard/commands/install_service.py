@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     kind = parser.add_mutually_exclusive_group(required=True)
     kind.add_argument("--systemd", action="store_true", help="write a systemd unit")
     kind.add_argument("--windows", action="store_true", help="install the Windows service")
-    add_config_options(parser)
+    add_config_options(parser, store=False, state_dir=False)
     parser.add_argument("--user", action="store_true",
                         help="systemd: a user unit for `systemctl --user` instead of a system unit")
     parser.add_argument("--run-as", metavar="NAME",
@@ -88,7 +88,8 @@ def _service_config(args: argparse.Namespace, user: str | None) -> Config:
     with _home_of(user):
         cfg = config_from(args)
     if cfg.file is None:
-        raise ConfigError("a service needs a config file naming the store: write one (see "
+        raise ConfigError("a service needs a config file naming the store: write one with "
+                          "`guardctl config --save --store PATH` (or by hand, see "
                           "config.example.yaml) and pass --config PATH")
     cfg.require_store()
     return cfg

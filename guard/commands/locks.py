@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 
-from guard.commands.common import add_config_options, config_from, usable_store
+from guard.commands.common import add_config_options, config_from, say_daemon_store, usable_store
 from guard.sync.locks import list_locks
 
 NAME = "locks"
@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     store = usable_store(cfg)
     if store is None:
         return 2
+    say_daemon_store(cfg)
     found = [lock for lock in list_locks(store, time.time()) if args.all or not lock["released"]]
     if args.json:
         print(json.dumps({"backend": cfg.locks.backend, "locks": found}, indent=2))

@@ -10,6 +10,7 @@ import time
 from guard.commands.common import add_config_options, config_from, state_access_problem
 from guard.core.parts import PartPhase
 from guard.core.state import StateDir
+from guard.core.words import said
 from guard.daemon.status import title
 from guard.daemon.statusdoc import StatusDoc, read_status
 from guard.supervision.processes import alive
@@ -36,7 +37,7 @@ def parts_line(before: list[str], doc: StatusDoc) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_options(parser)
+    add_config_options(parser, store=False)
     parser.add_argument("--no-wait", action="store_true", help="do not wait for health")
 
 
@@ -68,5 +69,6 @@ def run(args: argparse.Namespace) -> int:
             return 1 if failed_parts(doc) else 0
         time.sleep(0.25)
     phase = doc.keeper.phase
-    print(f"server not healthy yet: {phase.value if phase else None}; see `guardctl status`")
+    print(f"server not healthy yet: {said(phase.value if phase else None)}; see "
+          "`guardctl status`")
     return 1

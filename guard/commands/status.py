@@ -14,7 +14,7 @@ HELP = "show whether the daemon and its MLflow server are healthy (exit 0/1/3)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_options(parser)
+    add_config_options(parser, port=True)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 

@@ -37,15 +37,35 @@ class StoreState(enum.Enum):
     UNREADABLE = "unreadable"
 
 
+# What a sync drive that is not there yet looks like: worth waiting for (--wait-for-store).
+WAITABLE = (StoreState.MISSING, StoreState.EMPTY)
+CHILDREN_LOOKED_AT = 50  # a folder that is not a store: how many of its folders are looked into
+
+
 @dataclass(frozen=True)
 class StoreCheck:
     path: Path
     state: StoreState
     detail: str
+    child_store: Path | None = None  # not a store, but this folder in it is one
 
     @property
     def ok(self) -> bool:
         return self.state is StoreState.OK
+
+    @property
+    def waitable(self) -> bool:
+        """Whether waiting can help: a missing or empty folder may be a drive not mounted or
+        synced yet; a folder with other content never turns into a store by waiting."""
+        return self.state in WAITABLE
+
+    def startup_advice(self) -> str:
+        """What to do when `run` cannot start over this folder (after the detail)."""
+        if self.waitable:
+            return "Start with --wait-for-store to wait for the drive to appear."
+        if self.child_store is not None:
+            return f"Start with --store {self.child_store}."
+        return "Point --store (or `store:` in the config file) at the synced mlruns folder."
 
 
 def classify_entries(names: list[str], has_meta: set[str]) -> StoreState:
@@ -81,12 +101,39 @@ def inspect_store(path: Path) -> StoreCheck:
                   "like this; wait for the sync, or create a new store on purpose with "
                   f"`guardctl init --store {path}`")
     elif state is StoreState.NOT_A_STORE:
-        shown = ", ".join(sorted(names)[:5])
+        shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
         detail = (f"{path} is not an MLflow file store: expected '{TRASH}', '{REGISTRY}' or "
                   f"experiment folders with meta.yaml, found {shown}")
+        child = child_store(path, names)
+        if child is not None:
+            detail += f"; {child.name} in it is an MLflow file store: use --store {child}"
+        return StoreCheck(path, state, detail, child)
     else:
         detail = f"store {path} is an MLflow file store"
     return StoreCheck(path, state, detail)
+
+
+def store_first(names: list[str]) -> list[str]:
+    """The order to look for a store among a folder's entries: `mlruns` (MLflow's own name)
+    first, then by name, without the sync clients' folders (pure)."""
+    return sorted((n for n in names if n not in SYNC_MARKERS), key=lambda n: (n != "mlruns", n))
+
+
+def child_store(path: Path, names: list[str]) -> Path | None:
+    """A folder directly inside `path` that is an MLflow file store (the usual mistake: the
+    synced folder above `mlruns` given as the store), or None."""
+    for name in store_first(names)[:CHILDREN_LOOKED_AT]:
+        child = path / name
+        try:
+            if not child.is_dir() or child.is_symlink():
+                continue
+            inner = os.listdir(child)
+        except OSError:
+            continue
+        has_meta = {n for n in inner if made_experiment_id(n) and (child / n / META).is_file()}
+        if classify_entries(inner, has_meta) is StoreState.OK:
+            return child
+    return None
 
 
 def store_uri(path: Path) -> str:

@@ -10,12 +10,13 @@ kept gc.retention_days, rather than deleting it. `plan` is pure; `survey` reads 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from guard.core.layout import META, Entry, Kind, walk
 from guard.core.metayaml import read_doc
-from guard.core.timefmt import ms
+from guard.core.timefmt import duration, ms
 from guard.protection import tombstones
 from guard.protection.deletions import Rel
 from guard.protection.trash import move_into_trash, new_batch
@@ -77,7 +78,7 @@ def plan(items: list[Item], protected: Protected, now_ms: int,
             return None
         age = now_ms - item.deleted_at_ms
         if age < older_than_ms:
-            return f"deleted {age / 86_400_000:.1f} days ago (younger than --older-than)"
+            return f"deleted {duration(age / 1000)} ago (younger than --older-than)"
         return None
 
     for item in sorted(items, key=lambda i: (i.kind != "experiment", i.rel)):
@@ -98,10 +99,16 @@ def plan(items: list[Item], protected: Protected, now_ms: int,
     return take, keep
 
 
-def survey(store: Path) -> tuple[list[Item], Protected]:
-    """The store's deleted runs and experiments, and what model versions protect."""
+Tell = Callable[[int], None]  # told how many folders (survey) or items (collect) so far
+
+
+def survey(store: Path, progress: Tell | None = None) -> tuple[list[Item], Protected]:
+    """The store's deleted runs and experiments, and what model versions protect;
+    `progress` hears the count of folders looked at (a big store takes a while)."""
     found: dict[Kind, list[tuple[Path, Entry]]] = {}
-    for path, entry in walk(store):
+    for n, (path, entry) in enumerate(walk(store), 1):
+        if progress is not None:
+            progress(n)
         if entry.is_unit:
             found.setdefault(entry.kind, []).append((path, entry))
     runs_protected: set[str] = set()
@@ -137,11 +144,15 @@ def survey(store: Path) -> tuple[list[Item], Protected]:
     return items, Protected(frozenset(runs_protected), frozenset(models_protected))
 
 
-def collect(store: Path, vault_root: Path, host_id: str, take: list[Item]) -> Path:
-    """Remove `take` from the store into one trash batch, each after its tombstone."""
+def collect(store: Path, vault_root: Path, host_id: str, take: list[Item],
+            progress: Tell | None = None) -> Path:
+    """Remove `take` from the store into one trash batch, each after its tombstone;
+    `progress` hears how many are done (a copy across volumes takes a while)."""
     batch = new_batch(vault_root, "guardctl gc", host_id=host_id,
                       removed=["/".join(i.rel) for i in take])
-    for item in take:
+    for n, item in enumerate(take):
+        if progress is not None:
+            progress(n)
         tombstones.write(store, host_id, item.rel, f"guardctl gc: {item.kind} {item.id}")
         move_into_trash(store.joinpath(*item.rel), item.rel, batch)
     return batch

@@ -28,13 +28,18 @@ from guard.core.config import Config, ConfigError, WatchMode, find_config_file
 from guard.core.state import StateDir
 from guard.core.store import SYNC_MARKERS, StoreState, inspect_store
 from guard.core.watch import watched_folders
+from guard.core.words import count
 from guard.service import exposure
 from guard.service.exposure import ExposureFacts
 from guard.supervision.processes import (
+    LOCAL_FOLDERS,
     classify,
     orphans,
     recorded_refs,
     running_daemon_pid,
+    served_store,
+    server_line,
+    server_trees,
     snapshot,
 )
 from guard.supervision.server import port_bindable
@@ -89,6 +94,7 @@ class ConfigFacts:
     source: str  # why that file: --config, $MLFLOW_GUARD_CONFIG, user config...; or "none found"
     error: str | None = None  # the ConfigError text
     store: str | None = None
+    daemon_pid: int | None = None  # the running daemon the store was taken from (no file names it)
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,7 @@ class StoreFacts:
     detail: str  # inspect_store's explanation
     writable: bool
     sync_folders: tuple[str, ...] = ()  # sync clients' folders in the store root (SYNC_MARKERS)
+    child_store: str | None = None  # not a store, but this folder in it is one
 
 
 @dataclass(frozen=True)
@@ -129,13 +136,26 @@ class Listener:
 
 
 @dataclass(frozen=True)
+class Stray:
+    """A hand-started MLflow server over the store, and the port it listens on."""
+    pid: int
+    user: str | None
+    port: int | None
+    store: str
+
+    @property
+    def line(self) -> str:
+        return server_line(self.pid, self.user, self.port, self.store)
+
+
+@dataclass(frozen=True)
 class PortFacts:
     host: str
     port: int
     bindable: bool
     daemon_pid: int | None  # this guard's daemon, from its status file
     ours: tuple[Listener, ...] = ()  # this guard's server processes
-    same_store: tuple[Listener, ...] = ()  # hand-started MLflow servers over the store
+    same_store: tuple[Stray, ...] = ()  # hand-started MLflow servers over the store
     foreign: tuple[Listener, ...] = ()  # anything else listening on the port
     orphans: tuple[Listener, ...] = ()  # this guard's server, left running by a dead daemon
 
@@ -196,9 +216,18 @@ def check_config(f: ConfigFacts) -> Finding:
                        "shows every key); `guardctl config` shows the result once it loads")
     where = f"{f.file} ({f.source})" if f.file else "no config file found, defaults and flags"
     if not f.store:
-        return Finding("config", FAIL, f"{where}: no store configured",
-                       "set `store:` to the synced mlruns folder in the config file (or pass "
-                       "--store PATH)")
+        fix = ("set `store:` to the synced mlruns folder in the config file (or pass --store "
+               "PATH)") if f.file else (
+               "name the synced mlruns folder once: `guardctl config --save --store PATH` "
+               "writes the user config file (or pass --store PATH)")
+        return Finding("config", FAIL, f"{where}: no store configured", fix)
+    if f.daemon_pid is not None:
+        return Finding("config", WARN,
+                       f"no config file names the store: {f.store} is the running daemon's "
+                       f"(pid {f.daemon_pid}, from its --store); once it stops, guardctl and "
+                       "the next `guardctl run` without --store will not know the store",
+                       "make it permanent: `guardctl config --save` writes it to the user "
+                       "config file")
     return Finding("config", OK, f"{where}; store {f.store}")
 
 
@@ -214,8 +243,9 @@ def check_store(f: StoreFacts) -> Finding:
             f"run `guardctl init --store {f.path}`; or start with `guardctl run "
             "--wait-for-store` to wait for the store to appear")
     if state is not StoreState.OK:
-        return Finding("store", FAIL, f.detail,
-                       "point `store:` (or --store) at the synced mlruns folder")
+        fix = (f"point `store:` (or --store) at {f.child_store}" if f.child_store else
+               "point `store:` (or --store) at the synced mlruns folder")
+        return Finding("store", FAIL, f.detail, fix)
     if not f.writable:
         return Finding("store", FAIL, f"{f.path} is an MLflow file store, but this user cannot "
                                       "write to it",
@@ -349,12 +379,12 @@ def check_watches(f: WatchFacts) -> Finding:
         return Finding("inotify watches", OK, "not used (rewrite.enabled: false)")
     if f.limit is None:
         return Finding("inotify watches", OK,
-                       f"{f.folders} store folders to watch; the limit is unknown "
+                       f"{count(f.folders, 'store folder')} to watch; the limit is unknown "
                        f"({WATCH_LIMIT_FILE} is unreadable)")
     n = suggested_watches(f.folders)
     fix = (f"sudo sysctl fs.inotify.max_user_watches={n}; to keep it after a reboot: "
            f"echo fs.inotify.max_user_watches={n} | sudo tee /etc/sysctl.d/90-mlflow-guard.conf")
-    counts = f"the guard would watch {f.folders} store folders, the limit " \
+    counts = f"the guard would watch {count(f.folders, 'store folder')}, the limit " \
              f"(fs.inotify.max_user_watches) is {f.limit}"
     if f.folders > f.limit:
         return Finding("inotify watches", WARN,
@@ -363,7 +393,8 @@ def check_watches(f: WatchFacts) -> Finding:
         return Finding("inotify watches", WARN,
                        f"{counts}: more than {WATCH_HEADROOM:.0%} of it, and other programs "
                        "(editors, IDEs, sync clients) need watches too", fix)
-    return Finding("inotify watches", OK, f"{f.folders} store folders to watch, limit {f.limit}")
+    return Finding("inotify watches", OK,
+                   f"{count(f.folders, 'store folder')} to watch, limit {f.limit}")
 
 
 def _named(listeners: Sequence[Listener]) -> str:
@@ -377,12 +408,17 @@ def check_port(f: PortFacts) -> Finding:
     if f.foreign:
         return Finding("port", FAIL, f"{where} is taken by {_named(f.foreign)}, which is not "
                                      "an MLflow server over this store", fix)
-    if f.same_store:
+    on_port = [s for s in f.same_store if s.port == f.port]
+    if on_port and f.daemon_pid is None:
         return Finding("port", WARN,
-                       f"a hand-started MLflow server over this store is running: "
-                       f"{_named(f.same_store)}; the guard ends it when it starts",
-                       "stop it yourself and point clients at the guard's server, or let "
-                       "`guardctl run` end it")
+                       f"{where} is held by a hand-started MLflow server over this store "
+                       f"({on_port[0].line}); the guard ends it when it starts",
+                       "let `guardctl run` end it, or stop it yourself")
+    if on_port:
+        return Finding("port", FAIL,
+                       f"{where} is held by a hand-started MLflow server over this store "
+                       f"({on_port[0].line}), so the running guard's server cannot listen there",
+                       f"stop it (`kill {on_port[0].pid}`); the guard then starts its server")
     if f.orphans and f.daemon_pid is None:
         return Finding("port", WARN,
                        f"the server of a dead guard daemon is still running (orphan): "
@@ -398,6 +434,27 @@ def check_port(f: PortFacts) -> Finding:
         return Finding("port", OK, f"{where} is free; this guard is running{daemon} and its "
                                    "server is not listening yet")
     return Finding("port", OK, f"{where} is free")
+
+
+def check_strays(f: PortFacts) -> Finding:
+    """Hand-started MLflow servers over the store, one line each: two servers over one store
+    serve stale views of each other's writes. The guard ends them only when it starts, so the
+    advice depends on whether it runs."""
+    if not f.same_store:
+        return Finding("strays", OK, "no hand-started MLflow server over this store")
+    head = f"{count(len(f.same_store), 'hand-started MLflow server')} over this store:"
+    detail = head + "".join(f"\n        {s.line}" for s in f.same_store)
+    pids = " ".join(str(s.pid) for s in f.same_store)
+    if f.daemon_pid is not None:
+        fix = (f"stop {'it' if len(f.same_store) == 1 else 'them'} (`kill {pids}`) and point "
+               f"{'its' if len(f.same_store) == 1 else 'their'} users at the guard's server on "
+               f"port {f.port}; the running guard (pid {f.daemon_pid}) ends such servers only "
+               "when it starts")
+    else:
+        fix = (f"`guardctl run` ends {'it' if len(f.same_store) == 1 else 'them'} when it "
+               f"starts; or stop {'it' if len(f.same_store) == 1 else 'them'} yourself "
+               f"(`kill {pids}`)")
+    return Finding("strays", WARN, detail, fix)
 
 
 def _release(version: str) -> tuple[int, ...]:
@@ -495,6 +552,7 @@ def run_checks(facts: Facts) -> list[Finding]:
         out.append(check_watches(facts.watches))
     if facts.port is not None:
         out.append(check_port(facts.port))
+        out.append(check_strays(facts.port))
     if facts.exposure is not None:
         out.append(check_exposure(facts.exposure))
     out.append(check_mlflow(facts.mlflow))
@@ -521,8 +579,7 @@ def render(findings: Sequence[Finding]) -> str:
     oks = len(findings) - fails - warns
     verdict = "the guard cannot run until the failures are fixed" if fails else \
         "nothing blocks running the guard"
-    warnings = "1 warning" if warns == 1 else f"{warns} warnings"
-    lines.append(f"{fails} failed, {warnings}, {oks} ok: {verdict}")
+    lines.append(f"{fails} failed, {count(warns, 'warning')}, {oks} ok: {verdict}")
     return "\n".join(lines)
 
 
@@ -563,18 +620,21 @@ class Probes:
     linux: bool = field(default_factory=lambda: sys.platform.startswith("linux"))
 
 
-def config_facts(cfg: Config | None, error: str | None, explicit: str | None) -> ConfigFacts:
-    """What the config check needs: the file used and why, or the error loading it."""
+def config_facts(cfg: Config | None, error: str | None, explicit: str | None,
+                 daemon_pid: int | None = None) -> ConfigFacts:
+    """What the config check needs: the file used and why, or the error loading it, and the
+    running daemon the store was taken from when no file or flag names it."""
     if cfg is None:
         return ConfigFacts(None, "", error or "configuration not loaded")
     source = "none found"
     if cfg.file is not None:
         try:
-            source = find_config_file(explicit)[1]
+            found, why = find_config_file(explicit)
+            source = why if found == cfg.file else "the running daemon's config file"
         except ConfigError:
             source = "found"
     return ConfigFacts(str(cfg.file) if cfg.file else None, source, None,
-                       str(cfg.store) if cfg.store else None)
+                       str(cfg.store) if cfg.store else None, daemon_pid)
 
 
 def count_watch_folders(store: Path) -> int:
@@ -622,10 +682,12 @@ def gather_port(cfg: Config) -> PortFacts:
     def listeners(procs) -> tuple[Listener, ...]:
         return tuple(Listener(p.pid, p.command) for p in procs)
 
+    strays = tuple(Stray(p.pid, p.username, port, served_store(p, LOCAL_FOLDERS) or store)
+                   for p, port in server_trees(census.same_store))
     return PortFacts(cfg.server.host, cfg.server.port,
                      port_bindable(cfg.server.host, cfg.server.port),
                      daemon_pid, listeners(census.ours),
-                     listeners(census.same_store), listeners(census.foreign_on_port),
+                     strays, listeners(census.foreign_on_port),
                      listeners(left))
 
 
@@ -640,7 +702,7 @@ def gather(cfg: Config | None, probes: Probes = Probes(),
     if cfg.store is None:
         return base
     port = gather_port(cfg)
-    servers = [p.pid for p in port.ours + port.same_store + port.orphans]
+    servers = [p.pid for p in port.ours + port.orphans] + [s.pid for s in port.same_store]
     base = replace(base, exposure=ExposureFacts(cfg.server.host, cfg.server.expose,
                                                 cfg.server.auth,
                                                 exposure.gather_binds(servers)))
@@ -648,7 +710,8 @@ def gather(cfg: Config | None, probes: Probes = Probes(),
     check = inspect_store(store)
     store_facts = StoreFacts(str(store), check.state.value, check.detail,
                              check.ok and os.access(store, os.W_OK),
-                             root_sync_folders(store) if check.ok else ())
+                             root_sync_folders(store) if check.ok else (),
+                             str(check.child_store) if check.child_store else None)
     if not check.ok:
         return replace(base, store=store_facts, port=port)
     real = os.path.realpath(store)

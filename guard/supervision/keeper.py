@@ -185,8 +185,8 @@ class Keeper:
             self.message = ""
             return True
         if not wait:
-            raise StartupError(f"{check.detail}. Nothing was created or written. Start with "
-                               "--wait-for-store to wait for the drive to appear.")
+            raise StartupError(f"{check.detail}. Nothing was created or written. "
+                               f"{check.startup_advice()}")
         self.sup = supervisor.waiting_for_store(self.sup)
         self.message = f"waiting for the store: {check.detail}"
         now = self.fx.clock()

@@ -207,6 +207,46 @@ def served_store(info: ProcInfo, folders: Folders) -> str | None:
     return None
 
 
+def server_port(info: ProcInfo) -> int | None:
+    """The port an MLflow server process listens on: what the system says it listens on,
+    else its --port / -p flag, else MLflow's default 5000 for `mlflow server`/`ui`."""
+    if info.listen_ports:
+        return info.listen_ports[0]
+    value = _flag(info.cmdline, "--port", "-p")
+    if value is not None and value.isdigit():
+        return int(value)
+    return 5000 if mlflow_role(info.cmdline) in ("server", "ui") else None
+
+
+def server_line(pid: int, user: str | None, port: int | None, store: str | None) -> str:
+    """One line for an MLflow server process, the same in `status` and `doctor`."""
+    return (f"pid {pid}" + (f" ({user})" if user else "")
+            + (f", port {port}" if port is not None else ", port unknown")
+            + (f", store {store}" if store else ""))
+
+
+def server_trees(procs: Iterable[ProcInfo]) -> list[tuple[ProcInfo, int | None]]:
+    """MLflow server processes grouped into one entry per server: the root of each tree (a
+    process whose parent is not among them; its workers are not listed) and the port the tree
+    listens on: any member's listening socket, else the root's flag (pure)."""
+    procs = list(procs)
+    by_pid = {p.pid: p for p in procs}
+    roots: dict[int, ProcInfo] = {}
+    members: dict[int, list[ProcInfo]] = {}
+    for p in procs:
+        top, seen = p, {p.pid}
+        while top.ppid in by_pid and top.ppid not in seen:
+            top = by_pid[top.ppid]
+            seen.add(top.pid)
+        roots[top.pid] = top
+        members.setdefault(top.pid, []).append(p)
+    out = []
+    for pid in sorted(roots):
+        listening = [port for m in members[pid] for port in m.listen_ports]
+        out.append((roots[pid], listening[0] if listening else server_port(roots[pid])))
+    return out
+
+
 @dataclass(frozen=True)
 class Census:
     """Who is around the store and the port, sorted into what the daemon may do with them."""

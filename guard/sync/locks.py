@@ -144,6 +144,14 @@ def remember(key: str, beats: list[settling.Beat], now: float) -> list[settling.
         return list(kept.values())
 
 
+def waiting_words(decision: leases.Decision, now: float) -> str:
+    """What a waiting acquire is waiting for, for a person: the decision's reason, and how
+    long at most when the situation changes on its own then."""
+    left = f" ({decision.until - now:.0f} s more at most)" \
+        if decision.until is not None and decision.until > now else ""
+    return f"{decision.why}{left}"
+
+
 class LeaseLock:
     """One resource's lease lock for this host, over a sync-replicated store.
 
@@ -205,8 +213,10 @@ class LeaseLock:
                                      self.claim_settle.seconds, times, self.stale_after,
                                      self.skew, unannounced=self.claim_settle.unannounced)
 
-    def acquire(self, timeout: float) -> None:
-        """Block until this host holds the lock, or raise LockTimeout naming the holder."""
+    def acquire(self, timeout: float, on_wait: Callable[[str], None] | None = None) -> None:
+        """Block until this host holds the lock, or raise LockTimeout naming the holder.
+        `on_wait` hears why, each time round while it waits (settling a claim takes up to
+        locks.settle, 15 s: a person at a terminal is told what the wait is)."""
         deadline = time.monotonic() + timeout
         while True:
             now = time.time()
@@ -243,6 +253,8 @@ class LeaseLock:
                 raise LockTimeout(f"{self.resource}: not acquired within {timeout:g} s "
                                   f"({decision.why})")
             wake = decision.until if decision.until is not None else now + self.poll
+            if on_wait is not None:
+                on_wait(waiting_words(decision, now))
             time.sleep(max(0.0, min(wake - time.time(), self.poll)))
 
     def _give_up(self, now: float) -> None:
@@ -308,10 +320,11 @@ class OsLock:
         self.host_id, self.resource = host_id, resource
         self._lock = FileLock(str(self.path), thread_local=False)  # released by any thread
 
-    def acquire(self, timeout: float) -> None:
+    def acquire(self, timeout: float, on_wait: Callable[[str], None] | None = None) -> None:
         _in_store(self.path)
         try:
-            self._lock.acquire(timeout=timeout)
+            _acquire_file_lock(self._lock, timeout, on_wait,
+                               f"another machine holds {self.resource}")
         except FileLockTimeout:
             holder = self.holder_info()
             who = f" (held by {holder['host_id']})" if holder else ""
@@ -333,6 +346,23 @@ class OsLock:
     def release(self) -> None:
         _unlink(self.holder)
         self._lock.release()
+
+
+def _acquire_file_lock(lock: FileLock, timeout: float, on_wait: Callable[[str], None] | None,
+                       why: str) -> None:
+    """`lock.acquire(timeout)`, telling `on_wait` why about twice a second while it waits."""
+    if on_wait is None:
+        lock.acquire(timeout=timeout)
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            lock.acquire(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+            return
+        except FileLockTimeout:
+            if time.monotonic() >= deadline:
+                raise
+            on_wait(why)
 
 
 def _os_lock_taken(path: Path) -> bool:
@@ -416,8 +446,10 @@ class HostLock:
                                      settings.ttl, settings.renew_every, settings.skew,
                                      settings.stale_after, beats=lambda: heartbeat_beats(store))
 
-    def acquire(self, timeout: float | None = None) -> None:
-        """Block until held, or raise LockTimeout saying who holds it."""
+    def acquire(self, timeout: float | None = None,
+                on_wait: Callable[[str], None] | None = None) -> None:
+        """Block until held, or raise LockTimeout saying who holds it; `on_wait` hears what
+        the wait is for while it lasts (for a progress line)."""
         timeout = self.settings.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         try:
@@ -425,12 +457,13 @@ class HostLock:
                 self.local.acquire(timeout=0)
             except FileLockTimeout:
                 self._want()
-                self.local.acquire(timeout=timeout)
+                _acquire_file_lock(self.local, timeout, on_wait,
+                                   f"another process of this host holds {self.resource}")
         except FileLockTimeout:
             raise LockTimeout(f"{self.resource}: another process of this host "
                               f"({self.settings.host_id}) held it for {timeout:g} s") from None
         try:
-            self.backend.acquire(max(0.0, deadline - time.monotonic()))
+            self.backend.acquire(max(0.0, deadline - time.monotonic()), on_wait)
         except BaseException:
             self.local.release()
             raise

@@ -33,7 +33,7 @@ def test_guardctl_conflicts_lists_what_needs_a_person(store, tmp_path):
     Reconciler(store, state / "quarantine",
                Journal(state / "journal" / "conflicts.jsonl")).resolve_all(find_copies(store))
     out = guardctl("conflicts", *opts)
-    assert "1 conflict copies resolved, 1 need a look" in out.stdout
+    assert "1 conflict copy resolved, 1 needs a look" in out.stdout
     assert f"{EXP}/{RUN}/params/p" in out.stdout and "kept:" in out.stdout
     doc = json.loads(guardctl("conflicts", "--json", *opts).stdout)
     assert doc["in_store_now"] == [] and len(doc["needs_attention"]) == 1
@@ -63,7 +63,7 @@ def test_guardctl_conflicts_lists_renumbered_model_versions(store, tmp_path):
                "hostA").resolve_all(find_copies(store), NoLock)
     opts = ["--store", str(store), "--state-dir", str(state)]
     out = guardctl("conflicts", *opts)
-    assert "1 model versions renumbered" in out.stdout
+    assert "1 model version renumbered" in out.stdout
     assert "  model 'adder': was version 1 on hostB, now 2" in out.stdout
     doc = json.loads(guardctl("conflicts", "--json", *opts).stdout)
     assert doc["renumbered"] == [{"model": "adder", "was": 1, "host": "hostB", "now": 2}]

@@ -56,9 +56,9 @@ def test_install_service_writes_a_user_unit_that_verifies(tmp_path, new_store):
 @pytest.mark.integration
 def test_install_service_needs_a_config_file_and_a_named_account(tmp_path, new_store):
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "MLFLOW_ALLOW_FILE_STORE": "true"}
-    res = guardctl("install-service", "--systemd", "--store", str(new_store), "--run-as", "root",
-                   "--output", "-", env=env)
+    res = guardctl("install-service", "--systemd", "--run-as", "root", "--output", "-", env=env)
     assert res.returncode == 2 and "needs a config file" in res.stderr
+    assert "guardctl config --save --store PATH" in res.stderr
     cfg = _config(tmp_path, new_store)
     env.pop("SUDO_USER", None)
     if os.geteuid() == 0:

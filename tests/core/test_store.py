@@ -16,6 +16,7 @@ from guard.core.store import (
     classify_entries,
     init_store,
     inspect_store,
+    store_first,
     store_uri,
 )
 
@@ -224,3 +225,37 @@ def test_init_store_refuses_a_file(tmp_path, allow_file_store):
         init_store(path)
     assert "file, not a folder" in str(info.value)
     assert path.read_text() == "x"
+
+
+# --- advice for a folder that is not a store (issue 16) ---------------------------------------
+
+def test_the_parent_of_mlruns_suggests_mlruns(tmp_path, monkeypatch):
+    monkeypatch.setenv(ALLOW_FILE_STORE_ENV, "true")
+    (tmp_path / "notes.txt").write_text("x")
+    init_store(tmp_path / "mlruns")
+    check = inspect_store(tmp_path)
+    assert check.state is StoreState.NOT_A_STORE and not check.waitable
+    assert check.child_store == tmp_path / "mlruns"
+    assert f"use --store {tmp_path / 'mlruns'}" in check.detail
+    advice = check.startup_advice()
+    assert f"--store {tmp_path / 'mlruns'}" in advice and "--wait-for-store" not in advice
+
+
+def test_a_folder_with_other_content_is_not_worth_waiting_for(tmp_path):
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "chapter1.tex").write_text("x")
+    check = inspect_store(tmp_path)
+    assert check.child_store is None and not check.waitable
+    assert "--wait-for-store" not in check.startup_advice()
+    assert "synced mlruns folder" in check.startup_advice()
+
+
+@pytest.mark.parametrize("make", [lambda p: None, lambda p: p.mkdir()], ids=["missing", "empty"])
+def test_a_missing_or_empty_folder_may_be_waited_for(tmp_path, make):
+    make(tmp_path / "drive")
+    check = inspect_store(tmp_path / "drive")
+    assert check.waitable and "--wait-for-store" in check.startup_advice()
+
+
+def test_mlruns_is_looked_at_first_and_sync_folders_never():
+    assert store_first(["b", "mlruns", ".stfolder", "a"]) == ["mlruns", "a", "b"]

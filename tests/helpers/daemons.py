@@ -23,6 +23,7 @@ from guard.core.store import init_store
 from guard.supervision.processes import ProcRef, end_tree
 
 SERVER_TIMEOUT = 120.0
+PORT_COMMANDS = ("run", "status", "doctor", "config")  # the commands that take --port
 
 
 def free_port() -> int:
@@ -108,8 +109,14 @@ class Guard:
     def status(self) -> dict:
         return read_status(self.state_dir)
 
+    def opts_for(self, command: str) -> list[str]:
+        """`opts` as `command` takes them: --port only for the commands that use it."""
+        if command in PORT_COMMANDS:
+            return self.opts
+        return [o for o in self.opts if o not in ("--port", str(self.port))]
+
     def ctl(self, *args: str) -> subprocess.CompletedProcess:
-        return guardctl(*args, *self.opts)
+        return guardctl(*args, *self.opts_for(args[0] if args else ""))
 
     def wait_healthy(self, timeout: float = SERVER_TIMEOUT, not_pid: int | None = None) -> dict:
         def ready():

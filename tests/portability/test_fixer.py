@@ -608,3 +608,19 @@ def test_the_figures_never_wait_for_a_check_holding_the_lock(store):
     finally:
         release.set()
         holder.join()
+
+
+def test_snapshot_counts_the_deferred_that_only_wait_out_a_quiet_spell(store):
+    """A run in progress defers itself and its experiment until it ends (no time); the other
+    experiment, used lately, waits out its quiet spell (a time): only that one is quiet."""
+    meta = store / EXP / RUN / "meta.yaml"
+    doc = parse(meta.read_bytes())
+    doc.update(status=1, end_time=None, start_time=int(time.time() * 1000))
+    meta.write_bytes(dump(doc))
+    fixer = Fixer(store, None, "hostB", dry_run=True, experiment_quiet=10 * 365 * 86400.0)
+    fixer.full_pass(force=True)
+    waits = {key: until is None for key, (_, until) in fixer.deferred.items()}
+    assert waits == {f"{EXP}/{RUN}/meta.yaml": True, f"{EXP}/meta.yaml": True,
+                     "0/meta.yaml": False}
+    snap = fixer.snapshot()
+    assert snap.deferred_in_flight == 3 and snap.deferred_quiet == 1

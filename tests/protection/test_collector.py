@@ -1,11 +1,13 @@
-"""guard.protection.collector's pure part: which ids a model version protects, and what
-`guardctl gc` takes."""
+"""guard.protection.collector: which ids a model version protects and what `guardctl gc` takes
+(pure), and the survey and collection telling how far they got."""
 
 from __future__ import annotations
 
 import pytest
 
-from guard.protection.collector import Item, Protected, plan, referenced_ids
+from guard.protection.collector import Item, Protected, collect, plan, referenced_ids, survey
+from tests.helpers.store import EXP, copy_direct_store
+from tests.helpers.store import RUN as STORE_RUN
 
 RUN = "0123456789abcdef0123456789abcdef"
 RUN2 = "fedcba9876543210fedcba9876543210"
@@ -158,3 +160,28 @@ def test_run_of_an_active_experiment_is_taken_alone():
 
 def test_nothing_deleted_nothing_taken():
     assert plan([], NONE, NOW, OLDER) == ([], [])
+
+
+def test_too_new_says_how_long_ago_in_words():
+    _, keep = plan([run("1", RUN, NOW - 90_000)], NONE, NOW, OLDER)
+    assert kept(keep)[RUN] == "deleted 1m 30s ago (younger than --older-than)"
+
+
+# --- the shell's progress (issue 16: a long gc says how far it got) ---------------------------
+
+def test_survey_and_collect_report_progress(tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    store = copy_direct_store(tmp_path)
+    meta = store / EXP / STORE_RUN / "meta.yaml"
+    doc = yaml.safe_load(meta.read_text())
+    doc.update(lifecycle_stage="deleted", deleted_time=1)
+    meta.write_text(yaml.safe_dump(doc))
+    looked: list[int] = []
+    items, _ = survey(store, looked.append)
+    assert looked == list(range(1, len(looked) + 1)) and len(looked) > 3
+    assert [i.id for i in items] == [STORE_RUN]
+    done: list[int] = []
+    collect(store, tmp_path / "vault", "hostA", items, done.append)
+    assert done == [0] and not (store / EXP / STORE_RUN).exists()

@@ -125,8 +125,9 @@ def test_a_state_folder_that_cannot_be_created_is_no_traceback(tmp_path, new_sto
                                                                code, message):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    res = guardctl(*args, "--store", str(new_store), "--state-dir", str(blocker / "state"),
-                   "--port", "1")
+    store = [] if args[0] == "restart" else ["--store", str(new_store)]
+    port = ["--port", "1"] if args[0] in ("run", "status", "doctor", "config") else []
+    res = guardctl(*args, *store, "--state-dir", str(blocker / "state"), *port)
     assert "Traceback" not in res.stderr, res.stderr
     assert res.returncode == code, res.stdout + res.stderr
     assert message in res.stderr

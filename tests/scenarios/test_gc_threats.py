@@ -218,14 +218,15 @@ def test_guardctl_gc_removes_exactly_the_eligible_runs_and_no_peer_restores_them
     def listed(out: str, verb: str) -> set[str]:
         return {line.split()[2] for line in out.splitlines() if line.startswith(f"  {verb} ")}
 
-    dry = guardctl("gc", "--older-than", "0s", "--store", str(a.store), *a.opts)
+    dry = guardctl("gc", "--older-than", "0s", "--store", str(a.store), *a.opts_for("gc"))
     assert dry.returncode == 0, dry.stderr
     assert f"{exp_id}/{old}" in listed(dry.stdout, "remove") and "dry run" in dry.stdout
     assert f"{exp_id}/{registered}" in listed(dry.stdout, "keep")
     assert f"{exp_id}/{active}" not in listed(dry.stdout, "remove")
     assert (a.store / exp_id / old).is_dir()  # a dry run changes nothing
 
-    done = guardctl("gc", "--older-than", "0s", "--yes", "--store", str(a.store), *a.opts)
+    done = guardctl("gc", "--older-than", "0s", "--yes", "--store", str(a.store),
+                    *a.opts_for("gc"))
     assert done.returncode == 0, done.stderr
     removed = listed(done.stdout, "remove")
     assert f"{exp_id}/{old}" in removed and f"{exp_id}/{registered}" not in removed

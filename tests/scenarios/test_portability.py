@@ -186,11 +186,11 @@ def test_fix_dry_run_fix_and_undo_without_daemon(tmp_path):
     opts += ["--config", str(quiet)]
 
     res = guardctl("fix", "--dry-run", *opts)
-    assert res.returncode == 0 and "would rewrite 2 experiment, 1 run" in res.stdout
+    assert res.returncode == 0 and "would rewrite 2 experiments, 1 run" in res.stdout
     assert {p: p.read_bytes() for p in before} == before
 
     res = guardctl("fix", *opts)
-    assert res.returncode == 0 and "rewrote 2 experiment, 1 run" in res.stdout
+    assert res.returncode == 0 and "rewrote 2 experiments, 1 run" in res.stdout
     run_meta = store / made["experiment_id"] / made["runs"][0]["run_id"] / "meta.yaml"
     assert yaml.safe_load(run_meta.read_text())["artifact_uri"].startswith("mlflow-artifacts:/")
     assert guardctl("fix", *opts).stdout.count("rewrote nothing") == 1

@@ -170,8 +170,8 @@ def test_conflict_copies_named_by_syncthing_are_resolved(lab):
     assert seen[0] == seen[1] == ("set on B", "renamed-on-B"), seen
     journal = "".join(_journal_text(g) for g in (a, b))
     assert ".sync-conflict-" in journal  # they were Syncthing's copies, and the guard saw them
-    out = "".join(guardctl("conflicts", "--all", "--store", str(g.store), *g.opts).stdout
-                  for g in (a, b))
+    out = "".join(guardctl("conflicts", "--all", "--store", str(g.store),
+                           *g.opts_for("conflicts")).stdout for g in (a, b))
     assert "sync-conflict" in out, out
 
 

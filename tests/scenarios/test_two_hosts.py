@@ -48,7 +48,8 @@ def test_registering_one_model_on_both_hosts_at_once_gives_distinct_versions(hos
                        for label, result in zip("AB", made) for entry in result])
     for guard in (a, b):
         assert versions_on(guard.url, "shared") == expected
-    out = "".join(guardctl("locks", "--store", str(g.store), *g.opts).stdout for g in (a, b))
+    out = "".join(guardctl("locks", "--store", str(g.store), *g.opts_for("locks")).stdout
+                  for g in (a, b))
     assert out.count("no locks held") == 2  # every lock was released
 
 
@@ -81,7 +82,8 @@ def test_same_version_number_on_both_hosts_while_sync_is_down_keeps_both(hosts):
         (moved,) = [mv for mv in found if mv.version == "2"]
         assert moved.tags[RENUMBERED_TAG].startswith("version 1: registered on two machines")
     assert no_copies_left((a, b))
-    out = "".join(guardctl("conflicts", "--store", str(g.store), *g.opts).stdout for g in (a, b))
+    out = "".join(guardctl("conflicts", "--store", str(g.store),
+                           *g.opts_for("conflicts")).stdout for g in (a, b))
     assert "[renumber]" in out and "kept:" in out
 
 

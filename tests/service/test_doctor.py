@@ -22,6 +22,7 @@ from guard.service.doctor import (
     PeerClock,
     PortFacts,
     StoreFacts,
+    Stray,
     VolumeFacts,
     WatchFacts,
     check_clocks,
@@ -30,6 +31,7 @@ from guard.service.doctor import (
     check_mlflow,
     check_port,
     check_store,
+    check_strays,
     check_sync_client,
     check_volume,
     check_watches,
@@ -66,6 +68,23 @@ def test_config_ok_names_the_file_and_why():
     assert "config.yaml (user config)" in f.detail and "/data/mlruns" in f.detail
     none = check_config(ConfigFacts(None, "none found", store="/data/mlruns"))
     assert none.level == OK and "no config file" in none.detail
+
+
+def test_a_store_only_the_running_daemon_knows_is_a_warning_with_the_way_to_keep_it():
+    f = check_config(ConfigFacts(None, "none found", store="/data/mlruns", daemon_pid=4242))
+    assert f.level == WARN and "/data/mlruns" in f.detail and "pid 4242" in f.detail
+    assert "guardctl config --save" in f.fix
+
+
+def test_no_config_file_and_no_store_points_at_config_save():
+    f = check_config(ConfigFacts(None, "none found"))
+    assert f.level == FAIL and "guardctl config --save --store PATH" in f.fix
+
+
+def test_a_folder_above_the_store_points_at_the_store():
+    f = check_store(StoreFacts("/data", "not an MLflow file store", "...", True,
+                               child_store="/data/mlruns"))
+    assert f.level == FAIL and "/data/mlruns" in f.fix
 
 
 # --- store -------------------------------------------------------------------------------------
@@ -275,10 +294,43 @@ def test_orphans_are_not_reported_while_the_daemon_runs():
     assert f.level == OK and "own server" in f.detail
 
 
-def test_hand_started_server_over_the_store_warns():
-    f = check_port(port(bindable=False, same_store=(
-        Listener(777, "mlflow server --backend-store-uri /data/mlruns --port 5050"),)))
-    assert f.level == WARN and "pid 777" in f.detail and "ends it" in f.detail
+def test_hand_started_server_on_the_guards_port_is_filed_under_port():
+    f = check_port(port(bindable=False, same_store=(Stray(777, "bob", 5050, "/data/mlruns"),)))
+    assert f.level == WARN and "pid 777 (bob), port 5050, store /data/mlruns" in f.detail
+    assert "ends it when it starts" in f.detail
+
+
+def test_hand_started_server_on_another_port_is_not_a_port_problem():
+    f = check_port(port(same_store=(Stray(777, "bob", 5000, "/data/mlruns"),)))
+    assert f.level == OK and "777" not in f.detail
+
+
+def test_hand_started_server_on_the_port_while_the_guard_runs_blocks_its_server():
+    f = check_port(port(bindable=False, daemon_pid=4242,
+                        same_store=(Stray(777, None, 5050, "/data/mlruns"),)))
+    assert f.level == FAIL and "ends it when it starts" not in f.detail
+    assert "kill 777" in f.fix
+
+
+def test_strays_are_one_line_each_with_pid_port_and_store():
+    strays = (Stray(777, "bob", 5000, "/data/mlruns"), Stray(778, None, None, "/data/mlruns"))
+    f = check_strays(port(same_store=strays))
+    assert f.name == "strays" and f.level == WARN
+    lines = f.detail.splitlines()
+    assert lines[0] == "2 hand-started MLflow servers over this store:"
+    assert lines[1].strip() == "pid 777 (bob), port 5000, store /data/mlruns"
+    assert lines[2].strip() == "pid 778, port unknown, store /data/mlruns"
+    assert "`guardctl run` ends them when it starts" in f.fix
+
+
+def test_stray_advice_while_the_guard_runs_does_not_promise_an_ending():
+    f = check_strays(port(daemon_pid=4242, same_store=(Stray(777, "bob", 5000, "/s"),)))
+    assert "kill 777" in f.fix and "ends them when it starts" not in f.fix
+    assert "only when it starts" in f.fix and "1 hand-started MLflow server over" in f.detail
+
+
+def test_no_strays_is_ok():
+    assert check_strays(port()).level == OK
 
 
 def test_foreign_listener_fails_naming_pid_and_command():
@@ -463,3 +515,19 @@ def test_sync_folders_are_checked_only_when_there_are_some():
     found = {f.name: f for f in run_checks(marked)}
     assert found["sync folders"] == check_sync_folders((".stfolder",))
     assert found["store"].level == OK and exit_code(run_checks(marked)) == 0
+
+
+def test_a_hand_started_server_and_its_workers_are_one_stray_with_its_port():
+    """`mlflow server` forks a gunicorn/uvicorn tree: one line per server, with the port one
+    of its workers listens on, not one line per process."""
+    from guard.supervision.processes import ProcInfo, server_trees
+
+    def proc(pid, ppid, cmd, ports=()):
+        return ProcInfo(pid, ppid, 1.0, tuple(cmd.split()), username="bob",
+                        listen_ports=tuple(ports))
+
+    tree = [proc(10, 1, "python -m mlflow server --backend-store-uri /s --port 5392"),
+            proc(11, 10, "python -m uvicorn mlflow.server.fastapi_app:app"),
+            proc(12, 11, "python -m uvicorn worker", ports=(5392,)),
+            proc(20, 1, "mlflow ui --backend-store-uri /s")]
+    assert [(p.pid, port) for p, port in server_trees(tree)] == [(10, 5392), (20, 5000)]

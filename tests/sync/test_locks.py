@@ -376,3 +376,29 @@ def test_a_host_waiting_ends_the_linger(synced):
     b.release()
     print(f"host B got the lingering lock after {waited:.2f} s")
     assert waited < 5.0 and kept.take("model-m") is None
+
+
+def test_a_settling_claim_tells_the_waiter_why(tmp_path):
+    """The acquire path reports each wait (a command shows it as a progress line)."""
+    store = tmp_path / "mlruns"
+    store.mkdir()
+    heard: list[str] = []
+    lock = lease_lock(store, "hostA", settle=0.6)
+    lock.acquire(timeout=5, on_wait=heard.append)
+    lock.release()
+    assert heard and all("for other claims to sync" in why for why in heard)
+    assert "s more at most)" in heard[0]
+
+
+def test_waiting_for_another_process_of_this_host_is_reported(tmp_path):
+    (tmp_path / "mlruns").mkdir()
+    settings = LockSettings(str(tmp_path / "mlruns"), str(tmp_path / "state"), "hostA",
+                            "lease", 0.1, 10, 1, 0, 0.5, 60)
+    first = HostLock(settings, "model-m")
+    first.acquire()
+    threading.Timer(1.2, first.release).start()
+    heard: list[str] = []
+    second = HostLock(settings, "model-m")
+    second.acquire(timeout=10, on_wait=heard.append)
+    second.release()
+    assert "another process of this host holds model-m" in heard

@@ -222,7 +222,7 @@ def test_the_daemon_resolves_a_copy_as_soon_as_the_watcher_sees_it(store, tmp_pa
     assert not (run_dir / f"meta{SYN}.yaml").exists()
     assert file_store(store).get_run(RUN).info.status == "FINISHED"
     # status.json is rewritten about once a second
-    wait_for(lambda: "conflicts 1 copies resolved since start, 0 need a look"
+    wait_for(lambda: "conflicts 1 copy resolved since start, 0 need a look"
              in guard.ctl("status").stdout, 15, what="status to count the resolved copy")
 
 
