@@ -62,8 +62,8 @@ if importlib.util.find_spec("guard") is None:  # a checkout without the editable
 import bench_rewrite  # noqa: E402
 from bench_rewrite import EXPERIMENTS, StoreGenerator  # noqa: E402
 from benchlib import (  # noqa: E402
-    HOST,
     BenchError,
+    bare_server_seconds,
     descendants,
     end_started,
     find_guardctl,
@@ -236,25 +236,8 @@ class Bench:
 
     def bare_server(self, store: Path) -> float:
         """Launch -> /health OK of a bare `mlflow server` over `store`, as the guard runs it."""
-        port = free_port()
-        uri = store.resolve().as_uri()
-        cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-               "--artifacts-destination", uri, "--default-artifact-root", "mlflow-artifacts:/",
-               "--host", HOST, "--port", str(port), "--workers", "1"]
-        log = self.root / f"bare-{port}.log"
-        proc = None
-        with open(log, "wb") as out:
-            try:
-                t0 = time.perf_counter()
-                proc = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=out,
-                                        stderr=subprocess.STDOUT, cwd=str(self.root),
-                                        start_new_session=True)
-                wait_until(lambda: health_ok(port), self.timeout, "bare mlflow server /health",
-                           proc, log, POLL)
-                return time.perf_counter() - t0
-            finally:
-                if proc is not None:
-                    end_started(proc)
+        return bare_server_seconds(sys.executable, store, self.env, self.root,
+                                   f"bare-{free_port()}.log", self.timeout, POLL)
 
     def daemon(self, store: Path, vault_on: bool, idle: float, again: bool = False) -> dict:
         """Start, wait for its first passes, sample its idle RSS, stop. `again`: the vault-on

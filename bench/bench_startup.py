@@ -45,8 +45,8 @@ import psutil
 from benchlib import (
     HOST,
     BenchError,
+    bare_server_seconds,
     descendants,
-    end_started,
     find_guardctl,
     fmt,
     free_port,
@@ -114,25 +114,8 @@ class Bench:
 
     # -- one bare mlflow server: launch -> health OK -----------------------------------------
     def bare_run(self, i: int) -> float:
-        port = free_port()
-        uri = Path(os.path.abspath(self.store)).as_uri()  # as the guard builds it
-        cmd = [self.python, "-m", "mlflow", "server", "--backend-store-uri", uri,
-               "--artifacts-destination", uri, "--default-artifact-root", "mlflow-artifacts:/",
-               "--host", HOST, "--port", str(port), "--workers", "1"]
-        log = self.root / f"bare-{i}.log"
-        proc = None
-        with open(log, "wb") as out:
-            try:
-                t0 = time.perf_counter()
-                proc = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=out,
-                                        stderr=subprocess.STDOUT, cwd=str(self.root),
-                                        start_new_session=True)
-                wait_until(lambda: health_ok(port), self.timeout,
-                           f"bare mlflow server (port {port}) health OK", proc, log)
-                return time.perf_counter() - t0
-            finally:
-                if proc is not None:
-                    end_started(proc)
+        return bare_server_seconds(self.python, Path(self.store), self.env, self.root,
+                                   f"bare-{i}.log", self.timeout)
 
     # -- one guard run: launch -> health OK, then kill -9 server -> health OK again ---------
     def guard_run(self, i: int) -> tuple[float, float, int]:

@@ -146,3 +146,28 @@ def stop_daemon(stop_cmd: list[str], env: dict, proc: subprocess.Popen,
         print(f"warning: pid {p.pid} from the {name} daemon outlived `guardctl stop`; ending it",
               file=sys.stderr)
         end_tree(p)
+
+
+def bare_server_seconds(python: str, store: Path, env: dict, root: Path, log_name: str,
+                        timeout: float, poll: float = 0.05) -> float:
+    """Launch -> /health OK of a bare `mlflow server` over `store`, with the arguments the
+    guard gives its own (the baseline of the startup benchmarks); ended by pid afterwards."""
+    port = free_port()
+    uri = Path(os.path.abspath(store)).as_uri()  # as the guard builds it
+    cmd = [python, "-m", "mlflow", "server", "--backend-store-uri", uri,
+           "--artifacts-destination", uri, "--default-artifact-root", "mlflow-artifacts:/",
+           "--host", HOST, "--port", str(port), "--workers", "1"]
+    log = root / log_name
+    proc = None
+    with open(log, "wb") as out:
+        try:
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, cwd=str(root),
+                                    start_new_session=True)
+            wait_until(lambda: health_ok(port), timeout,
+                       f"bare mlflow server (port {port}) health OK", proc, log, poll)
+            return time.perf_counter() - t0
+        finally:
+            if proc is not None:
+                end_started(proc)

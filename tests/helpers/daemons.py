@@ -226,3 +226,20 @@ def start_lab_guards(guards: list[Guard], root: Path, hosts: Iterable[tuple[str,
         guard.start()
     for guard in guards:
         guard.wait_healthy()
+
+
+def auth_guard(store: Path, make_guard, tmp_path: Path) -> tuple[Guard, tuple[str, str]]:
+    """A healthy daemon with server.auth: basic on 127.0.0.1, its admin password from the env;
+    returns it and the admin's login."""
+    import secrets
+
+    password = secrets.token_urlsafe(16)
+    ini = tmp_path / "basic_auth.ini"
+    ini.write_text("[mlflow]\ndefault_permission = READ\n"
+                   f"database_uri = sqlite:///{tmp_path / 'auth.db'}\nadmin_username = admin\n")
+    config = tmp_path / "guard.yaml"
+    config.write_text(f"server:\n  health_interval: 1\n  auth: basic\n  auth_config: {ini}\n")
+    guard = make_guard(store, config=config,
+                       env={"MLFLOW_AUTH_ADMIN_PASSWORD": password}).start()
+    guard.wait_healthy()  # the daemon's /health probe passes under auth
+    return guard, ("admin", password)

@@ -7,13 +7,13 @@ Every server here listens on 127.0.0.1 only: the refused daemons never bind anyt
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 
 import psutil
 import pytest
 
 from guard.service import exposure
+from tests.helpers.daemons import auth_guard as start_auth_guard
 
 pytestmark = pytest.mark.integration  # real daemons and MLflow servers
 
@@ -49,16 +49,7 @@ def test_a_daemon_bound_beyond_loopback_without_auth_refuses_to_start(host, new_
 @pytest.fixture
 def auth_guard(new_store, make_guard, tmp_path):
     """A daemon with server.auth: basic on 127.0.0.1, its admin password from the env."""
-    password = secrets.token_urlsafe(16)
-    ini = tmp_path / "basic_auth.ini"
-    ini.write_text("[mlflow]\ndefault_permission = READ\n"
-                   f"database_uri = sqlite:///{tmp_path / 'auth.db'}\nadmin_username = admin\n")
-    config = tmp_path / "guard.yaml"
-    config.write_text(f"server:\n  health_interval: 1\n  auth: basic\n  auth_config: {ini}\n")
-    guard = make_guard(new_store, config=config,
-                       env={"MLFLOW_AUTH_ADMIN_PASSWORD": password}).start()
-    guard.wait_healthy()  # the daemon's /health probe passes under auth
-    return guard, ("admin", password)
+    return start_auth_guard(new_store, make_guard, tmp_path)
 
 
 def test_basic_auth_lets_in_only_users_and_the_guard_still_refuses_for_them(auth_guard):
