@@ -763,6 +763,11 @@ def _part_lines(parts: dict[str, PartState], now: float) -> list[str]:
     return lines
 
 
+def building(v: VaultFigures) -> str:
+    """The vault's first build, with how far it has got (a large store takes minutes)."""
+    return f"building ({count(v.pass_folders, 'store folder')} so far)"
+
+
 def _vault_lines(v: Off | VaultFigures | None, gcs: tuple[GcProcess, ...]) -> list[str]:
     lines = []
     for p in gcs:
@@ -774,7 +779,7 @@ def _vault_lines(v: Off | VaultFigures | None, gcs: tuple[GcProcess, ...]) -> li
     if not isinstance(v, VaultFigures):
         return ["  vault     off (vault.enabled: false): deletions are not put back"] + lines
     state = ("PAUSED: the store looks unmounted, nothing is restored" if v.unmounted
-             or v.paused else "building" if not v.ready else "ok")
+             or v.paused else building(v) if not v.ready else "ok")
     lines.insert(0, f"  vault     {state}; {v.mode} mode, policy {v.policy}, {v.path}")
     lines.insert(1, f"            {v.restored} restored, {count(v.alerts, 'alert')}, "
                     f"{v.followed} sanctioned or moved since start; last pass "

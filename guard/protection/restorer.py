@@ -94,6 +94,8 @@ class VaultFigures:
     error: str | None = None
     incomplete: tuple[VaultEvent, ...] = ()  # restored units MLflow cannot open (now)
     not_regular: int = 0      # symlinks, FIFOs, devices in the store: left alone, not kept
+    pass_folders: int = 0     # folders the current full pass has looked at (the first build's
+                              # progress in `guardctl status` and on the status page)
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,8 @@ class RestoreService(ThreadPart):
             pending=len(self.pending), restored=self.counts[RESTORE],
             followed=self.counts[FOLLOW], alerts=self.counts[ALERT], recent=tuple(self.recent),
             last_pass=self.last_pass, too_large=self.vault.too_large, error=self.error,
-            incomplete=self.incomplete_events, not_regular=self.vault.not_regular)
+            incomplete=self.incomplete_events, not_regular=self.vault.not_regular,
+            pass_folders=self.vault.pass_folders)
 
     # ---- the part's rounds ---------------------------------------------------------------
     def begin(self) -> None:

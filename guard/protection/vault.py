@@ -160,6 +160,7 @@ class Vault:
         # folders the last restore refused (a symlink, or not a folder): why, in words
         self.refused: dict[Rel, str] = {}
         self.progress: Callable[[], None] = lambda: None  # told of each folder of a pass
+        self.pass_folders = 0  # folders the current (or last) full pass has looked at
         self._lock = FileLock(str(self.root / "vault.lock"), timeout=0, mode=0o600)
         # The daemon opens the vault in its main thread, uses it in the vault part's thread
         # (a new one after a restart) and closes it from the main thread: one connection,
@@ -489,6 +490,7 @@ class Vault:
         if not rel:
             self.large.clear()
             self.special.clear()
+            self.pass_folders = 0
         missing: list[Rel] = []
         fid = self._folder_id(rel, create=True)
         assert fid is not None
@@ -499,6 +501,7 @@ class Vault:
                   missing: list[Rel]) -> None:
         """One folder: its listing against its rows; only the differences are written."""
         self.progress()
+        self.pass_folders += 1
         try:
             entries = list(os.scandir(path))
         except (FileNotFoundError, NotADirectoryError):

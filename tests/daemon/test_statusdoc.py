@@ -122,7 +122,7 @@ FULL_DOC = {
              "reason": "deleted by hand", "files": 0, "at": NOW - 7200},
         ],
         "last_pass": NOW - 240, "too_large": 6, "error": "vault thread failed: OSError(28)",
-        "incomplete": [], "not_regular": 0,
+        "incomplete": [], "not_regular": 0, "pass_folders": 1234,
     },
     "gc_processes": [{"pid": 555, "user": "bob", "command": "mlflow gc " + "--x " * 40,
                       "started_at": NOW - 10}],
@@ -269,7 +269,8 @@ RENDERED_FRESH = (
     "            renumbered model 'adder': was version 1 on hostB, now 2",
     "  WARNING   experiment name 'shared' is held by 2 experiments (ids 4, 9; 4 is the "
     "oldest); merge them: `guardctl conflicts --merge-experiments shared`",
-    '  vault     building; link mode, policy restore, /var/lib/guard/vault',
+    '  vault     building (1234 store folders so far); link mode, policy restore, '
+    '/var/lib/guard/vault',
     '            3 restored, 1 alert, 5 sanctioned or moved since start; last pass never',
     '  STRAYS    MLflow servers over this store not started by the guard:',
     '            pid 777 (bob), port 5000, store /sync/mlruns',

@@ -201,7 +201,7 @@ function renderVault(r) {
     pairs("vault", [["state", "off (vault.enabled: false): deletions are not put back", "bad"]]);
     items("vault-unprotected", []); rows("vault-recent", [], () => []); return;
   }
-  const state = v.unmounted || v.paused ? "PAUSED: the store looks unmounted, nothing is restored" : v.ready ? "ok" : "building";
+  const state = v.unmounted || v.paused ? "PAUSED: the store looks unmounted, nothing is restored" : v.ready ? "ok" : `building (${v.pass_folders || 0} store folders so far)`;
   pairs("vault", [
     ["state", state, state === "ok" ? "ok" : "bad"],
     ["mode", said(v.mode) + ", policy " + said(v.policy)],
