@@ -4,24 +4,10 @@ a store, the daemon running with this state folder (issue 16: the quickstart wri
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-import pytest
 
 from guard.commands import common
 from guard.commands.common import RunningDaemon, config_from, daemon_overrides, daemon_pid_of
 from guard.core.config import load_config
-
-
-@pytest.fixture
-def no_config_file(tmp_path, monkeypatch):
-    """No user config file, no $MLFLOW_GUARD_CONFIG; the state folder under tmp_path."""
-    monkeypatch.delenv("MLFLOW_GUARD_CONFIG", raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xstate"))
-    if Path("/etc/mlflow-guard/config.yaml").exists():
-        pytest.skip("a system config file exists on this machine")
-    return tmp_path
 
 
 def args(**kw) -> argparse.Namespace:

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-import pytest
 import yaml
 
 from guard.commands import common, config_cmd
 from guard.commands.common import RunningDaemon
 from guard.commands.config_cmd import origin_shown, saved_values, shown
 from guard.core.config import load_config, user_config_path
-
-
-@pytest.fixture
-def no_config_file(tmp_path, monkeypatch):
-    monkeypatch.delenv("MLFLOW_GUARD_CONFIG", raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xstate"))
-    if load_config().file is not None:
-        pytest.skip("a system config file exists on this machine")
-    return tmp_path
 
 
 def args(**kw) -> argparse.Namespace:
