@@ -77,14 +77,20 @@ def fast_locks(store, tmp_path) -> list[str]:
             str(tmp_path / "state")]
 
 
-@pytest.mark.integration
-def test_guardctl_conflicts_names_same_named_experiments_and_plans_their_merge(store, tmp_path):
+def an_older_experiment_of_the_same_name(store) -> None:
+    """Experiment 111, named like EXP and created a second earlier (as a second machine's
+    create of the same name arrives by sync)."""
     from guard.core import metayaml
 
     doc = metayaml.parse((store / EXP / "meta.yaml").read_bytes())
     (store / "111").mkdir()
     (store / "111" / "meta.yaml").write_bytes(metayaml.dump(dict(
         doc, experiment_id="111", creation_time=doc["creation_time"] - 1000)))
+
+
+@pytest.mark.integration
+def test_guardctl_conflicts_names_same_named_experiments_and_plans_their_merge(store, tmp_path):
+    an_older_experiment_of_the_same_name(store)
     opts = fast_locks(store, tmp_path)
     out = guardctl("conflicts", *opts)
     assert (f"! experiment name 'direct' is held by 2 experiments (ids 111, {EXP}; 111 is the "
@@ -107,12 +113,7 @@ def test_guardctl_conflicts_names_same_named_experiments_and_plans_their_merge(s
 
 @pytest.mark.integration
 def test_guardctl_conflicts_merges_same_named_experiments_with_yes(store, tmp_path):
-    from guard.core import metayaml
-
-    doc = metayaml.parse((store / EXP / "meta.yaml").read_bytes())
-    (store / "111").mkdir()
-    (store / "111" / "meta.yaml").write_bytes(metayaml.dump(dict(
-        doc, experiment_id="111", creation_time=doc["creation_time"] - 1000)))
+    an_older_experiment_of_the_same_name(store)
     opts = fast_locks(store, tmp_path)
     out = guardctl("conflicts", "--merge-experiments", "direct", "--yes", *opts)
     assert out.returncode == 0, out.stdout + out.stderr

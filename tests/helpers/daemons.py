@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 
 from guard.core.store import init_store
-from guard.supervision.processes import ProcRef, end_tree
+from guard.supervision.processes import ProcRef, end_tree, ref_of
 
 SERVER_TIMEOUT = 120.0
 PORT_COMMANDS = ("run", "status", "doctor", "config")  # the commands that take --port
@@ -44,6 +44,18 @@ def read_status(state_dir: Path) -> dict:
         return json.loads((state_dir / "status.json").read_text())
     except (OSError, ValueError):
         return {}
+
+
+def end_started(proc: subprocess.Popen, grace: float = 15.0) -> None:
+    """End a process this test started, with its descendants, by pid (SIGTERM, then SIGKILL
+    after `grace`), and reap it."""
+    try:
+        ref = ref_of(psutil.Process(proc.pid))
+    except psutil.NoSuchProcess:
+        ref = None
+    if ref is not None:
+        end_tree([ref], grace)
+    proc.wait(timeout=10)
 
 
 def wait_for(predicate, timeout: float = SERVER_TIMEOUT, interval: float = 0.2, what: str = ""):

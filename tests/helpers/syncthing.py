@@ -48,9 +48,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
-from tests.helpers.daemons import free_port
+from tests.helpers.daemons import end_started, free_port
 
 FOLDER_ID = "lab"
 SYNCTHING = shutil.which("syncthing")
@@ -271,23 +269,8 @@ class SyncthingLab:
     def stop(self) -> None:
         """End every Syncthing this lab started, by pid (SIGTERM, then SIGKILL)."""
         for inst in self.instances:
-            proc = inst.proc
-            if proc is None:
-                continue
-            try:
-                kids = psutil.Process(proc.pid).children(recursive=True)
-            except psutil.NoSuchProcess:
-                kids = []
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
-            for kid in kids:  # none expected with --no-restart; a safety net
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    kid.kill()
+            if inst.proc is not None:
+                end_started(inst.proc)  # with any child (none expected with --no-restart)
 
     def __enter__(self) -> SyncthingLab:
         return self.start()

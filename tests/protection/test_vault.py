@@ -663,6 +663,15 @@ def test_an_index_json_gz_is_moved_into_the_database_once_and_set_aside(store, t
         again.close()
 
 
+def assert_reopened_holds_the_store(root, store) -> None:
+    """Opened again, the vault's index names every file of the store."""
+    again = open_vault(root, store)
+    try:
+        assert {rel for rel, _ in again.files_under(())} == set(store_files(store))
+    finally:
+        again.close()
+
+
 def test_an_unreadable_index_is_set_aside_with_a_warning_and_rebuilt(store, tmp_path, caplog):
     log_runs(store, 1)
     root = tmp_path / "vault"
@@ -683,11 +692,7 @@ def test_an_unreadable_index_is_set_aside_with_a_warning_and_rebuilt(store, tmp_
         assert {rel for rel, _ in vault.files_under(())} == set(store_files(store))
     finally:
         vault.close()
-    again = open_vault(root, store)
-    try:
-        assert {rel for rel, _ in again.files_under(())} == set(store_files(store))
-    finally:
-        again.close()
+    assert_reopened_holds_the_store(root, store)
 
 
 def test_an_index_removed_or_replaced_by_a_folder_while_open(store, tmp_path):
@@ -713,11 +718,7 @@ def test_an_index_removed_or_replaced_by_a_folder_while_open(store, tmp_path):
         (root / "index.sqlite").rmdir()
     finally:
         vault.close()
-    again = open_vault(root, store)
-    try:
-        assert {rel for rel, _ in again.files_under(())} == set(store_files(store))
-    finally:
-        again.close()
+    assert_reopened_holds_the_store(root, store)
 
 
 def test_the_vault_is_used_from_another_thread_than_the_one_that_opened_it(store, tmp_path):

@@ -12,11 +12,10 @@ import sys
 import urllib.request
 from pathlib import Path
 
-import psutil
 import pytest
 
 from guard.core.store import init_store
-from tests.helpers.daemons import free_port, healthy_guard, wait_for
+from tests.helpers.daemons import end_started, free_port, healthy_guard, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -103,21 +102,7 @@ def test_a_bare_mlflow_server_fails_with_sync_folders_in_the_root(tmp_path, monk
         wait_for(up, what="a bare mlflow server")
         found = run_client(f"http://127.0.0.1:{port}")
     finally:
-        try:
-            kids = psutil.Process(proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            kids = []
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        for kid in kids:
-            try:
-                kid.kill()
-            except psutil.NoSuchProcess:
-                pass
+        end_started(proc, grace=20)
     for op in OPS[:4]:
         assert "Invalid experiment ID" in found[op], (op, found)
     assert found["search_registered_models"] != "ok"  # a 500: models/@eaDir has no meta.yaml
