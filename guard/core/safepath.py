@@ -22,6 +22,10 @@ Rules:
 
 `Target` names a place as (root, relative segments); `target_of(root, path)` makes one from
 an absolute path and refuses a path that is not below the root.
+
+Every rename, replace and hard link here (and the state folder's `replace_path`) goes through
+`retrying`: on Windows a file another program holds open (a sync client, Explorer, an
+antivirus scan) cannot be moved for a moment; past about HELD_OPEN_WAIT_S, `HeldOpen` says so.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from guard.core import safeio
 from guard.core.layout import TEMP_PREFIX
@@ -69,6 +73,82 @@ class Escape(OSError):
         super().__init__(errno.ELOOP, f"{printable(path)}: {reason}; not followed, nothing "
                                       "written")
         self.path, self.reason = path, reason
+
+
+# ---- files another program holds open (Windows) ----------------------------------------------
+# A rename, replace or hard link of a file a sync client (Synology Drive), Explorer or an
+# antivirus scan holds open fails on Windows with winerror 32 (ERROR_SHARING_VIOLATION) or 33
+# (ERROR_LOCK_VIOLATION), and with 5 (ERROR_ACCESS_DENIED) while the file is pending deletion;
+# each passes in a moment. The error decides, not the platform (POSIX errors have no winerror).
+HELD_OPEN_WINERRORS = frozenset({5, 32, 33})
+HELD_OPEN_FIRST_PAUSE_S = 0.02  # doubled after each failure ...
+HELD_OPEN_MAX_PAUSE_S = 0.5  # ... up to this
+HELD_OPEN_WAIT_S = 5.0  # then HeldOpen, once the pauses add up to this
+
+T = TypeVar("T")
+
+
+def pause(seconds: float) -> None:
+    """time.sleep between attempts; tests replace it (monkeypatch `safepath.pause`)."""
+    time.sleep(seconds)
+
+
+def held_open(exc: BaseException) -> bool:
+    """Whether `exc` says another program holds the file open, for a moment (pure)."""
+    return getattr(exc, "winerror", None) in HELD_OPEN_WINERRORS
+
+
+class HeldOpen(PermissionError):
+    """A file that could not be moved (or linked) because another program kept it open
+    through every attempt. Keeps the errno of the last failure (`except OSError` callers and
+    `except PermissionError` ones still catch it); `path` names it."""
+
+    def __init__(self, what: str, path: str | os.PathLike[str],
+                 to: str | os.PathLike[str] | None, waited: float, last: OSError) -> None:
+        where = printable(os.fspath(path)) + ("" if to is None
+                                              else f" to {printable(os.fspath(to))}")
+        super().__init__(
+            last.errno if last.errno is not None else errno.EACCES,
+            f"could not {what} {where}: another program holds it open (Synology Drive, "
+            f"Explorer, an antivirus scan; Windows error {getattr(last, 'winerror', None)}) "
+            f"through {waited:.1f} s of retries; close it there, or wait: the daemon tries "
+            "again on its next pass, a guardctl command can be run again")
+        self.path, self.to = os.fspath(path), None if to is None else os.fspath(to)
+
+
+def retrying(op: Callable[[], T], what: str, path: str | os.PathLike[str],
+             to: str | os.PathLike[str] | None = None) -> T:
+    """`op()` (a rename, replace or link), tried again while it fails because another program
+    holds the file open (`held_open`): pauses from HELD_OPEN_FIRST_PAUSE_S doubling up to
+    HELD_OPEN_MAX_PAUSE_S, about HELD_OPEN_WAIT_S in all, then HeldOpen ("could not `what`
+    `path` [to `to`]"). Any other error is raised at once."""
+    waited, delay = 0.0, HELD_OPEN_FIRST_PAUSE_S
+    while True:
+        try:
+            return op()
+        except OSError as exc:
+            if isinstance(exc, HeldOpen) or not held_open(exc):
+                raise
+            if waited >= HELD_OPEN_WAIT_S:
+                raise HeldOpen(what, path, to, waited, exc) from exc
+        pause(delay)
+        waited += delay
+        delay = min(delay * 2, HELD_OPEN_MAX_PAUSE_S)
+
+
+def moving(op: Callable[[], T], src: str | os.PathLike[str],
+           dst: str | os.PathLike[str]) -> T:
+    """`retrying` a move of `src` to `dst`; a temp file renamed over its target is told as a
+    write of the target (the name the user knows)."""
+    if os.path.basename(src).startswith(TEMP_PREFIX):
+        return retrying(op, "write", dst)
+    return retrying(op, "move", src, dst)
+
+
+def replace_path(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """os.replace of plain paths (the guard's own files in its state and vault folders, no
+    root to stay below), retried while another program holds one open (`retrying`)."""
+    moving(lambda: os.replace(src, dst), src, dst)
 
 
 @dataclass(frozen=True)
@@ -259,11 +339,15 @@ def link(src: Target, dst: Target, create: bool = True) -> None:
     with folder(src.parent) as sfd, folder(dst.parent, create=create) as dfd:
         _regular(src, sfd)
         between()
-        if sfd is None or dfd is None:
-            _check_components(dst.parent, False, 0o777)
-            os.link(src.path, dst.path, follow_symlinks=False)
-        else:
-            os.link(src.name, dst.name, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
+
+        def attempt() -> None:
+            if sfd is None or dfd is None:
+                _check_components(dst.parent, False, 0o777)
+                os.link(src.path, dst.path, follow_symlinks=False)
+            else:
+                os.link(src.name, dst.name, src_dir_fd=sfd, dst_dir_fd=dfd,
+                        follow_symlinks=False)
+        retrying(attempt, "hard-link", src.path, dst.path)
 
 
 def replace(src: Target, dst: Target, create: bool = False) -> None:
@@ -271,11 +355,14 @@ def replace(src: Target, dst: Target, create: bool = False) -> None:
     through a symlinked folder. Renaming moves a symlink itself, never what it points to."""
     with folder(src.parent) as sfd, folder(dst.parent, create=create) as dfd:
         between()
-        if sfd is None or dfd is None:
-            _check_components(dst.parent, False, 0o777)
-            os.replace(src.path, dst.path)
-        else:
-            os.replace(src.name, dst.name, src_dir_fd=sfd, dst_dir_fd=dfd)
+
+        def attempt() -> None:
+            if sfd is None or dfd is None:
+                _check_components(dst.parent, False, 0o777)
+                os.replace(src.path, dst.path)
+            else:
+                os.replace(src.name, dst.name, src_dir_fd=sfd, dst_dir_fd=dfd)
+        moving(attempt, src.path, dst.path)
 
 
 def rename_new(src: Target, dst: Target, create: bool = True) -> None:
@@ -293,11 +380,14 @@ def rename_new(src: Target, dst: Target, create: bool = True) -> None:
         except FileNotFoundError:
             pass
         between()
-        if sfd is None or dfd is None:
-            _check_components(dst.parent, False, 0o777)
-            os.rename(src.path, dst.path)
-        else:
-            os.rename(src.name, dst.name, src_dir_fd=sfd, dst_dir_fd=dfd)
+
+        def attempt() -> None:
+            if sfd is None or dfd is None:
+                _check_components(dst.parent, False, 0o777)
+                os.rename(src.path, dst.path)
+            else:
+                os.rename(src.name, dst.name, src_dir_fd=sfd, dst_dir_fd=dfd)
+        moving(attempt, src.path, dst.path)
 
 
 def write_new(target: Target, data: bytes, mode: int = 0o666, create: bool = True,
@@ -458,22 +548,16 @@ def mkdir_new(target: Target, mode: int = 0o777) -> None:
             os.mkdir(target.name, mode, dir_fd=fd)
 
 
-def _replace_in(src: Target, dst: Target, sfd: int | None, dfd: int | None,
-                attempts: int = 20) -> None:
-    """os.replace of `src` onto `dst` in their open folders, retried briefly on Windows, where
-    a sync client or scanner may hold the target open (a test seam too)."""
-    for attempt in range(attempts):
-        try:
-            if sfd is None or dfd is None:
-                _check_components(dst.parent, False, 0o777)
-                os.replace(src.path, dst.path)
-            else:
-                os.replace(src.name, dst.name, src_dir_fd=sfd, dst_dir_fd=dfd)
-            return
-        except PermissionError:
-            if sys.platform != "win32" or attempt == attempts - 1:
-                raise
-            time.sleep(min(0.5, 0.02 * 2 ** attempt))
+def _replace_in(src: Target, dst: Target, sfd: int | None, dfd: int | None) -> None:
+    """os.replace of `src` onto `dst` in their open folders, retried while another program
+    holds one open (`retrying`; a test seam too)."""
+    def attempt() -> None:
+        if sfd is None or dfd is None:
+            _check_components(dst.parent, False, 0o777)
+            os.replace(src.path, dst.path)
+        else:
+            os.replace(src.name, dst.name, src_dir_fd=sfd, dst_dir_fd=dfd)
+    moving(attempt, src.path, dst.path)
 
 
 def write_atomic(target: Target, data: bytes, mode: int | None = 0o666, create: bool = True,

@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from guard.core import safepath
 from guard.core.layout import TEMP_PREFIX
 from guard.core.logs import log_early
 from guard.core.tempfiles import discard
@@ -106,17 +107,11 @@ def write_json_atomic(path: Path, data: Any, owner: int | None = None) -> None:
             if owner is not None:
                 os.fchown(fh.fileno(), owner, -1)
             os.fsync(fh.fileno())
-        for attempt in range(10):
-            try:
-                os.replace(tmp, path)
-                return
-            except PermissionError:  # Windows: a reader holds the target open; retry briefly
-                if attempt == 9:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
+        safepath.replace_path(tmp, path)  # Windows: retried while a reader holds it open
     except BaseException as exc:
         discard(tmp)  # a full or read-only disk leaves no temp file behind
-        if isinstance(exc, OSError) and exc.errno is not None and exc.filename in (None, str(tmp)):
+        if isinstance(exc, OSError) and not isinstance(exc, safepath.HeldOpen) \
+                and exc.errno is not None and exc.filename in (None, str(tmp)):
             raise OSError(exc.errno, exc.strerror, str(path)) from exc  # name the file
         raise
 

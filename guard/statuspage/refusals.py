@@ -13,6 +13,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from guard.core import safepath
 from guard.core.journal import Journal
 from guard.core.tempfiles import discard
 
@@ -74,7 +75,7 @@ def prune(path: Path, keep: int) -> None:
             fh.write(kept_tail(data, keep))
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        safepath.replace_path(tmp, path)  # retried while a reader holds it open
     except BaseException:
         discard(tmp)
         raise

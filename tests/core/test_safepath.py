@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -9,7 +10,15 @@ import pytest
 
 from guard.core import safepath
 from guard.core.safeio import NotARegularFile, TooLarge
-from guard.core.safepath import Escape, Target, rel_of, target_of
+from guard.core.safepath import Escape, HeldOpen, Target, rel_of, target_of
+from tests.helpers.heldopen import (
+    ACCESS_DENIED,
+    LOCK_VIOLATION,
+    SHARING_VIOLATION,
+    failing,
+    held_open_error,
+    no_waiting,
+)
 from tests.helpers.store import listing
 
 
@@ -304,3 +313,81 @@ def test_copy_tree_copies_files_and_links_as_links(world, mode):
     assert left == [(("fifo",), "FIFO")]
     assert (root / "copy" / "b" / "f").read_text() == "f"
     assert os.readlink(root / "copy" / "evil") == str(decoy)
+
+
+# ---- a file another program holds open (Windows; issue 15) ------------------------------------
+
+MOVES = {  # op: (the os function it calls, what it does to root/a/f and root/a/b/g)
+    "replace": "replace", "rename_new": "rename", "link": "link", "replace_file": "replace",
+    "write_atomic": "replace", "replace_path": "replace",
+}
+
+
+def move(op: str, root: Path) -> None:
+    """Move (link, write) root/a/f to root/a/b/g with the safepath operation `op`."""
+    src, dst = Target(root, ("a", "f")), Target(root, ("a", "b", "g"))
+    if op == "write_atomic":
+        safepath.write_atomic(dst, b"f")
+    elif op == "replace_path":
+        safepath.replace_path(src.path, dst.path)
+    else:
+        getattr(safepath, op)(src, dst)
+
+
+@pytest.mark.parametrize("winerror", [SHARING_VIOLATION, LOCK_VIOLATION, ACCESS_DENIED])
+@pytest.mark.parametrize("op", sorted(MOVES))
+def test_a_file_held_open_for_a_moment_is_moved_once_it_is_let_go(world, mode, monkeypatch, op,
+                                                                 winerror):
+    root, _ = world
+    (root / "a" / "f").write_bytes(b"f")
+    pauses = no_waiting(monkeypatch)
+    calls = failing(monkeypatch, MOVES[op], 3, lambda: held_open_error(winerror))
+    move(op, root)
+    assert (root / "a" / "b" / "g").read_bytes() == b"f"
+    assert len(calls) == 4 and pauses == [0.02, 0.04, 0.08]
+    assert (root / "a" / "f").exists() == (op in ("link", "write_atomic"))
+    assert [p.name for p in (root / "a" / "b").iterdir()] == ["g"]  # no temp file left
+
+
+@pytest.mark.parametrize("op", sorted(MOVES))
+def test_a_file_held_open_throughout_is_named_with_its_holders_after_about_five_seconds(
+        world, mode, monkeypatch, op):
+    root, _ = world
+    (root / "a" / "f").write_bytes(b"f")
+    (root / "a" / "b" / "g").write_bytes(b"g")
+    if op in ("rename_new", "link"):
+        (root / "a" / "b" / "g").unlink()
+    pauses = no_waiting(monkeypatch)
+    failing(monkeypatch, MOVES[op], None)
+    with pytest.raises(HeldOpen) as raised:
+        move(op, root)
+    exc = raised.value
+    assert isinstance(exc, OSError) and exc.errno == errno.EACCES
+    text = str(exc)
+    named = root / "a" / "b" / "g" if op == "write_atomic" else root / "a" / "f"
+    assert str(named) in text
+    for holder in ("Synology Drive", "Explorer", "antivirus", "close it", "next pass"):
+        assert holder in text
+    assert 4.5 <= sum(pauses) <= 5.5 and max(pauses) == 0.5 and pauses[0] == 0.02
+    assert (root / "a" / "f").read_bytes() == b"f"  # nothing moved, nothing lost
+    assert sorted(p.name for p in (root / "a" / "b").iterdir()) == (
+        [] if op in ("rename_new", "link") else ["g"])
+
+
+@pytest.mark.parametrize("error", [
+    lambda: PermissionError(errno.EACCES, "Permission denied"),  # POSIX: no winerror
+    lambda: FileNotFoundError(errno.ENOENT, "No such file or directory"),
+    lambda: OSError(errno.EXDEV, "Invalid cross-device link"),
+    lambda: held_open_error(183),  # ERROR_ALREADY_EXISTS: no program to wait for
+], ids=["EACCES", "ENOENT", "EXDEV", "winerror-183"])
+@pytest.mark.parametrize("op", sorted(MOVES))
+def test_other_errors_are_raised_at_once(world, mode, monkeypatch, op, error):
+    root, _ = world
+    (root / "a" / "f").write_bytes(b"f")
+    pauses = no_waiting(monkeypatch)
+    calls = failing(monkeypatch, MOVES[op], None, error)
+    with pytest.raises(OSError) as raised:
+        move(op, root)
+    assert not isinstance(raised.value, HeldOpen)
+    assert type(raised.value) is type(error())
+    assert len(calls) == 1 and pauses == []

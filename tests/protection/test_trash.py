@@ -10,9 +10,10 @@ import pytest
 
 from guard.core import safepath
 from guard.core.safeio import NotARegularFile
-from guard.core.safepath import Target
+from guard.core.safepath import HeldOpen, Target
 from guard.protection import trash
 from guard.protection.trash import copy_into_trash, link_or_copy
+from tests.helpers.heldopen import failing, no_waiting
 from tests.helpers.store import listing
 
 
@@ -139,3 +140,40 @@ def test_prune_removes_old_batches_but_never_follows_a_symlink_inside(hostile, t
     assert trash.prune_trash(vault, older_than_s=3600.0) == []
     assert trash.prune_trash(vault, older_than_s=-1.0) == [batch.name]
     assert not batch.exists() and listing(decoy) == before
+
+
+# ---- a store file another program holds open (Windows; issue 15) ------------------------------
+
+def test_gc_moves_a_folder_into_the_trash_once_its_holder_lets_go(hostile, monkeypatch):
+    model, decoy, vault = hostile
+    pauses = no_waiting(monkeypatch)
+    calls = failing(monkeypatch, "rename", 3)  # Synology Drive is uploading it
+    batch = trash.new_batch(vault, "test")
+    trash.move_into_trash(model, ("models", "m"), batch)
+    kept = batch / "models" / "m"
+    assert not os.path.lexists(model)
+    assert (kept / "version-1" / "meta.yaml").read_text() == "version: 1\n"
+    assert len(calls) == 4 and len(pauses) == 3  # renamed, not copied
+
+
+def test_gc_held_off_throughout_says_what_holds_the_folder_and_moves_nothing(hostile,
+                                                                             monkeypatch):
+    model, decoy, vault = hostile
+    no_waiting(monkeypatch)
+    failing(monkeypatch, "rename", None)
+    batch = trash.new_batch(vault, "test")
+    with pytest.raises(HeldOpen, match="another program holds it open") as raised:
+        trash.move_into_trash(model, ("models", "m"), batch)
+    assert str(model) in str(raised.value) and "Synology Drive" in str(raised.value)
+    assert (model / "version-1" / "meta.yaml").read_text() == "version: 1\n"
+    assert not (batch / "models" / "m").exists()
+
+
+def test_keeping_a_file_held_open_for_a_moment_still_links_it(hostile, monkeypatch):
+    model, _, vault = hostile
+    no_waiting(monkeypatch)
+    calls = failing(monkeypatch, "link", 3)
+    batch = trash.new_batch(vault, "test")
+    assert copy_into_trash(model, ("models", "m"), batch) == 2
+    assert os.stat(model / "meta.yaml").st_nlink == 2  # a hard link, not a fallback copy
+    assert len(calls) == 5  # 3 failures, then both files

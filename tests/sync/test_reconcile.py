@@ -19,6 +19,7 @@ from guard.sync.reconcile import (
     read_records,
     renumbered_versions,
 )
+from tests.helpers.heldopen import failing, no_waiting
 from tests.helpers.store import EXP, RUN, copy_direct_store, listing
 
 SYN = "_hostB_Nov-22-0650-2026_Conflict_1"  # Synology Drive's marker, as hostB lost
@@ -178,6 +179,39 @@ def test_a_copy_whose_original_is_gone_takes_its_place(store, tmp_path):
     (params / "p").unlink()
     (record,) = reconciler(tmp_path, store).resolve_all(find_copies(store))
     assert record["action"] == "restored" and (params / "p").exists()
+
+
+def test_a_copy_held_open_for_a_moment_still_goes_to_the_quarantine(store, tmp_path,
+                                                                      monkeypatch):
+    """Synology Drive (or a scan) holds the copy it just wrote: the move into the quarantine
+    fails with a sharing violation a few times, then goes through in the same pass."""
+    params = store / EXP / RUN / "params"
+    (params / f"p{SYN}").write_bytes((params / "p").read_bytes())
+    no_waiting(monkeypatch)
+    calls = failing(monkeypatch, "rename", 3)
+    (record,) = reconciler(tmp_path, store).resolve_all(find_copies(store))
+    assert record["action"] == "keep_original" and len(calls) == 4
+    assert not (params / f"p{SYN}").exists() and find_copies(store) == []
+    (kept,) = record["quarantined"]
+    assert os.path.exists(kept)
+
+
+def test_a_copy_held_open_throughout_is_logged_with_its_holder_and_left_for_the_next_pass(
+        store, tmp_path, monkeypatch, caplog):
+    params = store / EXP / RUN / "params"
+    (params / f"p{SYN}").write_bytes((params / "p").read_bytes())
+    no_waiting(monkeypatch)
+    rename = os.rename
+    failing(monkeypatch, "rename", None)
+    with caplog.at_level("WARNING", logger="guard.reconcile"):
+        assert reconciler(tmp_path, store).resolve_all(find_copies(store)) == []
+    (warned,) = [r.getMessage() for r in caplog.records if "could not resolve" in r.getMessage()]
+    assert f"p{SYN}" in warned and "another program holds it open" in warned
+    assert "Synology Drive" in warned and "will retry" in warned
+    assert (params / f"p{SYN}").exists()  # still there for the next pass
+    monkeypatch.setattr(os, "rename", rename)  # let go
+    (record,) = reconciler(tmp_path, store).resolve_all(find_copies(store))
+    assert record["action"] == "keep_original" and find_copies(store) == []
 
 
 def test_artifacts_and_the_coordination_folder_are_not_touched(store, tmp_path):
