@@ -25,7 +25,7 @@ from guard.core.timefmt import duration
 from guard.core.words import count, said
 from guard.daemon.statusdoc import Off, Portability, StatusDoc, read_status
 from guard.portability.fixer import RewriteFigures
-from guard.protection.restorer import VaultFigures
+from guard.protection.restorer import Unprotected, VaultFigures
 from guard.supervision.processes import (
     LOCAL_FOLDERS,
     GcProcess,
@@ -487,6 +487,20 @@ def summarize(doc: StatusDoc | None, live: Live, fallback: StatusDoc, now: float
     return replace(r, problems=problems(r, now))
 
 
+UNPROTECTED_MORE = "and more store files the vault could not keep than it lists (see the log)"
+
+
+def unprotected_text(u: Unprotected) -> str:
+    """Store files the vault could not keep for one reason, a few of them, and what to do:
+    a warning (the guard works; only deleting those files cannot be undone), as too_large."""
+    shown = ", ".join(one_line(e) for e in u.examples)
+    more = u.count - len(u.examples)
+    them = "it" if u.count == 1 else "them"
+    return (f"{count(u.count, 'store file')} not kept by the vault ({one_line(u.reason)}): "
+            f"{shown}{f' and {more} more' if more > 0 else ''}; deleting {them} cannot be "
+            f"undone: {u.fix or 'see the log'}")
+
+
 def problems(r: Report, now: float) -> tuple[str, ...]:
     """Each problem the report shows, with what to do about it, one line each (the status
     page's list; the verdict's reason first when no line below says it)."""
@@ -510,6 +524,9 @@ def problems(r: Report, now: float) -> tuple[str, ...]:
         for e in v.incomplete:
             out.append(f"restore incomplete: {e.path} ({e.kind}): {e.reason}; the vault "
                        "checks it again every few minutes")
+        out.extend(unprotected_text(u) for u in v.unprotected)
+        if v.unprotected_more:
+            out.append(UNPROTECTED_MORE)
         if v.too_large:
             out.append(f"{count(v.too_large, 'artifact')} above vault.copy_max_bytes "
                        f"{'is' if v.too_large == 1 else 'are'} not kept (copy mode): raise "
@@ -791,6 +808,10 @@ def _vault_lines(v: Off | VaultFigures | None, gcs: tuple[GcProcess, ...]) -> li
         lines.append(f"  WARNING   vault: {count(v.too_large, 'artifact')} above "
                      f"vault.copy_max_bytes {'is' if v.too_large == 1 else 'are'} not kept "
                      "(copy mode)")
+    for u in v.unprotected:
+        lines.append(f"  WARNING   vault: {unprotected_text(u)}")
+    if v.unprotected_more:
+        lines.append(f"            {UNPROTECTED_MORE}")
     if v.not_regular:
         lines.append(f"            {v.not_regular} symlinks, FIFOs or devices in the store left "
                      "alone: not kept, never followed (see the log)")

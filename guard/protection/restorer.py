@@ -44,7 +44,7 @@ from guard.protection.deletions import (
     units_of,
 )
 from guard.protection.trash import prune_trash
-from guard.protection.vault import Vault, VaultError
+from guard.protection.vault import Vault, VaultError, unprotected_fix
 from guard.protection.verify import Probe
 
 log = logging.getLogger("guard.restorer")
@@ -74,6 +74,17 @@ class VaultEvent:
 
 
 @dataclass(frozen=True)
+class Unprotected:
+    """Store files the vault could not keep, for one reason (vault.why_unprotected): how many,
+    the first few, and what to do. A deletion of them cannot be undone."""
+
+    reason: str = ""
+    count: int = 0
+    examples: tuple[str, ...] = ()
+    fix: str = ""
+
+
+@dataclass(frozen=True)
 class VaultFigures:
     """The vault part's figures (the "vault" section of the status)."""
 
@@ -96,6 +107,8 @@ class VaultFigures:
     not_regular: int = 0      # symlinks, FIFOs, devices in the store: left alone, not kept
     pass_folders: int = 0     # folders the current full pass has looked at (the first build's
                               # progress in `guardctl status` and on the status page)
+    unprotected: tuple[Unprotected, ...] = ()  # files it could not keep, by reason
+    unprotected_more: bool = False  # more than the vault records (UNPROTECTED_MAX)
 
 
 @dataclass(frozen=True)
@@ -180,7 +193,10 @@ class RestoreService(ThreadPart):
             followed=self.counts[FOLLOW], alerts=self.counts[ALERT], recent=tuple(self.recent),
             last_pass=self.last_pass, too_large=self.vault.too_large, error=self.error,
             incomplete=self.incomplete_events, not_regular=self.vault.not_regular,
-            pass_folders=self.vault.pass_folders)
+            pass_folders=self.vault.pass_folders,
+            unprotected=tuple(Unprotected(why, n, tuple(shown), unprotected_fix(why))
+                              for why, n, shown in self.vault.unprotected_summary()),
+            unprotected_more=self.vault.unprotected_more)
 
     # ---- the part's rounds ---------------------------------------------------------------
     def begin(self) -> None:

@@ -27,6 +27,12 @@ nested objects) is read once into the database and set aside as index.json.gz.mi
 database SQLite cannot read is set aside (index.sqlite.unreadable-<time>) and rebuilt from
 the store, with a warning. The daemon is the only writer of the index; `guardctl gc` and the
 server only add to trash/.
+
+A store file the vault cannot keep is recorded in `unprotected` with why (why_unprotected):
+an online-only placeholder of a sync client (Windows' cloud files: found from the folder
+listing's attributes before any attempt, never read, since reading downloads it), a file on
+another volume (a mount inside the store), or the error of the link or copy. Each is logged
+once and shown by the status with what to do, until it is kept or gone.
 """
 
 from __future__ import annotations
@@ -39,10 +45,11 @@ import logging
 import os
 import sqlite3
 import stat
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -139,6 +146,95 @@ def _key_of(row: Row) -> Key | None:
     return [_from_db(key), size, mtime or 0]
 
 
+# ---- files the vault cannot keep ---------------------------------------------------------------
+# Windows' attributes of a cloud file whose data is not on this machine (an online-only
+# placeholder of Synology Drive On-demand Sync, OneDrive...): the cloud filter refuses a hard
+# link to it, and reading or copying it would download it. Found from the folder listing,
+# before any attempt.
+FILE_ATTRIBUTE_OFFLINE = 0x1000
+FILE_ATTRIBUTE_RECALL_ON_OPEN = 0x40000
+FILE_ATTRIBUTE_RECALL_ON_DATA_ACCESS = 0x400000
+PLACEHOLDER_ATTRIBUTES = (FILE_ATTRIBUTE_OFFLINE | FILE_ATTRIBUTE_RECALL_ON_OPEN
+                          | FILE_ATTRIBUTE_RECALL_ON_DATA_ACCESS)
+# The cloud filter's own errors (winerror.h, ERROR_CLOUD_FILE_*): 358 SYNC_ROOT_METADATA_CORRUPT,
+# 362 PROVIDER_NOT_RUNNING, 363-366 METADATA_CORRUPT .. PROPERTY_BLOB_CHECKSUM_MISMATCH, 374
+# TOO_MANY_PROPERTY_BLOBS, 375 PROPERTY_VERSION_NOT_SUPPORTED, 377-383 NOT_IN_SYNC ..
+# VALIDATION_FAILED, 386-398 AUTHENTICATION_FAILED .. (389 UNSUCCESSFUL, 396
+# INCOMPATIBLE_HARDLINKS) .. REQUEST_CANCELED, 404 PROVIDER_TERMINATED, 426 REQUEST_TIMEOUT.
+# Not the whole range: 359-361, 367-373 (376 NOT_A_CLOUD_FILE), 384-385 and 399-403 are others.
+CLOUD_FILE_WINERRORS = frozenset({358, *range(362, 367), 374, 375, *range(377, 384),
+                                  *range(386, 399), 404, 426})
+ERROR_NOT_SAME_DEVICE = 17  # Windows' EXDEV (Python maps it to errno.EXDEV too)
+PLACEHOLDER, OTHER_VOLUME = "online-only placeholder", "on another volume"
+UNPROTECTED_MAX = 1000  # files the record names at most (each is also logged once)
+PROBES = 100  # store files looked at for one that is not a placeholder (Vault._links_work)
+_HAS_ATTRIBUTES = sys.platform == "win32"
+
+
+def file_attributes(entry: os.DirEntry[str] | Path) -> int:
+    """Windows' attributes of a store file (0 elsewhere: no placeholders there), from the
+    folder listing (or lstat), never by opening the file. Tests replace it
+    (monkeypatch `vault.file_attributes`)."""
+    if not _HAS_ATTRIBUTES:
+        return 0
+    return getattr(entry.stat(follow_symlinks=False), "st_file_attributes", 0)
+
+
+def is_placeholder(attributes: int) -> bool:
+    """Whether the file's data lives only in the cloud (pure): never read, copied or linked."""
+    return bool(attributes & PLACEHOLDER_ATTRIBUTES)
+
+
+def _error_words(exc: OSError) -> str:
+    """An error in words, without the path (the record names the file)."""
+    text = exc.strerror or str(exc) or type(exc).__name__
+    winerror = getattr(exc, "winerror", None)
+    code = f"winerror {winerror}" if winerror else errno.errorcode.get(exc.errno or 0, "")
+    return f"{text} ({code})" if code else text
+
+
+def why_unprotected(attributes: int, exc: OSError | None = None,
+                    verb: str = "linked") -> str | None:
+    """Why a store file has no second name in the vault, from its attributes and the error
+    keeping it raised (pure): "online-only placeholder", "on another volume" (a mount inside
+    the store), or "could not be <verb>: <error>". None: nothing is wrong, or the file
+    vanished (FileNotFoundError), which the next pass sees as a deletion, not as a file left
+    unprotected."""
+    if is_placeholder(attributes):
+        return PLACEHOLDER
+    if exc is None or isinstance(exc, FileNotFoundError):
+        return None
+    winerror = getattr(exc, "winerror", None)
+    if winerror in CLOUD_FILE_WINERRORS:
+        return PLACEHOLDER
+    if exc.errno == errno.EXDEV or winerror == ERROR_NOT_SAME_DEVICE:
+        return OTHER_VOLUME
+    return f"could not be {verb}: {_error_words(exc)}"
+
+
+def unprotected_fix(reason: str) -> str:
+    """What to do about files the vault could not keep for `reason` (pure)."""
+    if reason == PLACEHOLDER:
+        return ("make the store folder 'Always available on this device' (pinned) in Synology "
+                "Drive, or 'Always keep on this device' in Windows Explorer: the vault keeps "
+                "each file once its data is on this machine, never downloading it itself")
+    if reason == OTHER_VOLUME:
+        return ("keep the store on one volume: a hard link cannot cross volumes, so move what "
+                "is mounted inside the store into it")
+    return "the guard's log names each file; the vault tries again at every pass"
+
+
+def unprotected_groups(record: Mapping[Rel, str],
+                       examples: int = 3) -> list[tuple[str, int, list[str]]]:
+    """The record as (reason, how many files, the first few of them), the most common
+    reason first (pure): the status shows each reason once, with what to do."""
+    groups: dict[str, list[Rel]] = {}
+    for rel, reason in record.items():
+        groups.setdefault(reason, []).append(rel)
+    return [(reason, len(rels), ["/".join(r) for r in rels[:examples]])
+            for reason, rels in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0]))]
+
+
 class Vault:
     def __init__(self, root: Path, store: Path, copy_max_bytes: int) -> None:
         self.root, self.store = Path(root), Path(store)
@@ -159,6 +255,13 @@ class Vault:
         self._told: set[tuple[Rel, str]] = set()
         # folders the last restore refused (a symlink, or not a folder): why, in words
         self.refused: dict[Rel, str] = {}
+        # store files the vault could not keep (a placeholder, another volume, an error): why,
+        # in words; at most UNPROTECTED_MAX (unprotected_more: others were not recorded);
+        # dropped once kept or gone. The same names by folder, to find the gone ones.
+        self.unprotected: dict[Rel, str] = {}
+        self.unprotected_more = False
+        self._unprotected_in: dict[Rel, set[str]] = {}
+        self._told_more = False
         self.progress: Callable[[], None] = lambda: None  # told of each folder of a pass
         self.pass_folders = 0  # folders the current (or last) full pass has looked at
         self._lock = FileLock(str(self.root / "vault.lock"), timeout=0, mode=0o600)
@@ -201,8 +304,11 @@ class Vault:
 
     def _links_work(self) -> bool:
         """Whether a store file can be hard-linked into the vault (same volume, a filesystem
-        with links); probed on a real store file, since the two may sit on different mounts."""
-        probe = next(self._any_store_file(), None)
+        with links); probed on a real store file, since the two may sit on different mounts.
+        Never on an online-only placeholder: the cloud filter refuses that link whatever the
+        volume (of the first PROBES files, the first that is not one)."""
+        probe = next((t for t in itertools.islice(self._any_store_file(), PROBES)
+                      if not is_placeholder(file_attributes(t.path))), None)
         if probe is None:
             return os.stat(self.root).st_dev == os.stat(self.store).st_dev
         target = Target(self.root, ("objects", f"{TEMP_PREFIX}probe-{uuid.uuid4().hex[:8]}"))
@@ -249,7 +355,7 @@ class Vault:
             self.next_id = int(meta.get("next_id") or 1)
             self.next_folder = int(meta.get("next_folder") or 1)
         if self.legacy_path.exists():  # left by a migration cut short: the database has it
-            os.replace(self.legacy_path, self.root / (LEGACY_NAME + ".migrated"))
+            safepath.replace_path(self.legacy_path, self.root / (LEGACY_NAME + ".migrated"))
 
     def _connect(self) -> dict:
         """Connect to index.sqlite (created 0600, never through a symlink) and check it;
@@ -288,7 +394,8 @@ class Vault:
         aside = self.root / f"{INDEX_NAME}.{why}-{time.strftime('%Y%m%d-%H%M%S')}"
         for suffix in ("", *SIDE_FILES) if side_files else ("",):
             try:
-                os.replace(self.root / (INDEX_NAME + suffix), aside.with_name(aside.name + suffix))
+                safepath.replace_path(self.root / (INDEX_NAME + suffix),
+                                      aside.with_name(aside.name + suffix))
             except FileNotFoundError:
                 pass
         return aside
@@ -323,7 +430,7 @@ class Vault:
             self._import(TOP, doc["tree"])
             log.info("vault index %s moved into %s", self.legacy_path, self.index_path)
         self.save(force=True)
-        os.replace(self.legacy_path, self.root / (LEGACY_NAME + ".migrated"))
+        safepath.replace_path(self.legacy_path, self.root / (LEGACY_NAME + ".migrated"))
 
     def _import(self, parent: int, node: dict) -> None:
         stack = [(parent, node)]
@@ -383,7 +490,7 @@ class Vault:
         if st is not None:
             aside = self._set_aside("replaced", side_files=False)  # those are ours
         self._disconnect()  # its -wal and -shm go with it
-        os.replace(tmp, self.index_path)
+        safepath.replace_path(tmp, self.index_path)
         log.warning("vault index %s was %s while the daemon ran; written again%s",
                     self.index_path, "removed" if st is None else "replaced",
                     "" if st is None else f" (what was there: {aside})")
@@ -490,6 +597,7 @@ class Vault:
         if not rel:
             self.large.clear()
             self.special.clear()
+            self.unprotected_more = False  # the pass finds them again while the record is full
             self.pass_folders = 0
         missing: list[Rel] = []
         fid = self._folder_id(rel, create=True)
@@ -506,6 +614,7 @@ class Vault:
             entries = list(os.scandir(path))
         except (FileNotFoundError, NotADirectoryError):
             missing.append(rel)
+            self._gone_below(rel)
             return
         except OSError as exc:
             log.warning("vault: cannot list %s: %s", path, exc)
@@ -534,7 +643,13 @@ class Vault:
                     self._not_regular(rel + (name,), entry)
             except OSError as exc:  # vanished between listing and linking: the next pass sees
                 log.debug("vault: %s: %s", entry.path, exc)
-        missing.extend(rel + (_dec(raw),) for raw in known if raw not in seen)
+        gone = [rel + (_dec(raw),) for raw in known if raw not in seen]
+        missing.extend(gone)
+        if self._unprotected_in:  # files it could not keep that are gone now
+            for name in [n for n in self._unprotected_in.get(rel, ()) if _enc(n) not in seen]:
+                self._protected(rel + (name,))
+            for lost in gone:
+                self._gone_below(lost)
 
     def _not_regular(self, rel: Rel, entry: os.DirEntry) -> None:
         kind = safeio.kind_of(entry.stat(follow_symlinks=False).st_mode) or "special file"
@@ -546,11 +661,15 @@ class Vault:
 
     def _keep(self, entry: os.DirEntry, rel: Rel, fid: int, raw: bytes,
               row: Row | None) -> None:
+        """Link (or copy) a new or replaced store file; one it cannot keep is recorded in
+        `unprotected` (an online-only placeholder before any attempt: never read)."""
         if self.mode == LINK:
             ino = entry.inode()
             if row is not None and row[2] == _to_db(ino) and row[3] is None:
                 return  # known, and the same file
-            self._link(Target(self.store, rel), ino)
+            if not self._attempt(entry, rel, LINK,
+                                 lambda: self._link(Target(self.store, rel), ino)):
+                return
             self._put(fid, raw, key=ino)
         else:
             st = entry.stat(follow_symlinks=False)
@@ -562,9 +681,76 @@ class Vault:
                 return
             key = [self.next_id, st.st_size, st.st_mtime_ns]
             self.next_id += 1
-            self._copy(Target(self.store, rel), self._object_target(key))
+            if not self._attempt(entry, rel, COPY, lambda: self._copy(
+                    Target(self.store, rel), self._object_target(key))):
+                return
             self._put(fid, raw, key=key[0], size=key[1], mtime=key[2])
         self._replaced(row)
+        if self.unprotected:
+            self._protected(rel)
+
+    def _attempt(self, entry: os.DirEntry, rel: Rel, mode: str,
+                 keep: Callable[[], None]) -> bool:
+        """Run `keep` (the link or copy of one file) unless the file is an online-only
+        placeholder; True when it is kept. A file it cannot keep is recorded (why_unprotected)
+        and False returned; one that vanished is not recorded: its FileNotFoundError goes up,
+        as do a symlink or FIFO swapped in and a symlinked folder (the next pass says what)."""
+        attributes = file_attributes(entry)
+        if is_placeholder(attributes):
+            self._unprotect(rel, why_unprotected(attributes))
+            return False
+        try:
+            keep()
+        except (FileNotFoundError, safeio.UnsafeFile, safepath.Escape):
+            self._protected(rel)
+            raise
+        except OSError as exc:
+            self._unprotect(rel, why_unprotected(attributes, exc,
+                                                 "linked" if mode == LINK else "copied"))
+            return False
+        return True
+
+    def _unprotect(self, rel: Rel, reason: str | None) -> None:
+        """Record a store file the vault could not keep (a WARNING once per file); past
+        UNPROTECTED_MAX files only `unprotected_more` is set (and said once)."""
+        if reason is None:
+            self._protected(rel)
+            return
+        if self.unprotected.get(rel) == reason:
+            return
+        if rel not in self.unprotected and len(self.unprotected) >= UNPROTECTED_MAX:
+            self.unprotected_more = True
+            if not self._told_more:
+                self._told_more = True
+                log.warning("vault: more than %d store files could not be kept; the others "
+                            "are not listed", UNPROTECTED_MAX)
+            return
+        self.unprotected[rel] = reason
+        self._unprotected_in.setdefault(rel[:-1], set()).add(rel[-1])
+        log.warning("vault: %s is not kept (%s): deleting it cannot be undone; %s",
+                    safeio.printable("/".join(rel)), reason, unprotected_fix(reason))
+
+    def _protected(self, rel: Rel) -> None:
+        """`rel` is kept now, or gone: no longer unprotected."""
+        if self.unprotected.pop(rel, None) is None:
+            return
+        names = self._unprotected_in.get(rel[:-1])
+        if names is not None:
+            names.discard(rel[-1])
+            if not names:
+                del self._unprotected_in[rel[:-1]]
+
+    def _gone_below(self, rel: Rel) -> None:
+        """The folder `rel` is gone: nothing below it is unprotected any more."""
+        n = len(rel)
+        for folder in [f for f in self._unprotected_in if len(f) >= n and f[:n] == rel]:
+            for name in list(self._unprotected_in.get(folder, ())):
+                self._protected(folder + (name,))
+
+    def unprotected_summary(self, examples: int = 3) -> list[tuple[str, int, list[str]]]:
+        """(reason, how many, a few paths) of the files the vault could not keep; safe to
+        call from another thread than the vault's (the record is copied first)."""
+        return unprotected_groups(dict(self.unprotected), examples)
 
     def _link(self, src: Target, ino: int) -> None:
         """Hard-link the store file `src` as the object of `ino` (never a symlink or what is
@@ -775,7 +961,10 @@ class Vault:
             files = self._conn().execute(
                 "SELECT count(*) FROM entries WHERE key IS NOT NULL").fetchone()[0]
         return {"path": str(self.root), "mode": self.mode, "files": files,
-                "too_large": len(self.large)}
+                "too_large": len(self.large), "unprotected": len(self.unprotected),
+                "unprotected_more": self.unprotected_more,
+                "unprotected_examples": {"/".join(rel): why for rel, why
+                                         in itertools.islice(dict(self.unprotected).items(), 3)}}
 
     @property
     def too_large(self) -> int:

@@ -12,6 +12,7 @@ a shared machine (the inotify limit, the process list, the mounts) come from `Pr
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -21,14 +22,20 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata, util
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 
 from guard.core.config import Config, ConfigError, WatchMode, find_config_file
-from guard.core.state import StateDir
+from guard.core.layout import TRASH
+from guard.core.records import from_json
+from guard.core.redact import redact
+from guard.core.state import StateDir, read_json
 from guard.core.store import SYNC_MARKERS, StoreState, inspect_store
 from guard.core.watch import watched_folders
 from guard.core.words import count
+from guard.protection.restorer import Unprotected, VaultFigures
+from guard.protection.trash import TRASH as VAULT_TRASH
 from guard.service import exposure
 from guard.service.exposure import ExposureFacts
 from guard.supervision.processes import (
@@ -44,6 +51,7 @@ from guard.supervision.processes import (
 )
 from guard.supervision.server import port_bindable
 from guard.sync.peers import read_with_arrival
+from guard.sync.quarantine import BEFORE as QUARANTINE_SUFFIX
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 OFF = "off"  # the watch mode when path rewriting, the one user of file events, is off
@@ -69,6 +77,21 @@ NETWORK_FS = frozenset({
     "lustre", "gpfs", "ncpfs", "sshfs", "fuse",
 })
 LOCAL_FUSE = frozenset({"fuseblk", "fuse.ntfs-3g", "fuse.exfat", "fuse.lxcfs"})
+
+# Windows: a path of more than MAX_PATH_CHARS characters fails unless long paths are enabled
+# (Python is long-path aware since 3.6 once the machine allows them).
+MAX_PATH_CHARS = 259  # MAX_PATH (260) less the terminating NUL
+LONG_PATHS_KEY = r"SYSTEM\CurrentControlSet\Control\FileSystem"
+LONG_PATHS_VALUE = "LongPathsEnabled"
+LONG_PATHS_FIX = (
+    'in an Administrator PowerShell: `New-ItemProperty -Path "HKLM:\\SYSTEM\\CurrentControlSet'
+    '\\Control\\FileSystem" -Name LongPathsEnabled -Value 1 -PropertyType DWORD -Force`, then '
+    "sign out and in (and restart the guard); or move the store or state_dir to a shorter path")
+LONG_PATH_SCAN = 100_000  # store entries the doctor looks at for the longest path, at most
+# The folders the guard puts in front of a store-relative path outside the store: a batch of
+# the vault's trash (protection/trash.py) or of the quarantine (sync/quarantine.py) is named
+# YYYYmmdd-HHMMSS-xxxxxx; the quarantine may add ".before" to a file's name.
+BATCH_NAME_CHARS = 22
 
 WATCH_LIMIT_FILE = "/proc/sys/fs/inotify/max_user_watches"
 WATCH_HEADROOM = 0.8  # above this share of the limit, other programs may run out of watches
@@ -193,6 +216,38 @@ class ClockFacts:
 
 
 @dataclass(frozen=True)
+class UnprotectedFacts:
+    """What the running daemon's vault could not keep (its status file's vault section)."""
+    daemon_pid: int
+    groups: tuple[Unprotected, ...]
+    more: bool = False  # more than the vault lists
+
+
+@dataclass(frozen=True)
+class LongPathFacts:
+    """What decides whether Windows' 259-character path limit bites the guard."""
+    platform: str  # sys.platform
+    enabled: int | None  # LongPathsEnabled, None when unreadable (or not Windows)
+    store: str  # the store's absolute path
+    vault: str | None  # the vault's folder, None when the vault is off
+    quarantine: str  # state_dir/quarantine
+    longest: str = ""  # the longest store-relative path found (os.sep between names)
+    longest_live: str = ""  # the longest not under .trash (MLflow may move it there)
+    scanned: int = 0  # store entries looked at
+    complete: bool = True  # False: the walk stopped at LONG_PATH_SCAN entries
+    sep: str = os.sep
+
+
+@dataclass(frozen=True)
+class AddressFacts:
+    """How MLflow clients on this machine reach the guard's server."""
+    platform: str  # sys.platform
+    host: str  # server.host, what the server binds
+    tracking_uri: str | None  # MLFLOW_TRACKING_URI here, None when unset
+    port: int  # server.port
+
+
+@dataclass(frozen=True)
 class Facts:
     config: ConfigFacts
     mlflow: MlflowFacts
@@ -205,6 +260,9 @@ class Facts:
     volume: VolumeFacts | None = None
     clocks: ClockFacts | None = None
     exposure: ExposureFacts | None = None
+    unprotected: UnprotectedFacts | None = None
+    long_paths: LongPathFacts | None = None
+    address: AddressFacts | None = None
 
 
 # ---- pure checks ----------------------------------------------------------------------------
@@ -538,6 +596,127 @@ def check_exposure(f: ExposureFacts) -> Finding:
     return Finding("exposure", level, detail, fix)
 
 
+def check_unprotected(f: UnprotectedFacts) -> Finding:
+    """The store files the running daemon's vault could not keep, by reason, each with what
+    to do: deleting them cannot be undone (a warning: the guard itself runs)."""
+    total = sum(g.count for g in f.groups)
+    if not total and not f.more:
+        return Finding("unprotected files", OK,
+                       f"the running daemon (pid {f.daemon_pid}) keeps every store file in its "
+                       "vault")
+    lines = []
+    for g in f.groups:
+        more = g.count - len(g.examples)
+        lines.append(f"\n        {count(g.count, 'file')} ({g.reason}): {', '.join(g.examples)}"
+                     + (f" and {more} more" if more > 0 else ""))
+    detail = (f"the running daemon (pid {f.daemon_pid}) could not keep "
+              f"{'more than ' if f.more else ''}{count(total, 'store file')} in its vault: "
+              "deleting them cannot be undone (the guard's log names each)" + "".join(lines))
+    fixes = list(dict.fromkeys(g.fix for g in f.groups if g.fix))
+    return Finding("unprotected files", WARN, detail,
+                   "; ".join(fixes) or "see the guard's log for each file")
+
+
+def _path_chars(text: str) -> int:
+    """A path's length as Windows counts it: UTF-16 code units."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def longest_paths(f: LongPathFacts) -> list[tuple[int, str]]:
+    """(characters, where) of the longest path written in each place a store-relative path
+    lands (pure): the store; its .trash, where MLflow moves a deleted experiment; the vault's
+    trash (guardctl gc, registry deletions); the quarantine (conflict copies)."""
+    sep = f.sep
+    batch = "x" * BATCH_NAME_CHARS
+    out = [(_path_chars(f.store + sep + f.longest), "in the store"),
+           (_path_chars(f.store + sep + TRASH + sep + f.longest_live),
+            "in the store's .trash, where MLflow moves a deleted experiment"),
+           (_path_chars(f.quarantine + sep + batch + sep + f.longest + QUARANTINE_SUFFIX),
+            "in the quarantine, where conflict copies go")]
+    if f.vault is not None:
+        out.append((_path_chars(f.vault + sep + VAULT_TRASH + sep + batch + sep + f.longest),
+                    "in the vault's trash, where guardctl gc and registry deletions put what "
+                    "they remove"))
+    return out
+
+
+def check_long_paths(f: LongPathFacts) -> Finding:
+    """Windows without LongPathsEnabled fails on a path over 259 characters: the guard adds
+    folders in front of store paths (trash, quarantine), so a path MLflow could write may be
+    one the guard cannot keep."""
+    if f.platform != "win32":
+        return Finding("long paths", OK, "no path length limit here (not Windows)")
+    if f.enabled == 1:
+        return Finding("long paths", OK, f"{LONG_PATHS_VALUE} is 1: paths over "
+                                         f"{MAX_PATH_CHARS} characters work")
+    chars, where = max(longest_paths(f))
+    seen = "" if f.complete else f" (of the first {f.scanned} store entries)"
+    state = ("unreadable" if f.enabled is None else f"{f.enabled}")
+    if chars > MAX_PATH_CHARS:
+        return Finding(
+            "long paths", WARN,
+            f"the longest path the guard may write is {chars} characters ({where}; the "
+            f"longest store path{seen} is {f.longest or 'none'}), over Windows' "
+            f"{MAX_PATH_CHARS}-character limit, and long paths are off "
+            f"(HKLM\\{LONG_PATHS_KEY}\\{LONG_PATHS_VALUE} is {state}): writing it fails",
+            LONG_PATHS_FIX)
+    return Finding("long paths", OK,
+                   f"the longest path the guard may write is {chars} characters ({where})"
+                   f"{seen}, {MAX_PATH_CHARS - chars} under Windows' {MAX_PATH_CHARS}-character "
+                   f"limit ({LONG_PATHS_VALUE} is {state})")
+
+
+def _ipv4_local(host: str) -> bool:
+    """Whether the server binds an IPv4 loopback or any-address only (::1 is not served)."""
+    try:
+        addr = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return addr.version == 4 and (addr.is_loopback or addr.is_unspecified)
+
+
+def check_address(f: AddressFacts) -> Finding:
+    """MLflow clients that name `localhost` try ::1 first; the server binds IPv4 only, and on
+    Windows each refused IPv6 connect costs about 2 s per new connection."""
+    good = f"http://127.0.0.1:{f.port}"
+    uri = (f.tracking_uri or "").strip()
+    if not uri:
+        return Finding("address", OK,
+                       "MLFLOW_TRACKING_URI is not set here; point MLflow clients at the "
+                       f"guard's server with MLFLOW_TRACKING_URI={good} (127.0.0.1, not "
+                       "localhost)")
+    shown = redact(uri)
+    try:
+        parts = urlsplit(uri)
+        host, port = parts.hostname or "", parts.port  # hostname is lowercased
+    except ValueError:
+        return Finding("address", OK, f"MLFLOW_TRACKING_URI is {shown}: not an address of "
+                                      f"this guard's server ({good})")
+    if port is None:
+        port = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    if port != f.port or host not in ("localhost", "127.0.0.1"):
+        return Finding("address", OK, f"MLFLOW_TRACKING_URI is {shown}: not this guard's "
+                                      f"server ({good})")
+    if host == "127.0.0.1":
+        return Finding("address", OK, f"MLFLOW_TRACKING_URI is {shown}: clients reach the "
+                                      "server by IPv4 directly")
+    if not _ipv4_local(f.host):
+        return Finding("address", OK, f"MLFLOW_TRACKING_URI is {shown}; the server binds "
+                                      f"{f.host}, which localhost reaches")
+    fix = (f"set MLFLOW_TRACKING_URI={good} (PowerShell: `setx MLFLOW_TRACKING_URI {good}`, "
+           "then open a new terminal)")
+    if f.platform == "win32":
+        return Finding("address", WARN,
+                       f"MLFLOW_TRACKING_URI is {shown}: MLflow clients on Windows try "
+                       f"localhost's IPv6 address ::1 first, but the server binds {f.host} "
+                       "(IPv4) only, so every new connection waits about 2 s for the refused "
+                       "attempt", fix)
+    return Finding("address", OK,
+                   f"MLFLOW_TRACKING_URI is {shown}; the server binds {f.host} (IPv4) only, so "
+                   f"clients may try ::1 first (refused at once here, about 2 s per connection "
+                   f"on Windows): MLFLOW_TRACKING_URI={good} avoids it")
+
+
 def run_checks(facts: Facts) -> list[Finding]:
     """Every check whose facts were gathered, in the order they are shown."""
     out = [check_config(facts.config)]
@@ -558,6 +737,12 @@ def run_checks(facts: Facts) -> list[Finding]:
     out.append(check_mlflow(facts.mlflow))
     if facts.volume is not None:
         out.append(check_volume(facts.volume))
+    if facts.unprotected is not None and (facts.unprotected.groups or facts.unprotected.more):
+        out.append(check_unprotected(facts.unprotected))
+    if facts.long_paths is not None:
+        out.append(check_long_paths(facts.long_paths))
+    if facts.address is not None:
+        out.append(check_address(facts.address))
     if facts.clocks is not None:
         out.append(check_clocks(facts.clocks))
     return out
@@ -609,6 +794,81 @@ def disk_partitions() -> list[Partition]:
             for p in psutil.disk_partitions(all=True)]
 
 
+def read_long_paths_enabled() -> int | None:
+    """HKLM\\SYSTEM\\CurrentControlSet\\Control\\FileSystem\\LongPathsEnabled; None when
+    unreadable (absent, no access) or not on Windows."""
+    if sys.platform != "win32":
+        return None
+    import winreg
+
+    try:
+        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, LONG_PATHS_KEY) as key:
+            value, _kind = winreg.QueryValueEx(key, LONG_PATHS_VALUE)
+    except OSError:
+        return None
+    return value if isinstance(value, int) else None
+
+
+def longest_store_paths(store: Path, limit: int = LONG_PATH_SCAN) -> tuple[str, str, int, bool]:
+    """The longest store-relative path, the longest not under .trash, how many entries were
+    looked at, and whether that was all of them: a walk of at most `limit` entries, reading
+    folder listings only (no file is opened, no symlink followed)."""
+    longest = live = ""
+    seen = 0
+    stack: list[tuple[str, str]] = [(str(store), "")]
+    while stack:
+        path, rel = stack.pop()
+        try:
+            with os.scandir(path) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for entry in entries:
+            if seen >= limit:
+                return longest, live, seen, False
+            seen += 1
+            sub = rel + os.sep + entry.name if rel else entry.name
+            if len(sub) > len(longest):
+                longest = sub
+            if len(sub) > len(live) and not (sub + os.sep).startswith(TRASH + os.sep):
+                live = sub
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, sub))
+            except OSError:
+                continue
+    return longest, live, seen, True
+
+
+def gather_long_paths(cfg: Config, probes: Probes) -> LongPathFacts:
+    """The facts of the long paths check; the store walk and the registry only on Windows."""
+    store = os.path.abspath(cfg.require_store())
+    facts = LongPathFacts(probes.platform, None, store,
+                          os.path.abspath(cfg.vault_root) if cfg.vault.enabled else None,
+                          os.path.abspath(StateDir(cfg.state_dir).quarantine))
+    if probes.platform != "win32":
+        return facts
+    enabled = probes.long_paths_enabled()
+    if enabled == 1:
+        return replace(facts, enabled=1)
+    longest, live, seen, complete = longest_store_paths(Path(store))
+    return replace(facts, enabled=enabled, longest=longest, longest_live=live, scanned=seen,
+                   complete=complete)
+
+
+def read_unprotected(state: StateDir, daemon_pid: int | None) -> UnprotectedFacts | None:
+    """What the running daemon's status file says its vault could not keep; None when no
+    daemon runs (a stopped one's file is stale) or its vault is off."""
+    if daemon_pid is None:
+        return None
+    doc = read_json(state.status)
+    vault = doc.get("vault") if isinstance(doc, dict) else None
+    if not isinstance(vault, dict) or vault.get("enabled") is not True:
+        return None
+    figures = from_json(VaultFigures, vault)
+    return UnprotectedFacts(daemon_pid, figures.unprotected, figures.unprotected_more)
+
+
 @dataclass(frozen=True)
 class Probes:
     """The facts a test on a shared machine cannot change, as replaceable callables."""
@@ -618,6 +878,8 @@ class Probes:
     partitions: Callable[[], list[Partition]] = disk_partitions
     now: Callable[[], float] = time.time
     linux: bool = field(default_factory=lambda: sys.platform.startswith("linux"))
+    platform: str = sys.platform
+    long_paths_enabled: Callable[[], int | None] = read_long_paths_enabled
 
 
 def config_facts(cfg: Config | None, error: str | None, explicit: str | None,
@@ -705,7 +967,10 @@ def gather(cfg: Config | None, probes: Probes = Probes(),
     servers = [p.pid for p in port.ours + port.orphans] + [s.pid for s in port.same_store]
     base = replace(base, exposure=ExposureFacts(cfg.server.host, cfg.server.expose,
                                                 cfg.server.auth,
-                                                exposure.gather_binds(servers)))
+                                                exposure.gather_binds(servers)),
+                   address=AddressFacts(probes.platform, cfg.server.host,
+                                        os.environ.get("MLFLOW_TRACKING_URI"), cfg.server.port),
+                   unprotected=read_unprotected(StateDir(cfg.state_dir), port.daemon_pid))
     store = cfg.store
     check = inspect_store(store)
     store_facts = StoreFacts(str(store), check.state.value, check.detail,
@@ -730,4 +995,4 @@ def gather(cfg: Config | None, probes: Probes = Probes(),
         if probes.linux else None
     mount = MountFacts(real, mount_of(real, parts), mode)
     return replace(base, store=store_facts, port=port, mount=mount, watches=watches,
-                   volume=volume, clocks=clocks)
+                   volume=volume, clocks=clocks, long_paths=gather_long_paths(cfg, probes))

@@ -17,6 +17,8 @@ from pathlib import Path
 from guard.core import safepath
 from guard.core.safepath import Target
 
+BEFORE = ".before"  # added to the name of what a store file held before the guard replaced it
+
 
 class Quarantine:
     def __init__(self, root: Path, store: Path, max_bytes: int | None = None) -> None:
@@ -52,6 +54,6 @@ class Quarantine:
     def keep_bytes(self, path: Path, data: bytes) -> str:
         """Keep a copy of what a store file held before the guard replaced it."""
         rel = safepath.target_of(self.store, path).rel
-        target = self._target(rel[:-1] + (rel[-1] + ".before",))
+        target = self._target(rel[:-1] + (rel[-1] + BEFORE,))
         safepath.write_new(target, data, create=False)
         return str(target.path)

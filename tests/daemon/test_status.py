@@ -565,3 +565,40 @@ def test_problems_say_what_to_do_about_each():
     assert problems(healthy_report(), NOW) == ()
     dead = summarize(None, Live(), StatusDoc(), NOW)
     assert dead.problems == (dead.reason,)
+
+
+def test_files_the_vault_could_not_keep_are_a_warning_with_what_to_do():
+    """Online-only placeholders and files on another volume have no second name in the vault:
+    status says so with the fix for each reason, as a warning (the verdict stays healthy,
+    as for too_large)."""
+    from guard.core.records import from_json, to_json
+    from guard.daemon.status import problems
+    from guard.protection.restorer import Unprotected, VaultFigures
+    from guard.protection.vault import OTHER_VOLUME, PLACEHOLDER, unprotected_fix
+
+    figures = VaultFigures(ready=True, mode="link", policy="restore", path="/v", unprotected=(
+        Unprotected(PLACEHOLDER, 12, ("0/abc/artifacts/model.pkl", "0/abc/metrics/loss",
+                                      "0/def/meta.yaml"), unprotected_fix(PLACEHOLDER)),
+        Unprotected(OTHER_VOLUME, 1, ("0/abc/artifacts/data/big.parquet",),
+                    unprotected_fix(OTHER_VOLUME))))
+    assert from_json(StatusDoc, to_json(StatusDoc(vault=figures))).vault == figures
+    r = replace(healthy_report(), vault=figures)
+    text = render(r).splitlines()
+    placeholder = ("  WARNING   vault: 12 store files not kept by the vault (online-only "
+                   "placeholder): 0/abc/artifacts/model.pkl, 0/abc/metrics/loss, 0/def/meta.yaml "
+                   "and 9 more; deleting them cannot be undone: make the store folder 'Always "
+                   "available on this device' (pinned) in Synology Drive, or 'Always keep on "
+                   "this device' in Windows Explorer")
+    assert any(line.startswith(placeholder) for line in text), text
+    assert ("  WARNING   vault: 1 store file not kept by the vault (on another volume): "
+            "0/abc/artifacts/data/big.parquet; deleting it cannot be undone: keep the store on "
+            "one volume") in "\n".join(text)
+    found = problems(r, NOW)
+    assert any("Always available on this device" in p for p in found)
+    assert any("keep the store on one volume" in p for p in found)
+    doc = fresh(vault={**to_json(figures), "enabled": True})
+    verdict = summarize(doc, LIVE_OK, StatusDoc(), NOW)
+    assert verdict.state == HEALTHY and any("12 store files not kept" in p
+                                            for p in verdict.problems)
+    more = render(replace(r, vault=replace(figures, unprotected_more=True)))
+    assert "and more store files the vault could not keep than it lists" in more

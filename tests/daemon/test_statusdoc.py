@@ -123,6 +123,10 @@ FULL_DOC = {
         ],
         "last_pass": NOW - 240, "too_large": 6, "error": "vault thread failed: OSError(28)",
         "incomplete": [], "not_regular": 0, "pass_folders": 1234,
+        "unprotected": [{"reason": "online-only placeholder", "count": 7,
+                         "examples": ["0/abc/artifacts/model.pkl", "0/abc/metrics/loss"],
+                         "fix": "make the store folder 'Always available on this device'"}],
+        "unprotected_more": False,
     },
     "gc_processes": [{"pid": 555, "user": "bob", "command": "mlflow gc " + "--x " * 40,
                       "started_at": NOW - 10}],
@@ -162,7 +166,7 @@ FRESH_DOC = {**FULL_DOC, "phase": "waiting for store",
              "conflicts": {**FULL_DOC["conflicts"], "last_scan": None, "waiting": 0,
                            "paused": True, "error": None},
              "vault": {**FULL_DOC["vault"], "ready": False, "recent": [], "last_pass": None,
-                       "too_large": 0, "error": None},
+                       "too_large": 0, "error": None, "unprotected": []},
              "gc_processes": [], "parts": {}}
 
 LIVE = Live(daemon=True, tree=(TreeEntry(4300, True), TreeEntry(4301, False)),
@@ -218,6 +222,9 @@ RENDERED_FULL = (
     '            restored run 1/abc (run, 1h 00m ago): deleted without a tombstone',
     '            alert model m (registered_model, 2h 00m ago): deleted by hand',
     '  WARNING   vault: 6 artifacts above vault.copy_max_bytes are not kept (copy mode)',
+    "  WARNING   vault: 7 store files not kept by the vault (online-only placeholder): "
+     "0/abc/artifacts/model.pkl, 0/abc/metrics/loss and 5 more; deleting them cannot be "
+     "undone: make the store folder 'Always available on this device'",
     '  WARNING   vault: vault thread failed: OSError(28)',
     '  WARNING   gc: AccessDenied: psutil',
     '  STRAYS    MLflow servers over this store not started by the guard:',

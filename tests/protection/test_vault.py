@@ -3,6 +3,7 @@ same inode), copies where it cannot (another volume), restores that never overwr
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -817,3 +818,200 @@ def test_the_memory_a_vault_holds_does_not_grow_with_the_store(tmp_path):
     small = held_after_sync(tmp_path, 200)
     large = held_after_sync(tmp_path, 2000)
     assert large - small < 100_000, (small, large)
+
+
+# ---- files the vault cannot keep (issue 15) ----------------------------------------------------
+
+def hand_run(store: Path, names: tuple[str, ...] = ("a.txt", "b.txt", "c.txt")) -> Path:
+    """A run folder with a few artifacts, written by hand (the vault keeps any file)."""
+    arts = store / "0" / "abc" / "artifacts"
+    arts.mkdir(parents=True)
+    (store / "0" / "abc" / "meta.yaml").write_text("run_id: abc\n")
+    for name in names:
+        (arts / name).write_text(name)
+    return arts
+
+
+def recording(monkeypatch, name: str, fail: OSError | None = None) -> list[tuple[str, tuple]]:
+    """Every os.link and os.open (what safepath links, copies and reads with) that names
+    `name`; `fail`: os.link raises it for that file."""
+    from guard.core import safepath
+
+    calls: list[tuple[str, tuple]] = []
+    real_link, real_open = safepath.os.link, safepath.os.open
+
+    def names_it(args: tuple) -> bool:
+        return any(isinstance(a, (str, os.PathLike)) and os.fspath(a).endswith(name)
+                   for a in args)
+
+    def link(*args, **kw):
+        if names_it(args):
+            calls.append(("link", args))
+            if fail is not None:
+                raise fail
+        return real_link(*args, **kw)
+
+    def open_(*args, **kw):
+        if names_it(args):
+            calls.append(("open", args))
+        return real_open(*args, **kw)
+
+    monkeypatch.setattr(safepath.os, "link", link)
+    monkeypatch.setattr(safepath.os, "open", open_)
+    return calls
+
+
+@pytest.mark.parametrize("attributes, exc, reason", [
+    (0, None, None),
+    (0x20, None, None),  # FILE_ATTRIBUTE_ARCHIVE: an ordinary file
+    (0x400000, None, "online-only placeholder"),  # RECALL_ON_DATA_ACCESS (Synology Drive)
+    (0x40000, None, "online-only placeholder"),  # RECALL_ON_OPEN
+    (0x1000, None, "online-only placeholder"),  # OFFLINE
+    (0x400020, OSError(errno.EXDEV, "Invalid cross-device link"), "online-only placeholder"),
+    (0, OSError(errno.EXDEV, "Invalid cross-device link"), "on another volume"),
+    (0, FileNotFoundError(errno.ENOENT, "No such file"), None),  # vanished: not unprotected
+    (0, OSError(errno.EPERM, "Operation not permitted"),
+     "could not be linked: Operation not permitted (EPERM)"),
+])
+def test_why_a_file_is_unprotected_is_a_pure_function(attributes, exc, reason):
+    from guard.protection.vault import why_unprotected
+
+    assert why_unprotected(attributes, exc) == reason
+
+
+def test_windows_errors_say_placeholder_or_other_volume_by_their_number():
+    from guard.protection.vault import why_unprotected
+
+    def win(winerror: int, text: str) -> OSError:
+        exc = OSError(errno.EINVAL, text)
+        exc.winerror = winerror  # as Windows sets it
+        return exc
+
+    assert why_unprotected(0, win(362, "The cloud file provider is not running.")) == \
+        "online-only placeholder"
+    assert why_unprotected(0, win(389, "The cloud operation was unsuccessful.")) == \
+        "online-only placeholder"
+    assert why_unprotected(0, win(17, "The system cannot move the file to a different disk "
+                                      "drive.")) == "on another volume"
+    assert why_unprotected(0, win(367, "The process creation has been blocked."),
+                           "copied") == ("could not be copied: The process creation has been "
+                                         "blocked. (winerror 367)")
+
+
+def test_a_file_on_another_volume_is_recorded_and_the_others_are_kept(store, tmp_path,
+                                                                       monkeypatch, caplog):
+    arts = hand_run(store)
+    vault = open_vault(tmp_path / "vault", store)
+    try:
+        assert vault.mode == LINK
+        calls = recording(monkeypatch, "b.txt", OSError(errno.EXDEV, "Invalid cross-device link"))
+        with caplog.at_level("WARNING", logger="guard.vault"):
+            for _ in range(2):
+                assert vault.sync(()) == []
+        rel = ("0", "abc", "artifacts", "b.txt")
+        assert vault.unprotected == {rel: "on another volume"}
+        assert calls and all(kind == "link" for kind, _ in calls)
+        kept = {r for r, _ in vault.files_under(())}
+        assert {("0", "abc", "meta.yaml"), rel[:-1] + ("a.txt",), rel[:-1] + ("c.txt",)} <= kept
+        assert rel not in kept
+        warned = [r.getMessage() for r in caplog.records if "b.txt" in r.getMessage()]
+        assert len(warned) == 1 and "keep the store on one volume" in warned[0]  # once
+        assert vault.stats()["unprotected"] == 1
+        assert vault.unprotected_summary() == [("on another volume", 1,
+                                                ["0/abc/artifacts/b.txt"])]
+
+        monkeypatch.undo()  # the mount is gone: the file links now
+        assert vault.sync(()) == []
+        assert vault.unprotected == {} and rel in {r for r, _ in vault.files_under(())}
+        assert os.stat(arts / "b.txt").st_nlink == 2
+    finally:
+        vault.close()
+
+
+def test_a_file_that_vanishes_while_it_is_linked_is_not_unprotected(store, tmp_path,
+                                                                    monkeypatch):
+    hand_run(store)
+    vault = open_vault(tmp_path / "vault", store)
+    try:
+        recording(monkeypatch, "b.txt", FileNotFoundError(errno.ENOENT, "No such file"))
+        vault.sync(())
+        assert vault.unprotected == {}
+    finally:
+        vault.close()
+
+
+@pytest.mark.parametrize("volume", ["same", "other"])
+def test_a_placeholder_is_never_linked_or_opened_and_is_recorded(store, tmp_path, monkeypatch,
+                                                                 volume, caplog):
+    """Synology Drive's online-only files: linking fails and reading downloads them, so the
+    vault looks at the attributes the folder listing gives and leaves the file alone."""
+    import shutil
+    import tempfile
+
+    from guard.protection import vault as vault_mod
+
+    arts = hand_run(store, ("a.txt", "cloud.bin"))
+    cloud: set[str] = {"cloud.bin"}
+    monkeypatch.setattr(vault_mod, "file_attributes",
+                        lambda entry: 0x400000 if os.path.basename(entry) in cloud else 0)
+    base = tmp_path if volume == "same" else other_volume(tmp_path)
+    root = Path(tempfile.mkdtemp(prefix="guard-vault-", dir=base))
+    try:
+        vault = open_vault(root / "vault", store)
+        try:
+            assert vault.mode == (LINK if volume == "same" else COPY)
+            calls = recording(monkeypatch, "cloud.bin")
+            with caplog.at_level("WARNING", logger="guard.vault"):
+                vault.sync(())
+                vault.sync(())
+            rel = ("0", "abc", "artifacts", "cloud.bin")
+            assert calls == []  # never linked, never opened: nothing was downloaded
+            assert vault.unprotected == {rel: "online-only placeholder"}
+            kept = {r for r, _ in vault.files_under(())}
+            assert rel not in kept and rel[:-1] + ("a.txt",) in kept
+            warned = [r.getMessage() for r in caplog.records if "cloud.bin" in r.getMessage()]
+            assert len(warned) == 1 and "Always available on this device" in warned[0]
+
+            cloud.clear()  # pinned: its data is on this machine now
+            vault.sync(rel[:-1], recursive=False)
+            assert vault.unprotected == {} and rel in {r for r, _ in vault.files_under(())}
+            assert calls  # kept now, by a link or a copy
+
+            cloud.add("cloud.bin")
+            (arts / "a.txt").unlink()
+            (arts / "other.bin").write_text("x")
+            cloud.add("other.bin")
+            vault.sync(rel[:-1], recursive=False)
+            assert vault.unprotected == {rel[:-1] + ("other.bin",): "online-only placeholder"}
+            (arts / "other.bin").unlink()  # gone: no longer unprotected (nor a deletion)
+            assert vault.sync(rel[:-1], recursive=False) == [rel[:-1] + ("a.txt",)]
+            assert vault.unprotected == {}
+            (arts / "late.bin").write_text("x")
+            cloud.add("late.bin")
+            vault.sync(())
+            assert list(vault.unprotected) == [rel[:-1] + ("late.bin",)]
+            shutil.rmtree(store / "0" / "abc")  # its whole folder gone
+            vault.sync(())
+            assert vault.unprotected == {}
+        finally:
+            vault.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_record_is_bounded_and_says_there_are_more(store, tmp_path, monkeypatch):
+    from guard.protection import vault as vault_mod
+
+    hand_run(store, tuple(f"f{i}.bin" for i in range(5)))
+    monkeypatch.setattr(vault_mod, "UNPROTECTED_MAX", 3)
+    monkeypatch.setattr(vault_mod, "file_attributes",
+                        lambda entry: 0x400000 if os.path.basename(entry).endswith(".bin")
+                        else 0)
+    vault = open_vault(tmp_path / "vault", store)
+    try:
+        vault.sync(())
+        assert len(vault.unprotected) == 3 and vault.unprotected_more
+        assert vault.unprotected_summary(2) == [
+            ("online-only placeholder", 3, ["/".join(r) for r in list(vault.unprotected)[:2]])]
+    finally:
+        vault.close()

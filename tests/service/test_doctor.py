@@ -4,6 +4,7 @@ disks)."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -531,3 +532,229 @@ def test_a_hand_started_server_and_its_workers_are_one_stray_with_its_port():
             proc(12, 11, "python -m uvicorn worker", ports=(5392,)),
             proc(20, 1, "mlflow ui --backend-store-uri /s")]
     assert [(p.pid, port) for p, port in server_trees(tree)] == [(10, 5392), (20, 5000)]
+
+
+# --- files the running daemon's vault could not keep (issue 15) ------------------------------
+
+def placeholder_group(n: int = 4):
+    from guard.protection.restorer import Unprotected
+    from guard.protection.vault import PLACEHOLDER, unprotected_fix
+
+    return Unprotected(PLACEHOLDER, n, ("0/abc/artifacts/model.pkl", "0/abc/metrics/loss"),
+                       unprotected_fix(PLACEHOLDER))
+
+
+def test_unprotected_files_are_listed_by_reason_with_each_fix():
+    from guard.protection.restorer import Unprotected
+    from guard.protection.vault import OTHER_VOLUME, unprotected_fix
+    from guard.service.doctor import UnprotectedFacts, check_unprotected
+
+    other = Unprotected(OTHER_VOLUME, 1, ("0/abc/artifacts/mnt/x",), unprotected_fix(OTHER_VOLUME))
+    f = check_unprotected(UnprotectedFacts(4242, (placeholder_group(), other)))
+    assert f.level == WARN and f.name == "unprotected files"
+    assert f.detail.startswith("the running daemon (pid 4242) could not keep 5 store files in "
+                               "its vault: deleting them cannot be undone")
+    lines = f.detail.splitlines()[1:]
+    assert lines == ["        4 files (online-only placeholder): 0/abc/artifacts/model.pkl, "
+                     "0/abc/metrics/loss and 2 more",
+                     "        1 file (on another volume): 0/abc/artifacts/mnt/x"]
+    assert "Always available on this device" in f.fix and "keep the store on one volume" in f.fix
+    more = check_unprotected(UnprotectedFacts(4242, (placeholder_group(),), more=True))
+    assert "could not keep more than 4 store files" in more.detail
+
+
+def test_the_unprotected_check_shows_only_when_the_daemon_reports_some():
+    from dataclasses import replace
+
+    from guard.service.doctor import UnprotectedFacts
+
+    base = Facts(ConfigFacts("/c.yaml", "--config", None, "/s"), MLFLOW_OK, ("Syncthing",))
+    assert "unprotected files" not in {f.name for f in run_checks(base)}
+    none = replace(base, unprotected=UnprotectedFacts(4242, ()))
+    assert "unprotected files" not in {f.name for f in run_checks(none)}
+    some = replace(base, unprotected=UnprotectedFacts(4242, (placeholder_group(),)))
+    found = {f.name: f for f in run_checks(some)}
+    assert found["unprotected files"].level == WARN and exit_code(run_checks(some)) == 0
+
+
+def test_unprotected_files_are_read_from_the_running_daemons_status_file(tmp_path):
+    from guard.core.records import to_json
+    from guard.core.state import StateDir
+    from guard.protection.restorer import VaultFigures
+    from guard.service.doctor import UnprotectedFacts, read_unprotected
+
+    state = StateDir(tmp_path)
+    figures = VaultFigures(ready=True, unprotected=(placeholder_group(),))
+    state.status.write_text(json.dumps({"vault": to_json(figures)}))
+    assert read_unprotected(state, 4242) == UnprotectedFacts(4242, (placeholder_group(),))
+    assert read_unprotected(state, None) is None  # no daemon runs: its file is stale
+    state.status.write_text(json.dumps({"vault": {"enabled": False}}))
+    assert read_unprotected(state, 4242) is None
+    state.status.write_text("{half a docu")
+    assert read_unprotected(state, 4242) is None
+
+
+# --- long paths on Windows (issue 15) ----------------------------------------------------------
+
+def long_facts(**kw):
+    from guard.service.doctor import LongPathFacts
+
+    base = dict(platform="win32", enabled=0, store="C:\\Users\\ana\\SynologyDrive\\mlruns",
+                vault="C:\\Users\\ana\\AppData\\Local\\mlflow-guard\\vault",
+                quarantine="C:\\Users\\ana\\AppData\\Local\\mlflow-guard\\quarantine",
+                longest="", longest_live="", scanned=10, complete=True, sep="\\")
+    base.update(kw)
+    return LongPathFacts(**base)
+
+
+def rel_of_length(n: int) -> str:
+    """A store-relative Windows path of exactly `n` characters."""
+    head = "1\\0a1b2c3d4e5f\\artifacts\\"
+    return head + "x" * (n - len(head))
+
+
+def test_long_paths_do_not_matter_off_windows_or_when_enabled():
+    from guard.service.doctor import check_long_paths
+
+    far = rel_of_length(400)
+    f = check_long_paths(long_facts(platform="linux", enabled=None, longest=far))
+    assert f.level == OK and f.detail == "no path length limit here (not Windows)"
+    f = check_long_paths(long_facts(enabled=1, longest=far, longest_live=far))
+    assert f.level == OK and "LongPathsEnabled is 1" in f.detail
+
+
+def test_long_paths_warn_when_the_guards_folders_push_a_path_over_259():
+    from guard.service.doctor import MAX_PATH_CHARS, check_long_paths, longest_paths
+
+    # fits in the store (35 + 1 + 200 = 236), not in the quarantine or the vault's trash
+    rel = rel_of_length(200)
+    facts = long_facts(longest=rel, longest_live=rel)
+    lengths = {where.split(",")[0]: n for n, where in longest_paths(facts)}
+    assert lengths["in the store"] == len(facts.store) + 1 + 200 <= MAX_PATH_CHARS
+    assert lengths["in the vault's trash"] == len(facts.vault) + len("\\trash\\") + 22 + 1 + 200
+    assert lengths["in the quarantine"] == (len(facts.quarantine) + 1 + 22 + 1 + 200
+                                            + len(".before"))
+    f = check_long_paths(facts)
+    assert f.level == WARN, f
+    assert f.detail.startswith(f"the longest path the guard may write is "
+                               f"{lengths['in the quarantine']} characters (in the quarantine, "
+                               f"where conflict copies go; the longest store path is {rel})")
+    assert "LongPathsEnabled is 0" in f.detail and "over Windows' 259-character limit" in f.detail
+    assert f.fix.startswith('in an Administrator PowerShell: `New-ItemProperty -Path "HKLM:\\'
+                            'SYSTEM\\CurrentControlSet\\Control\\FileSystem" -Name '
+                            "LongPathsEnabled -Value 1 -PropertyType DWORD -Force`, then sign "
+                            "out and in")
+    unread = check_long_paths(long_facts(enabled=None, longest=rel, longest_live=rel))
+    assert unread.level == WARN and "LongPathsEnabled is unreadable" in unread.detail
+    no_vault = check_long_paths(long_facts(vault=None, longest=rel, longest_live=rel))
+    assert no_vault.level == WARN and "quarantine" in no_vault.detail
+
+
+def test_long_paths_under_the_limit_are_ok_with_the_margin():
+    from guard.service.doctor import check_long_paths, longest_paths
+
+    rel = rel_of_length(120)
+    facts = long_facts(longest=rel, longest_live=rel, complete=False, scanned=100000)
+    worst = max(n for n, _ in longest_paths(facts))
+    f = check_long_paths(facts)
+    assert f.level == OK
+    assert f"{259 - worst} under Windows' 259-character limit" in f.detail
+    assert "(of the first 100000 store entries)" in f.detail
+
+
+def test_a_path_only_trash_makes_long_counts_once_moved_there():
+    """MLflow moves a deleted experiment under .trash: 7 more characters in the store."""
+    from guard.service.doctor import longest_paths
+
+    rel = rel_of_length(100)
+    places = {where.split(",")[0]: n for n, where in longest_paths(long_facts(
+        longest=rel, longest_live=rel))}
+    assert places["in the store's .trash"] == places["in the store"] + len(".trash\\")
+
+
+def test_the_longest_store_paths_walk_is_bounded(tmp_path):
+    from guard.service.doctor import longest_store_paths
+
+    deep = tmp_path / "1" / "run" / "artifacts" / "a" / "b"
+    deep.mkdir(parents=True)
+    (deep / "long-name.txt").write_text("x")
+    trashed = tmp_path / ".trash" / "2" / ("y" * 60)
+    trashed.mkdir(parents=True)
+    longest, live, seen, complete = longest_store_paths(tmp_path)
+    assert longest == os.path.join(".trash", "2", "y" * 60) and complete
+    assert live == os.path.join("1", "run", "artifacts", "a", "b", "long-name.txt")
+    assert seen == 9
+    assert longest_store_paths(tmp_path, limit=3)[2:] == (3, False)
+
+
+def test_long_paths_facts_read_the_registry_only_on_windows(tmp_path):
+    from guard.core.config import load_config
+    from guard.service.doctor import Probes, gather_long_paths
+
+    (tmp_path / "mlruns").mkdir()
+    path = tmp_path / "guard.yaml"
+    path.write_text(f"store: {tmp_path / 'mlruns'}\nstate_dir: {tmp_path / 'state'}\n")
+    cfg = load_config(str(path))
+    asked: list[bool] = []
+
+    def enabled() -> int | None:
+        asked.append(True)
+        return 0
+
+    linux = gather_long_paths(cfg, Probes(platform="linux", long_paths_enabled=enabled))
+    assert linux.enabled is None and not asked and linux.scanned == 0
+    windows = gather_long_paths(cfg, Probes(platform="win32", long_paths_enabled=enabled))
+    assert asked and windows.enabled == 0 and windows.store == str(tmp_path / "mlruns")
+
+
+# --- the address MLflow clients use (issue 15) -------------------------------------------------
+
+def address(uri: str | None, platform: str = "win32", host: str = "127.0.0.1"):
+    from guard.service.doctor import AddressFacts
+
+    return AddressFacts(platform, host, uri, 5050)
+
+
+@pytest.mark.parametrize("uri", ["http://localhost:5050", "http://LocalHost:5050/",
+                                 "HTTP://LOCALHOST:5050/#/experiments"])
+def test_localhost_on_windows_warns_of_the_2_second_ipv6_attempt(uri):
+    from guard.service.doctor import check_address
+
+    f = check_address(address(uri))
+    assert f.level == WARN and f.name == "address"
+    assert "try localhost's IPv6 address ::1 first" in f.detail
+    assert "binds 127.0.0.1 (IPv4) only" in f.detail and "about 2 s" in f.detail
+    assert f.fix.startswith("set MLFLOW_TRACKING_URI=http://127.0.0.1:5050")
+
+
+def test_localhost_elsewhere_is_fine_but_127_0_0_1_is_still_suggested():
+    from guard.service.doctor import check_address
+
+    f = check_address(address("http://localhost:5050", platform="linux"))
+    assert f.level == OK and "MLFLOW_TRACKING_URI=http://127.0.0.1:5050 avoids it" in f.detail
+
+
+@pytest.mark.parametrize("uri, host, words", [
+    (None, "127.0.0.1", "not set here; point MLflow clients at the guard's server with "
+                        "MLFLOW_TRACKING_URI=http://127.0.0.1:5050"),
+    ("  ", "127.0.0.1", "MLFLOW_TRACKING_URI=http://127.0.0.1:5050"),
+    ("http://127.0.0.1:5050", "127.0.0.1", "reach the server by IPv4 directly"),
+    ("http://localhost:5051", "127.0.0.1", "not this guard's server"),
+    ("http://localhost", "127.0.0.1", "not this guard's server"),
+    ("http://localhost:5050", "::", "which localhost reaches"),
+    ("file:///C:/Users/ana/mlruns", "127.0.0.1", "not this guard's server"),
+    ("http://localhost:99999", "127.0.0.1", "not an address of this guard's server"),
+])
+def test_the_address_is_ok_when_it_uses_127_0_0_1_is_unset_or_is_another_server(uri, host,
+                                                                                words):
+    from guard.service.doctor import check_address
+
+    f = check_address(address(uri, host=host))
+    assert f.level == OK and words in f.detail, f
+
+
+def test_the_address_check_never_prints_a_password():
+    from guard.service.doctor import check_address
+
+    f = check_address(address("http://ana:s3cret@localhost:5050"))
+    assert f.level == WARN and "s3cret" not in f.detail + f.fix

@@ -211,6 +211,14 @@ function renderVault(r) {
   ]);
   const lines = [];
   if (v.too_large) lines.push(plural(v.too_large, "artifact") + " above vault.copy_max_bytes not kept (copy mode)");
+  for (const u of v.unprotected || []) {
+    const shown = (u.examples || []).map((e) => said(e));
+    const more = (u.count || 0) - shown.length;
+    lines.push(plural(u.count || 0, "store file") + " not kept (" + said(u.reason) + "): " + shown.join(", ") +
+               (more > 0 ? " and " + more + " more" : "") + "; deleting " + (u.count === 1 ? "it" : "them") +
+               " cannot be undone: " + said(u.fix, "see the log"));
+  }
+  if (v.unprotected_more) lines.push("and more store files the vault could not keep than it lists (see the log)");
   if (v.not_regular) lines.push(plural(v.not_regular, "symlink, FIFO or device", "symlinks, FIFOs or devices") + " in the store left alone: not kept, never followed");
   for (const e of v.incomplete || []) lines.push("restore incomplete: " + said(e.path) + " (" + said(e.kind) + "): " + said(e.reason));
   for (const e of v.recent || []) if (e.action === "refused") lines.push("refused: " + said(e.path) + " (" + said(e.kind) + "): " + said(e.reason));
