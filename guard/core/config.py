@@ -14,7 +14,6 @@ import ipaddress
 import math
 import os
 import re
-import socket
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, is_dataclass
@@ -24,6 +23,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from guard.core.runtime import this_host_id
 from guard.core.strenum import StrEnum
 
 ENV_CONFIG = "MLFLOW_GUARD_CONFIG"
@@ -40,8 +40,7 @@ class ConfigError(Exception):
 
 
 def _default_host_id() -> str:
-    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()).strip("-.") or "host"
-    return name[:64]
+    return this_host_id()  # the machine's name; under WSL with "-wsl-<distro>"
 
 
 def _default_state_dir() -> str:

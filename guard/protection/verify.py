@@ -39,6 +39,7 @@ from guard.core.layout import (
 )
 from guard.core.paths import PORTABLE_SCHEME, parse_local, safe_segments, uri_to_local_path
 from guard.core.records import from_json, to_json
+from guard.core.runtime import interpreter
 from guard.core.store import ALLOW_FILE_STORE_ENV, store_uri
 from guard.protection.deletions import Unit
 
@@ -160,7 +161,7 @@ def check(store: Path, probes: Sequence[Probe], timeout: float | None = None,
     env["MLFLOW_TRACKING_URI"] = env["MLFLOW_REGISTRY_URI"] = store_uri(Path(store))
     batch: str | None = json.dumps(to_json(Batch(os.path.abspath(store), tuple(probes))))
     try:
-        child = subprocess.Popen([sys.executable, "-m", "guard.protection.verify"],
+        child = subprocess.Popen([interpreter(), "-m", "guard.protection.verify"],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True, env=env,
                                  cwd=str(cwd) if cwd else None)

@@ -26,6 +26,7 @@ from guard.core.config import (
     ServerAuth,
     exposure_problem,
 )
+from guard.core.runtime import interpreter
 from guard.core.store import ALLOW_FILE_STORE_ENV, store_uri
 from guard.protection.gate import SANCTIONS_ENV, Sanctions
 from guard.supervision.processes import OWNER_ENV, ProcRef, end_tree, ref_of, resolve, tree_of
@@ -37,14 +38,15 @@ SECRET_KEY_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 
 
 def server_command(cfg: Config) -> list[str]:
-    """The exact `mlflow server` command line, run by this installation's interpreter.
+    """The exact `mlflow server` command line, run by this installation's interpreter (the
+    real python.exe under a Windows service host, not pythonservice.exe).
     Refuses a bind that load_config would refuse, whichever way the Config was made."""
     problem = exposure_problem(cfg.server.host, cfg.server.expose, cfg.server.auth)
     if problem is not None:
         raise ConfigError(problem)
     uri = store_uri(cfg.require_store())
     return [
-        sys.executable, "-m", "mlflow", "server",
+        interpreter(), "-m", "mlflow", "server",
         "--backend-store-uri", uri,
         "--artifacts-destination", uri,
         "--default-artifact-root", "mlflow-artifacts:/",
@@ -126,7 +128,10 @@ class ServerProcess:
     def start(self) -> ProcRef:
         kwargs: dict = {}
         if sys.platform == "win32":
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+            # its own group (a console Ctrl-C reaches only the daemon); no console window when
+            # the daemon runs windowless (a logon task under pythonw.exe)
+            kwargs["creationflags"] = (subprocess.CREATE_NEW_PROCESS_GROUP
+                                       | subprocess.CREATE_NO_WINDOW)
         else:
             kwargs["start_new_session"] = True  # a Ctrl-C in the terminal reaches only the daemon
         cmd = server_command(self.cfg)
