@@ -66,9 +66,19 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _windowless_streams() -> None:
+    """Under pythonw.exe (the Windows logon task) there is no console: sys.stdout and
+    sys.stderr are None, and a write or flush would raise. Give them the null device; the
+    daemon's log goes to its files in the state folder."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; every error the user can cause is a message and an exit code,
     never a traceback: 2 for a configuration, store or state folder that cannot be used."""
+    _windowless_streams()
     args = build_parser().parse_args(argv)
     try:
         code = args.handler(args)

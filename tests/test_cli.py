@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from guard.cli import build_parser, main
@@ -50,3 +53,14 @@ def test_restart_and_install_service_take_no_store_flag(capsys):
     assert "--store" in error_of(["restart", "--store", "/x"], capsys)
     err = error_of(["install-service", "--systemd", "--store", "/x"], capsys)
     assert err.startswith("usage: guardctl install-service")
+
+
+def test_without_a_console_the_commands_write_to_nothing_and_do_not_fail(tmp_path):
+    """pythonw.exe (the Windows logon task) starts Python with no stdout and no stderr."""
+    code = ("import sys; sys.stdout = None; sys.stderr = None\n"
+            "from guard.cli import main\n"
+            f"raise SystemExit(main(['status', '--state-dir', {str(tmp_path)!r}]))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 3, res.stderr  # "not running": said to nobody, no traceback
+    assert res.stdout == "" and res.stderr == ""

@@ -13,7 +13,8 @@ from . import (
     run,
     status,
     stop,
+    uninstall_service,
 )
 
-COMMANDS = (run, status, doctor, stop, restart, init, install_service, fix, locks, conflicts, gc,
-            config_cmd)
+COMMANDS = (run, status, doctor, stop, restart, init, install_service, uninstall_service, fix,
+            locks, conflicts, gc, config_cmd)

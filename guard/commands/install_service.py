@@ -1,4 +1,5 @@
-"""`guardctl install-service`: install the daemon as a systemd unit or a Windows service."""
+"""`guardctl install-service`: run the daemon at boot or logon: a systemd unit, a Windows logon
+task (the default on Windows: no password, no special right) or a Windows service."""
 
 from __future__ import annotations
 
@@ -8,21 +9,30 @@ import getpass
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from guard.commands.common import add_config_options, config_from
 from guard.core.config import Config, ConfigError
-from guard.service import units
+from guard.core.runtime import interpreter, windowless
+from guard.service import logontask, units
 
 NAME = "install-service"
-HELP = "install the daemon as a service: a systemd unit (--systemd) or a Windows service"
+Run = Callable[..., "subprocess.CompletedProcess[str]"]
+HELP = ("install the daemon as a service: a systemd unit (--systemd), a Windows logon task "
+        "(--windows) or a Windows service (--windows-service)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     kind = parser.add_mutually_exclusive_group(required=True)
     kind.add_argument("--systemd", action="store_true", help="write a systemd unit")
-    kind.add_argument("--windows", action="store_true", help="install the Windows service")
+    kind.add_argument("--windows", action="store_true",
+                      help="register a Task Scheduler task that starts the guard at your logon "
+                           "(no password, no special right; the usual choice on a workstation)")
+    kind.add_argument("--windows-service", action="store_true",
+                      help="install a Windows service, for a machine that runs the guard with "
+                           "nobody logged on (needs an Administrator prompt and the account's "
+                           "password)")
     add_config_options(parser, store=False, state_dir=False)
     parser.add_argument("--user", action="store_true",
                         help="systemd: a user unit for `systemctl --user` instead of a system unit")
@@ -34,13 +44,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--enable", action="store_true",
                         help="also run the systemctl commands that enable and start it")
     parser.add_argument("--account", metavar="NAME",
-                        help=r"Windows: run the service as this account (.\name or DOMAIN\name), "
-                             "the one that owns the Synology Drive folder; asks for its password")
+                        help=r"--windows-service: run the service as this account (.\name or "
+                             r"DOMAIN\name), the one that owns the Synology Drive folder; asks "
+                             "for its password and gives it the right to log on as a service")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.account and not args.windows_service:
+        print("guardctl: --account is for --windows-service (the logon task runs as you)",
+              file=sys.stderr)
+        return 2
     if args.windows:
-        return _install_windows(args)
+        return _install_task(args)
+    if args.windows_service:
+        return _install_windows_service(args)
     try:
         return _install_systemd(args)
     except OSError as exc:
@@ -165,7 +182,48 @@ def _install_systemd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _install_windows(args: argparse.Namespace) -> int:
+def _install_task(args: argparse.Namespace, run: Run = subprocess.run,
+                  platform: str = sys.platform) -> int:
+    if platform != "win32":
+        print("guardctl: the logon task is for Windows; on Linux use --systemd",
+              file=sys.stderr)
+        return 2
+    cfg = _service_config(args, None)
+    return register_task(cfg, run)
+
+
+def register_task(cfg: Config, run: Run = subprocess.run) -> int:
+    """Write the task's XML into the state folder and register it with schtasks."""
+    spec = logontask.TaskSpec(
+        pythonw=windowless(interpreter(), "win32"), config=str(cfg.file),
+        user=windows_user(os.environ), workdir=str(cfg.state_dir))
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    xml_path = cfg.state_dir / f"{logontask.TASK_NAME}.task.xml"
+    xml_path.write_bytes(logontask.encode(logontask.render(spec)))
+    done = run(logontask.create_command(str(xml_path)), capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"guardctl: schtasks could not register the task: "
+              f"{(done.stderr or done.stdout).strip()} (its definition: {xml_path})",
+              file=sys.stderr)
+        return 1
+    print(f"registered the logon task {logontask.TASK_NAME}: at each logon of {spec.user} it "
+          f"runs {spec.pythonw} {subprocess.list2cmdline(logontask.arguments(spec))}")
+    print(f"  start it now:  {' '.join(logontask.run_command())}")
+    print("  stop it:       guardctl stop   (the daemon ends its server first; Task "
+          "Scheduler's End would not)")
+    print(f"  see it:        {' '.join(logontask.query_command())}   and guardctl status")
+    print("  remove it:     guardctl uninstall-service --windows")
+    return 0
+
+
+def windows_user(environ: Mapping[str, str]) -> str:
+    """DOMAIN\\name of the user running guardctl (a logon task is for that user)."""
+    name = environ.get("USERNAME") or getpass.getuser()
+    domain = environ.get("USERDOMAIN") or environ.get("COMPUTERNAME")
+    return f"{domain}\\{name}" if domain else name
+
+
+def _install_windows_service(args: argparse.Namespace) -> int:
     try:
         from windows_service import install
     except ImportError as exc:

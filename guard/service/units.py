@@ -22,6 +22,9 @@ SERVICE_NAME = "mlflow-guard"
 WATCHDOG_SEC = 60
 START_TIMEOUT_SEC = 120
 RESTART_SEC = 10
+# systemd's start limit, which `guardctl run --relaunch` (guard.service.relaunch) applies too
+START_LIMIT_INTERVAL_SEC = 600
+START_LIMIT_BURST = 5
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,8 @@ def render(spec: UnitSpec) -> str:
     if system:
         lines += ["Wants=network-online.target", "After=network-online.target remote-fs.target"]
     lines += [
-        "StartLimitIntervalSec=600",
-        "StartLimitBurst=5",
+        f"StartLimitIntervalSec={START_LIMIT_INTERVAL_SEC}",
+        f"StartLimitBurst={START_LIMIT_BURST}",
         "",
         "[Service]",
         "Type=notify",

@@ -88,7 +88,8 @@ def test_install_service_names_the_tilde_of_the_service_account(tmp_path):
 
 @pytest.mark.integration
 def test_windows_install_without_pywin32_says_what_to_install(tmp_path, new_store):
-    res = guardctl("install-service", "--windows", "--config", str(_config(tmp_path, new_store)))
+    res = guardctl("install-service", "--windows-service", "--config",
+                   str(_config(tmp_path, new_store)))
     assert res.returncode == 2
     assert "pywin32" in res.stderr and "pip install" in res.stderr
     assert "Traceback" not in res.stderr

@@ -143,7 +143,6 @@ class FakeSCM:
         self.reports: list[tuple[str, int, int]] = []
         self.health_when_running: list[bool] = []
         self.events: list[tuple[int, str]] = []
-        self.logged: list[logging.LogRecord] = []
 
     def report(self, state: str, wait_hint_ms: int = 0, exit_code: int = 0) -> None:
         if state == RUNNING:
@@ -152,17 +151,6 @@ class FakeSCM:
 
     def event(self, level: int, message: str) -> None:
         self.events.append((level, message))
-
-    def log_handler(self) -> logging.Handler:
-        scm = self
-
-        class Collect(logging.Handler):
-            def emit(self, record: logging.LogRecord) -> None:
-                scm.logged.append(record)
-
-        handler = Collect()
-        handler.setLevel(logging.WARNING)
-        return handler
 
     def states(self) -> list[str]:
         return [s for s, _, _ in self.reports]
