@@ -339,15 +339,8 @@ def link(src: Target, dst: Target, create: bool = True) -> None:
     with folder(src.parent) as sfd, folder(dst.parent, create=create) as dfd:
         _regular(src, sfd)
         between()
-
-        def attempt() -> None:
-            if sfd is None or dfd is None:
-                _check_components(dst.parent, False, 0o777)
-                os.link(src.path, dst.path, follow_symlinks=False)
-            else:
-                os.link(src.name, dst.name, src_dir_fd=sfd, dst_dir_fd=dfd,
-                        follow_symlinks=False)
-        retrying(attempt, "hard-link", src.path, dst.path)
+        retrying(_between(os.link, src, dst, sfd, dfd, follow_symlinks=False), "hard-link",
+                 src.path, dst.path)
 
 
 def replace(src: Target, dst: Target, create: bool = False) -> None:
@@ -355,14 +348,7 @@ def replace(src: Target, dst: Target, create: bool = False) -> None:
     through a symlinked folder. Renaming moves a symlink itself, never what it points to."""
     with folder(src.parent) as sfd, folder(dst.parent, create=create) as dfd:
         between()
-
-        def attempt() -> None:
-            if sfd is None or dfd is None:
-                _check_components(dst.parent, False, 0o777)
-                os.replace(src.path, dst.path)
-            else:
-                os.replace(src.name, dst.name, src_dir_fd=sfd, dst_dir_fd=dfd)
-        moving(attempt, src.path, dst.path)
+        _replace_in(src, dst, sfd, dfd)
 
 
 def rename_new(src: Target, dst: Target, create: bool = True) -> None:
@@ -380,14 +366,7 @@ def rename_new(src: Target, dst: Target, create: bool = True) -> None:
         except FileNotFoundError:
             pass
         between()
-
-        def attempt() -> None:
-            if sfd is None or dfd is None:
-                _check_components(dst.parent, False, 0o777)
-                os.rename(src.path, dst.path)
-            else:
-                os.rename(src.name, dst.name, src_dir_fd=sfd, dst_dir_fd=dfd)
-        moving(attempt, src.path, dst.path)
+        moving(_between(os.rename, src, dst, sfd, dfd), src.path, dst.path)
 
 
 def write_new(target: Target, data: bytes, mode: int = 0o666, create: bool = True,
@@ -551,13 +530,20 @@ def mkdir_new(target: Target, mode: int = 0o777) -> None:
 def _replace_in(src: Target, dst: Target, sfd: int | None, dfd: int | None) -> None:
     """os.replace of `src` onto `dst` in their open folders, retried while another program
     holds one open (`retrying`; a test seam too)."""
+    moving(_between(os.replace, src, dst, sfd, dfd), src.path, dst.path)
+
+
+def _between(op: Callable[..., None], src: Target, dst: Target, sfd: int | None,
+             dfd: int | None, **kw: bool) -> Callable[[], None]:
+    """One attempt of the two-folder call `op` (os.link, os.rename, os.replace): by name in
+    the open folders, or, without descriptors, by path after checking `dst`'s folders."""
     def attempt() -> None:
         if sfd is None or dfd is None:
             _check_components(dst.parent, False, 0o777)
-            os.replace(src.path, dst.path)
+            op(src.path, dst.path, **kw)
         else:
-            os.replace(src.name, dst.name, src_dir_fd=sfd, dst_dir_fd=dfd)
-    moving(attempt, src.path, dst.path)
+            op(src.name, dst.name, src_dir_fd=sfd, dst_dir_fd=dfd, **kw)
+    return attempt
 
 
 def write_atomic(target: Target, data: bytes, mode: int | None = 0o666, create: bool = True,

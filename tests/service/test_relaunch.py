@@ -149,23 +149,33 @@ def test_run_relaunch_hands_the_daemon_to_this_loop(monkeypatch):
 
 
 # ---- a real relaunching daemon ------------------------------------------------------------------
-@pytest.mark.integration
-def test_a_daemon_that_cannot_start_is_started_again_and_a_stop_ends_the_loop(
-        tmp_path, new_store, make_guard):
-    """Its port is taken by a socket this test holds: the daemon fails, the process stays and
-    says it starts again in 10 s; with the port released the next start serves; `guardctl
-    stop` then ends the process with 0 (no relaunch after a clean stop)."""
+def failing_at_first(store, make_guard):
+    """A real `guardctl run --relaunch` whose first daemon fails (its port is held by the
+    returned socket) and that now waits to start it again: (guard, port, holder)."""
     port = free_port()
     holder = socket.socket()
     holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     holder.bind(("127.0.0.1", port))
     holder.listen()
     try:
-        guard = make_guard(new_store, port=port, extra=("--relaunch",)).start()
-        assert guard.proc is not None
+        guard = make_guard(store, port=port, extra=("--relaunch",)).start()
         wait_for(lambda: "starting it again in 10 s" in guard.output(), timeout=30,
                  what="the relauncher to say it starts the daemon again")
-        assert guard.proc.poll() is None, guard.output()
+    except BaseException:
+        holder.close()
+        raise
+    return guard, port, holder
+
+
+@pytest.mark.integration
+def test_a_daemon_that_cannot_start_is_started_again_and_a_stop_ends_the_loop(
+        tmp_path, new_store, make_guard):
+    """Its port is taken by a socket this test holds: the daemon fails, the process stays and
+    says it starts again in 10 s; with the port released the next start serves; `guardctl
+    stop` then ends the process with 0 (no relaunch after a clean stop)."""
+    guard, port, holder = failing_at_first(new_store, make_guard)
+    try:
+        assert guard.proc is not None and guard.proc.poll() is None, guard.output()
         assert f"port {port} is taken" in guard.output()
     finally:
         holder.close()
@@ -181,16 +191,9 @@ def test_a_stop_while_the_relauncher_waits_ends_it_at_once_with_0(tmp_path, new_
                                                                   make_guard):
     """Between starts no daemon listens: `guardctl stop` must still end the process, quickly
     and cleanly, and nothing is started after it."""
-    port = free_port()
-    holder = socket.socket()
-    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    holder.bind(("127.0.0.1", port))
-    holder.listen()
+    guard, port, holder = failing_at_first(new_store, make_guard)
     try:
-        guard = make_guard(new_store, port=port, extra=("--relaunch",)).start()
         assert guard.proc is not None
-        wait_for(lambda: "starting it again in 10 s" in guard.output(), timeout=30,
-                 what="the relauncher to wait")
         began = time.monotonic()
         res = guard.ctl("stop")
         assert res.returncode == 0, res.stderr
