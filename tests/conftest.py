@@ -9,6 +9,7 @@ server tree the daemon recorded; nothing is ever ended by name (the machine is s
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -93,13 +94,36 @@ def syncthing_pair(tmp_path):
         yield lab
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server for the session (tests/helpers/postgres.py): on
+    127.0.0.1 on a free port, trust auth, fsync off; ended by pid at the end. Skips when
+    Debian's postgresql is not installed (fails in CI)."""
+    from tests.helpers.postgres import PostgresServer, require
+
+    server = PostgresServer(require()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> Iterator[str]:
+    """A new empty database on `postgres_server` for this test, as a SQLAlchemy URL
+    (postgresql://postgres@127.0.0.1:<port>/<db>); dropped afterwards."""
+    name = postgres_server.create_database()
+    yield postgres_server.url(name)
+    postgres_server.drop_database(name)
+
+
 # ---- the inner loop: `pytest -m "not integration"` runs in seconds ---------------------------
 # An integration test starts real processes (a daemon, an MLflow server, `guardctl`, any
 # subprocess) or a simulated sync client. Tests using these fixtures are marked here; a module
 # whose tests all are says `pytestmark = pytest.mark.integration`, a single test
 # `@pytest.mark.integration`.
 INTEGRATION_FIXTURES = frozenset({"make_guard", "shared_guard", "synced",
-                                  "syncthing_pair"})
+                                  "syncthing_pair", "postgres_server", "postgres_url"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
